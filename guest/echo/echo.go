@@ -1,0 +1,78 @@
+// Package echo is the wasiserve echo service: an http.Handler that answers
+// every request with its own body, plus a health check and a route that says
+// how the process got its listener. The guest main package serves it under
+// WASI; the host harness serves the very same code natively.
+package echo
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+
+	"github.com/wasiserve/wasiserve/guest/wasisock"
+)
+
+// DefaultContentType is the response type of a request that names none.
+const DefaultContentType = "text/plain"
+
+// Report is the JSON body of GET /listener.
+type Report struct {
+	// Listener says how the process obtained its listening socket.
+	Listener wasisock.Info `json:"listener"`
+	// GoVersion is runtime.Version() of the build that serves.
+	GoVersion string `json:"go_version"`
+	// GOOS and GOARCH name the build's target.
+	GOOS   string `json:"goos"`
+	GOARCH string `json:"goarch"`
+}
+
+// NewHandler returns the echo service. info is reported by GET /listener;
+// logger receives per-request errors (nil discards them).
+func NewHandler(info wasisock.Info, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	report := Report{Listener: info, GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /listener", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			logger.Warn("write /listener", "err", err)
+		}
+	})
+	mux.Handle("/", echoHandler{logger: logger})
+	return mux
+}
+
+// echoHandler streams the request body back without buffering it whole.
+type echoHandler struct {
+	logger *slog.Logger
+}
+
+func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	contentType := r.Header.Get("Content-Type")
+	if contentType == "" {
+		contentType = DefaultContentType
+	}
+	w.Header().Set("Content-Type", contentType)
+	// HTTP/1 servers otherwise drain the body before the first response
+	// byte, which would force whole-body buffering. HTTP/2 is always full
+	// duplex and reports ErrNotSupported.
+	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		h.logger.Warn("enable full duplex", "err", err)
+	}
+	if _, err := io.Copy(w, r.Body); err != nil {
+		// The client went away or sent a broken body; the status line
+		// may already be out, so there is nothing better to tell it.
+		h.logger.Debug("echo body", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+}

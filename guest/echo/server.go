@@ -1,0 +1,81 @@
+package echo
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ServerConfig holds the http.Server limits of the echo service.
+type ServerConfig struct {
+	// ReadHeaderTimeout bounds how long a client may take to send headers.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout bounds how long a keep-alive connection may sit idle.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int
+}
+
+// Environment variables read by ServerConfigFromEnv.
+const (
+	EnvReadHeaderTimeout = "ECHO_READ_HEADER_TIMEOUT"
+	EnvIdleTimeout       = "ECHO_IDLE_TIMEOUT"
+	EnvMaxHeaderBytes    = "ECHO_MAX_HEADER_BYTES"
+)
+
+// DefaultServerConfig returns the limits used when the environment sets none.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    http.DefaultMaxHeaderBytes,
+	}
+}
+
+// ServerConfigFromEnv returns DefaultServerConfig overridden by the
+// ECHO_* variables that getenv reports. Durations use time.ParseDuration.
+func ServerConfigFromEnv(getenv func(string) string) (ServerConfig, error) {
+	cfg := DefaultServerConfig()
+	durations := []struct {
+		key string
+		dst *time.Duration
+	}{
+		{EnvReadHeaderTimeout, &cfg.ReadHeaderTimeout},
+		{EnvIdleTimeout, &cfg.IdleTimeout},
+	}
+	for _, d := range durations {
+		v := getenv(d.key)
+		if v == "" {
+			continue
+		}
+		parsed, err := time.ParseDuration(v)
+		if err != nil || parsed <= 0 {
+			return cfg, fmt.Errorf("%s=%q: want a positive duration such as 10s", d.key, v)
+		}
+		*d.dst = parsed
+	}
+	if v := getenv(EnvMaxHeaderBytes); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("%s=%q: want a positive byte count", EnvMaxHeaderBytes, v)
+		}
+		cfg.MaxHeaderBytes = n
+	}
+	return cfg, nil
+}
+
+// NewServer returns an http.Server for handler with cfg's limits, serving
+// HTTP/1.1 and unencrypted HTTP/2 (prior knowledge) alike.
+func NewServer(handler http.Handler, cfg ServerConfig) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		Protocols:         &protocols,
+	}
+}

@@ -1,0 +1,64 @@
+// Command guest is the wasiserve echo service. The same source builds for
+// WASI (GOOS=wasip1 GOARCH=wasm go build -o echo.wasm ./guest), where it
+// serves on the listening socket its host preopened, and natively
+// (go run ./guest), where it listens on -listen or $LISTEN_ADDR.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/wasiserve/wasiserve/guest/echo"
+	"github.com/wasiserve/wasiserve/guest/wasisock"
+)
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(logger, os.Args[1:]); err != nil {
+		logger.Error("echo guest stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(logger *slog.Logger, args []string) error {
+	flags := flag.NewFlagSet("guest", flag.ContinueOnError)
+	defaultAddr := os.Getenv("LISTEN_ADDR")
+	if defaultAddr == "" {
+		defaultAddr = wasisock.DefaultAddr
+	}
+	addr := flags.String("listen", defaultAddr, "address to listen on when no socket is inherited (native builds; host:port or unix:/path)")
+	name := flags.String("listen-name", "", "LISTEN_FDNAMES entry of the socket to serve on")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := echo.ServerConfigFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	ln, info, err := wasisock.Listen(wasisock.Config{Addr: *addr, Name: *name})
+	if err != nil {
+		return err
+	}
+	server := echo.NewServer(echo.NewHandler(info, logger), cfg)
+
+	ctx, stop := shutdownContext()
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		server.Shutdown(shutdownCtx)
+	}()
+
+	logger.Info("echo guest serving", "source", info.Source, "fd", info.FD, "addr", info.Addr)
+	if err := server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}

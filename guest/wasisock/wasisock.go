@@ -1,0 +1,157 @@
+// Package wasisock gives a guest its listening socket as a net.Listener.
+//
+// On GOOS=wasip1 a module cannot call net.Listen: the host must preopen the
+// listening socket. Listen finds it, either from the systemd convention
+// (LISTEN_FDS, LISTEN_FDNAMES) or by scanning the guest's file descriptors for
+// a stream socket, skipping preopened directories, so it works whatever fd
+// number the host gave it (3, 4, ...). On every other GOOS the same call
+// inherits LISTEN_FDS sockets or listens on an address, so one main package
+// serves natively and under a WebAssembly runtime.
+package wasisock
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Source says how a listener was obtained.
+type Source string
+
+const (
+	// SourceListenFDs is a socket passed by the systemd convention LISTEN_FDS.
+	SourceListenFDs Source = "LISTEN_FDS"
+	// SourceScan is a preopened socket found by scanning file descriptors.
+	SourceScan Source = "scan"
+	// SourceAddress is a socket the process bound itself (native builds only).
+	SourceAddress Source = "address"
+)
+
+// DefaultAddr is the address a native build listens on when none is given.
+const DefaultAddr = "127.0.0.1:8080"
+
+// firstListenFD is the first file descriptor after stdin, stdout and stderr,
+// where both systemd and WASI hosts place inherited sockets.
+const firstListenFD = 3
+
+// Config says where to look for the listener.
+type Config struct {
+	// Addr is the address a native build listens on when no socket is
+	// inherited: "host:port" (TCP) or "unix:/path". Empty means DefaultAddr.
+	// WASI builds ignore it: they cannot bind sockets themselves.
+	Addr string
+	// Name selects, among several LISTEN_FDS sockets, the one whose
+	// LISTEN_FDNAMES entry matches. Empty means the first.
+	Name string
+	// Getenv reads the environment; nil means os.Getenv. Tests replace it.
+	Getenv func(string) string
+}
+
+func (c Config) getenv(key string) string {
+	if c.Getenv != nil {
+		return c.Getenv(key)
+	}
+	return os.Getenv(key)
+}
+
+// Info describes the listener that Listen returned.
+type Info struct {
+	// Source says how the socket was obtained.
+	Source Source `json:"source"`
+	// FD is the socket's file descriptor in this process, or -1 when the
+	// process bound the socket itself.
+	FD int `json:"fd"`
+	// Name is the socket's LISTEN_FDNAMES entry, if any.
+	Name string `json:"name,omitempty"`
+	// Addr is the listening address as far as it is known: WASI hosts do
+	// not expose it to the guest, so it is empty there.
+	Addr string `json:"addr,omitempty"`
+}
+
+// ErrNoListener is returned (wrapped) when no listening socket was found.
+var ErrNoListener = errors.New("no listening socket")
+
+// Listen returns the process's listening socket and how it was found.
+func Listen(cfg Config) (net.Listener, Info, error) {
+	if fds, ok, err := listenFDs(cfg); err != nil {
+		return nil, Info{}, err
+	} else if ok {
+		return pickListenFD(cfg, fds)
+	}
+	return listenDefault(cfg)
+}
+
+// listenFD is one socket passed by LISTEN_FDS.
+type listenFD struct {
+	fd   int
+	name string
+}
+
+// listenFDs parses the systemd socket-activation variables. ok is false when
+// they are absent or meant for another process.
+func listenFDs(cfg Config) (fds []listenFD, ok bool, err error) {
+	countText := cfg.getenv("LISTEN_FDS")
+	if countText == "" {
+		return nil, false, nil
+	}
+	if pid := cfg.getenv("LISTEN_PID"); pid != "" && checkListenPID && pid != strconv.Itoa(os.Getpid()) {
+		return nil, false, nil
+	}
+	count, err := strconv.Atoi(countText)
+	if err != nil || count < 0 || count > 1<<16 {
+		return nil, false, fmt.Errorf("LISTEN_FDS=%q: want a count of sockets", countText)
+	}
+	if count == 0 {
+		return nil, false, nil
+	}
+	var names []string
+	if n := cfg.getenv("LISTEN_FDNAMES"); n != "" {
+		names = strings.Split(n, ":")
+	}
+	for i := range count {
+		fd := listenFD{fd: firstListenFD + i}
+		if i < len(names) {
+			fd.name = names[i]
+		}
+		fds = append(fds, fd)
+	}
+	return fds, true, nil
+}
+
+// pickListenFD wraps the LISTEN_FDS socket that cfg.Name selects.
+func pickListenFD(cfg Config, fds []listenFD) (net.Listener, Info, error) {
+	for _, fd := range fds {
+		if cfg.Name != "" && fd.name != cfg.Name {
+			continue
+		}
+		ln, err := fileListener(fd.fd, fd.name)
+		if err != nil {
+			return nil, Info{}, fmt.Errorf("LISTEN_FDS socket fd %d: %w", fd.fd, err)
+		}
+		return ln, Info{Source: SourceListenFDs, FD: fd.fd, Name: fd.name, Addr: addrString(ln)}, nil
+	}
+	return nil, Info{}, fmt.Errorf("LISTEN_FDNAMES has no socket named %q: %w", cfg.Name, ErrNoListener)
+}
+
+// addrString is the listener's address, or "" where the platform does not know it.
+func addrString(ln net.Listener) string {
+	addr := ln.Addr()
+	if addr == nil {
+		return ""
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP == nil && tcp.Port == 0 {
+		return ""
+	}
+	return addr.String()
+}
+
+// fileListenerName is the os.File name given to an inherited socket.
+func fileListenerName(fd int, name string) string {
+	if name != "" {
+		return name
+	}
+	return "listener-fd-" + strconv.Itoa(fd)
+}

@@ -1,0 +1,173 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// cliRuntime describes how to serve a wasip1 guest with an installed
+// runtime's command line.
+type cliRuntime struct {
+	// command is the executable looked up in PATH.
+	command string
+	// args returns the command's arguments for a run of wasm under cfg.
+	args func(wasm string, cfg Config) []string
+	// env adds variables to the runtime's own environment.
+	env func(cfg Config) []string
+	// explain turns a failure whose stderr tail is given into a clearer
+	// error, or returns nil to keep the original.
+	explain func(stderrTail string) error
+	// note is logged at every run: what the runtime can and cannot do.
+	note string
+}
+
+// cliRuntimes lists the runtime CLIs the harness knows, by engine name.
+func cliRuntimes() map[string]cliRuntime {
+	return map[string]cliRuntime{
+		"wasmtime-cli": {
+			command: "wasmtime",
+			args: func(wasm string, cfg Config) []string {
+				args := []string{"run", "-S", "preview2=n", "-S", "tcplisten=" + cfg.Listen}
+				for _, d := range cfg.Dirs {
+					args = append(args, "--dir", d.Host+"::"+d.Guest)
+				}
+				for _, kv := range cfg.Env {
+					args = append(args, "--env", kv)
+				}
+				return append(append(args, wasm), cfg.Args...)
+			},
+			explain: func(tail string) error {
+				if strings.Contains(tail, "tcplisten") || strings.Contains(tail, "preview2") {
+					return errors.New("this wasmtime CLI rejects `-S preview2=n -S tcplisten`: the wasi-common implementation " +
+						"that served preopened sockets was removed from wasmtime in 2026; use --engine wasmtime " +
+						"(embedded wasmtime 19) or --engine wazero instead")
+				}
+				return nil
+			},
+			note: "wasmtime's CLI puts tcplisten sockets before --dir directories, which hides the directories from the guest (wasmtime issue 3936)",
+		},
+		"wazero-cli": {
+			command: "wazero",
+			args: func(wasm string, cfg Config) []string {
+				args := []string{"run", "-listen", cfg.Listen}
+				for _, d := range cfg.Dirs {
+					args = append(args, "-mount", d.Host+":"+d.Guest)
+				}
+				for _, kv := range cfg.Env {
+					args = append(args, "-env", kv)
+				}
+				return append(append(args, wasm), cfg.Args...)
+			},
+			note: "wazero's poll_oneoff does not sleep on sockets: expect a busy core while the guest is idle",
+		},
+		"wasmedge-cli": {
+			command: "wasmedge",
+			args: func(wasm string, cfg Config) []string {
+				args := []string{"--env", "LISTEN_ADDR=" + cfg.Listen}
+				for _, d := range cfg.Dirs {
+					args = append(args, "--dir", d.Guest+":"+d.Host)
+				}
+				for _, kv := range cfg.Env {
+					args = append(args, "--env", kv)
+				}
+				return append(append(args, wasm), cfg.Args...)
+			},
+			note: "WasmEdge preopens no listener: the guest must bind LISTEN_ADDR itself through WasmEdge's socket extensions",
+		},
+	}
+}
+
+// cliEngine runs guests with an installed runtime CLI, one process per run.
+type cliEngine struct {
+	name    string
+	runtime cliRuntime
+	path    string
+}
+
+func newCLI(name string, rt cliRuntime) (Engine, error) {
+	path, err := exec.LookPath(rt.command)
+	if err != nil {
+		return nil, fmt.Errorf("engine %s: the %s command is not installed (not in PATH); "+
+			"install it, or use the embedded engines: --engine %s", name, rt.command, strings.Join(Embedded(), " or --engine "))
+	}
+	return &cliEngine{name: name, runtime: rt, path: path}, nil
+}
+
+func (e *cliEngine) Name() string { return e.name }
+
+func (e *cliEngine) Load(_ context.Context, path string) (Module, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return &cliModule{engine: e, wasm: path}, nil
+}
+
+func (e *cliEngine) Close(context.Context) error { return nil }
+
+type cliModule struct {
+	engine *cliEngine
+	wasm   string
+}
+
+func (m *cliModule) Close(context.Context) error { return nil }
+
+func (m *cliModule) Run(ctx context.Context, cfg Config) error {
+	rt := m.engine.runtime
+	cfg.logger().Info("running guest with an installed runtime", "command", m.engine.path, "note", rt.note)
+	cmd := exec.CommandContext(ctx, m.engine.path, rt.args(m.wasm, cfg)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Env = os.Environ()
+	if rt.env != nil {
+		cmd.Env = append(cmd.Env, rt.env(cfg)...)
+	}
+	tail := &tailBuffer{max: 4096}
+	cmd.Stdout = writerOrDiscard(cfg.Stdout)
+	cmd.Stderr = io.MultiWriter(writerOrDiscard(cfg.Stderr), tail)
+	err := cmd.Run()
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return fmt.Errorf("%s: %w", m.engine.name, err)
+	}
+	if rt.explain != nil {
+		if clear := rt.explain(tail.String()); clear != nil {
+			return fmt.Errorf("%s: %w", m.engine.name, clear)
+		}
+	}
+	return &ExitError{Code: exit.ExitCode()}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf bytes.Buffer
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	if extra := t.buf.Len() - t.max; extra > 0 {
+		t.buf.Next(extra)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buf.String()
+}

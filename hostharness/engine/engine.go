@@ -1,0 +1,188 @@
+// Package engine runs a wasip1 guest module with a preopened listening
+// socket under one of several WebAssembly engines: wazero (pure Go),
+// wasmtime embedded through cgo, or an installed runtime CLI.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Mount preopens a host directory for the guest.
+type Mount struct {
+	// Host is the directory on the host.
+	Host string
+	// Guest is the path the guest sees it at.
+	Guest string
+}
+
+// ParseMount parses "host[:guest]"; guest defaults to host.
+func ParseMount(s string) (Mount, error) {
+	host, guest, found := strings.Cut(s, ":")
+	if host == "" || (found && guest == "") {
+		return Mount{}, fmt.Errorf("dir %q: want host[:guest]", s)
+	}
+	if !found {
+		guest = host
+	}
+	return Mount{Host: host, Guest: guest}, nil
+}
+
+// Config describes one run of a guest.
+type Config struct {
+	// Args are the guest's arguments after its program name.
+	Args []string
+	// Env holds "KEY=VALUE" entries; the guest sees nothing else.
+	Env []string
+	// Dirs are preopened in order, at fds 3, 4, ...; the listener comes
+	// after them so that the guest's preopen scan still finds them.
+	Dirs []Mount
+	// Listen is the "host:port" the engine binds and preopens for the
+	// guest. The port must not be 0: Serve picks one first.
+	Listen string
+	// Stdout and Stderr receive the guest's output; nil discards it.
+	Stdout, Stderr io.Writer
+	// Logger receives the engine's own messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// ListenerFD is the guest fd number at which cfg's listener is preopened.
+func (cfg Config) ListenerFD() uint32 {
+	return uint32(3 + len(cfg.Dirs))
+}
+
+// splitEnv splits a "KEY=VALUE" entry.
+func splitEnv(kv string) (key, value string, err error) {
+	key, value, ok := strings.Cut(kv, "=")
+	if !ok || key == "" {
+		return "", "", fmt.Errorf("env %q: want KEY=VALUE", kv)
+	}
+	return key, value, nil
+}
+
+func (cfg Config) logger() *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
+}
+
+// Engine loads guest modules. Engines are safe for concurrent use.
+type Engine interface {
+	// Name is the engine's name as given to New.
+	Name() string
+	// Load compiles the module at path (through the engine's compilation
+	// cache, where it has one) so that it can be run many times.
+	Load(ctx context.Context, path string) (Module, error)
+	// Close releases the engine's resources.
+	Close(ctx context.Context) error
+}
+
+// Module is a compiled guest.
+type Module interface {
+	// Run instantiates the guest and runs its _start until it exits or ctx
+	// is done. It returns nil on exit code 0 and when ctx stopped it, and
+	// an *ExitError when the guest exited non-zero or trapped.
+	Run(ctx context.Context, cfg Config) error
+	// Close releases the compiled code.
+	Close(ctx context.Context) error
+}
+
+// ExitError reports a guest that exited with a non-zero code or trapped.
+type ExitError struct {
+	// Code is the guest's exit code; 1 for a trap.
+	Code int
+	// Trap is the trap message, empty for a plain exit.
+	Trap string
+}
+
+func (e *ExitError) Error() string {
+	if e.Trap != "" {
+		return "guest trapped: " + e.Trap
+	}
+	return fmt.Sprintf("guest exited with code %d", e.Code)
+}
+
+// Options configure New.
+type Options struct {
+	// CacheDir holds compilation caches; empty means DefaultCacheDir().
+	CacheDir string
+}
+
+// DefaultCacheDir is wasiserve's directory under the user cache dir.
+func DefaultCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "wasiserve")
+}
+
+// constructor builds one kind of engine.
+type constructor func(ctx context.Context, opts Options) (Engine, error)
+
+// constructors lists every engine this build knows. Engines needing cgo
+// register a stub explaining how to get them when built without it.
+func constructors() map[string]constructor {
+	m := map[string]constructor{
+		Wazero:   newWazero,
+		Wasmtime: newWasmtimeEmbedded,
+	}
+	for name, rt := range cliRuntimes() {
+		m[name] = func(context.Context, Options) (Engine, error) { return newCLI(name, rt) }
+	}
+	return m
+}
+
+// Engine names.
+const (
+	Wazero   = "wazero"
+	Wasmtime = "wasmtime"
+)
+
+// Names lists the engine names New accepts, sorted.
+func Names() []string {
+	var names []string
+	for name := range constructors() {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Embedded lists the engines linked into this binary that can run.
+func Embedded() []string {
+	if wasmtimeAvailable {
+		return []string{Wasmtime, Wazero}
+	}
+	return []string{Wazero}
+}
+
+// Default is the engine used when none is named: wasmtime where it is
+// linked in (no idle spin, higher throughput, as measured in README),
+// otherwise wazero.
+func Default() string {
+	return Embedded()[0]
+}
+
+// ErrUnknownEngine is returned (wrapped) by New for an unknown name.
+var ErrUnknownEngine = errors.New("unknown engine")
+
+// New returns the named engine.
+func New(ctx context.Context, name string, opts Options) (Engine, error) {
+	if opts.CacheDir == "" {
+		opts.CacheDir = DefaultCacheDir()
+	}
+	c, ok := constructors()[name]
+	if !ok {
+		return nil, fmt.Errorf("engine %q: %w (have %s)", name, ErrUnknownEngine, strings.Join(Names(), ", "))
+	}
+	return c(ctx, opts)
+}

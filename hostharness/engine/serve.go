@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// ReadyTimeout bounds how long Serve waits for a guest's listener.
+const ReadyTimeout = 30 * time.Second
+
+// Instance is a guest being served on a listener.
+type Instance struct {
+	// Addr is the listener's "host:port", with the real port even when
+	// port 0 was asked for.
+	Addr   string
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Serve runs mod under cfg in the background and returns once its listener
+// accepts connections. cfg.Listen may use port 0: a free port is picked and
+// reported in Instance.Addr, since engines that bind the socket themselves
+// cannot report it. A port in use fails here, with the operating system's
+// error, before the engine starts.
+func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
+	addr, err := reserve(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Listen = addr
+	runCtx, cancel := context.WithCancel(ctx)
+	inst := &Instance{Addr: addr, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(inst.done)
+		inst.err = mod.Run(runCtx, cfg)
+	}()
+	if err := inst.waitReady(ctx); err != nil {
+		inst.Stop()
+		return nil, err
+	}
+	return inst, nil
+}
+
+// reserve checks that listen can be bound and resolves port 0 to a free port.
+func reserve(listen string) (string, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", fmt.Errorf("listen %s: %w", listen, err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	host, _, _ := net.SplitHostPort(listen)
+	if host == "" {
+		host = addr.IP.String()
+	}
+	if err := ln.Close(); err != nil {
+		return "", fmt.Errorf("listen %s: %w", listen, err)
+	}
+	return net.JoinHostPort(host, fmt.Sprint(addr.Port)), nil
+}
+
+// waitReady dials the listener until it accepts a connection, the guest
+// exits or ReadyTimeout passes.
+func (inst *Instance) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(ReadyTimeout)
+	target := dialTarget(inst.Addr)
+	for {
+		conn, err := net.DialTimeout("tcp", target, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-inst.done:
+			if inst.err != nil {
+				return fmt.Errorf("guest stopped before listening on %s: %w", inst.Addr, inst.err)
+			}
+			return fmt.Errorf("guest exited before listening on %s", inst.Addr)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("guest not listening on %s after %s: %w", inst.Addr, ReadyTimeout, err)
+		}
+	}
+}
+
+// dialTarget turns a wildcard listen address into one a client can dial.
+func dialTarget(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if ip != nil && ip.To4() == nil {
+			return net.JoinHostPort("::1", port)
+		}
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+// URL is the instance's base URL for clients.
+func (inst *Instance) URL() string {
+	return "http://" + dialTarget(inst.Addr)
+}
+
+// Done is closed when the guest has stopped.
+func (inst *Instance) Done() <-chan struct{} { return inst.done }
+
+// Wait waits for the guest to stop and returns Module.Run's result.
+func (inst *Instance) Wait() error {
+	<-inst.done
+	return inst.err
+}
+
+// Stop stops the guest and waits for it.
+func (inst *Instance) Stop() error {
+	inst.cancel()
+	return inst.Wait()
+}
+
+// ExitCode maps a Run result to a process exit status.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var exit *ExitError
+	if errors.As(err, &exit) && exit.Code > 0 && exit.Code < 256 {
+		return exit.Code
+	}
+	return 1
+}

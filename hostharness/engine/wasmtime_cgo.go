@@ -1,0 +1,282 @@
+//go:build cgo
+
+package engine
+
+/*
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+// From wasmtime 19's wasi.h; wasmtime-go links the library that defines it
+// but does not wrap it.
+typedef struct wasi_config_t wasi_config_t;
+extern bool wasi_config_preopen_socket(wasi_config_t *config, uint32_t fd_num, const char *host_port);
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/bytecodealliance/wasmtime-go/v19"
+)
+
+// wasmtimeAvailable reports that the embedded wasmtime engine is linked in.
+const wasmtimeAvailable = true
+
+// preopenSocketAllowEnv must be set or wasmtime 19 panics in
+// wasi_config_preopen_socket.
+const preopenSocketAllowEnv = "WASMTIME_WASI_CONFIG_PREOPEN_SOCKET_ALLOW"
+
+// wasmtimeEngine runs guests with wasmtime 19 embedded through wasmtime-go.
+// Every Run gets an engine of its own, so that interrupting one run (epochs
+// are per engine) cannot interrupt another; compiled code is shared by
+// serialising it once.
+type wasmtimeEngine struct {
+	cacheConfig string // path of wasmtime's cache configuration file
+}
+
+func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
+	dir := filepath.Join(opts.CacheDir, "wasmtime")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("wasmtime cache: %w", err)
+	}
+	cacheConfig := filepath.Join(dir, "cache-config.toml")
+	toml := fmt.Sprintf("[cache]\nenabled = true\ndirectory = %q\n", filepath.Join(dir, "cache"))
+	if err := os.WriteFile(cacheConfig, []byte(toml), 0o644); err != nil {
+		return nil, fmt.Errorf("wasmtime cache config: %w", err)
+	}
+	return &wasmtimeEngine{cacheConfig: cacheConfig}, nil
+}
+
+func (e *wasmtimeEngine) Name() string { return Wasmtime }
+
+// newEngine returns a wasmtime engine with epoch interruption (to stop a
+// guest) and the compilation cache on. All engines share one configuration,
+// so code serialised by one deserialises in another.
+func (e *wasmtimeEngine) newEngine() (*wasmtime.Engine, error) {
+	cfg := wasmtime.NewConfig()
+	cfg.SetEpochInterruption(true)
+	if err := cfg.CacheConfigLoad(e.cacheConfig); err != nil {
+		return nil, fmt.Errorf("wasmtime cache config %s: %w", e.cacheConfig, err)
+	}
+	return wasmtime.NewEngineWithConfig(cfg), nil
+}
+
+func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	eng, err := e.newEngine()
+	if err != nil {
+		return nil, err
+	}
+	mod, err := wasmtime.NewModule(eng, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compile %s with wasmtime: %w", path, err)
+	}
+	code, err := mod.Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("serialise %s: %w", path, err)
+	}
+	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}, nil
+}
+
+func (e *wasmtimeEngine) Close(context.Context) error { return nil }
+
+type wasmtimeModule struct {
+	engine *wasmtimeEngine
+	code   []byte
+	name   string
+}
+
+func (m *wasmtimeModule) Close(context.Context) error { return nil }
+
+func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
+	eng, err := m.engine.newEngine()
+	if err != nil {
+		return err
+	}
+	mod, err := wasmtime.NewModuleDeserialize(eng, m.code)
+	if err != nil {
+		return fmt.Errorf("wasmtime: load compiled %s: %w", m.name, err)
+	}
+	wasi, waitOutput, err := m.wasiConfig(cfg)
+	if err != nil {
+		return err
+	}
+	store := wasmtime.NewStore(eng)
+	store.SetWasi(wasi)
+	defer func() {
+		store.Close() // closes the guest's stdio, ending the output copies
+		waitOutput()
+	}()
+	store.SetEpochDeadline(1)
+
+	linker := wasmtime.NewLinker(eng)
+	if err := linker.DefineWasi(); err != nil {
+		return fmt.Errorf("wasmtime: define WASI: %w", err)
+	}
+	instance, err := linker.Instantiate(store, mod)
+	if err != nil {
+		return fmt.Errorf("wasmtime: instantiate %s: %w", m.name, err)
+	}
+	start := instance.GetFunc(store, "_start")
+	if start == nil {
+		return fmt.Errorf("wasmtime: %s has no _start: not a WASI command", m.name)
+	}
+
+	stopped := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+			interrupt(eng, cfg.Listen)
+		case <-stopped:
+		}
+	}()
+	_, err = start.Call(store)
+	close(stopped)
+	wg.Wait()
+	return wasmtimeExit(ctx, err)
+}
+
+// interrupt stops a running guest: the epoch trap fires when the guest next
+// runs wasm code, and a connection to its listener wakes it from a blocking
+// poll_oneoff in case it is idle.
+func interrupt(eng *wasmtime.Engine, listen string) {
+	eng.IncrementEpoch()
+	if conn, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
+		conn.Close()
+	}
+}
+
+// wasiConfig builds the guest's WASI context: args, env, dirs, stdio and
+// the listener, which goes after the directories.
+func (m *wasmtimeModule) wasiConfig(cfg Config) (*wasmtime.WasiConfig, func(), error) {
+	wasi := wasmtime.NewWasiConfig()
+	wasi.SetArgv(append([]string{m.name}, cfg.Args...))
+	var keys, values []string
+	for _, kv := range cfg.Env {
+		k, v, err := splitEnv(kv)
+		if err != nil {
+			return nil, nil, err
+		}
+		keys, values = append(keys, k), append(values, v)
+	}
+	wasi.SetEnv(keys, values)
+	for _, d := range cfg.Dirs {
+		if err := wasi.PreopenDir(d.Host, d.Guest); err != nil {
+			return nil, nil, fmt.Errorf("wasmtime: preopen dir %s: %w", d.Host, err)
+		}
+	}
+	stdout, err := redirect(cfg.Stdout, os.Stdout, wasi.InheritStdout, wasi.SetStdoutFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("wasmtime: guest stdout: %w", err)
+	}
+	stderr, err := redirect(cfg.Stderr, os.Stderr, wasi.InheritStderr, wasi.SetStderrFile)
+	if err != nil {
+		stdout()
+		return nil, nil, fmt.Errorf("wasmtime: guest stderr: %w", err)
+	}
+	waitOutput := func() { stdout(); stderr() }
+	if err := preopenSocket(wasi, cfg.ListenerFD(), cfg.Listen); err != nil {
+		wasi.Close()
+		waitOutput()
+		return nil, nil, err
+	}
+	return wasi, waitOutput, nil
+}
+
+// redirect connects one guest output stream to w. wasmtime 19 can only
+// inherit the host's stream or open a path, so any other writer is fed by a
+// pipe that wasmtime opens through /dev/fd. The returned function waits
+// (briefly) for the copy to drain once wasmtime has closed its end.
+func redirect(w io.Writer, std *os.File, inherit func(), setFile func(string) error) (wait func(), err error) {
+	noWait := func() {}
+	switch {
+	case w == nil:
+		return noWait, nil
+	case w == io.Writer(std):
+		inherit()
+		return noWait, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	err = setFile(fmt.Sprintf("/dev/fd/%d", pw.Fd()))
+	pw.Close() // wasmtime opened a descriptor of its own
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer r.Close()
+		io.Copy(w, r)
+	}()
+	return func() {
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}, nil
+}
+
+// preopenSocket binds listen and preopens it at guest fd fd, through the C
+// function wasmtime-go does not wrap. WasiConfig's only field is the C
+// pointer; the version is pinned in go.mod and a test covers this path.
+func preopenSocket(wasi *wasmtime.WasiConfig, fd uint32, listen string) error {
+	if err := os.Setenv(preopenSocketAllowEnv, "1"); err != nil {
+		return fmt.Errorf("wasmtime: %s: %w", preopenSocketAllowEnv, err)
+	}
+	ptr := *(**C.wasi_config_t)(unsafe.Pointer(wasi))
+	hostPort := C.CString(listen)
+	defer C.free(unsafe.Pointer(hostPort))
+	ok := C.wasi_config_preopen_socket(ptr, C.uint32_t(fd), hostPort)
+	runtime.KeepAlive(wasi)
+	if !ok {
+		return fmt.Errorf("wasmtime: preopen listener %s at fd %d failed (address in use or invalid?)", listen, fd)
+	}
+	return nil
+}
+
+// wasmtimeExit maps the result of calling _start to Run's contract.
+func wasmtimeExit(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var wErr *wasmtime.Error
+	if errors.As(err, &wErr) {
+		if code, ok := wErr.ExitStatus(); ok {
+			if code == 0 {
+				return nil
+			}
+			return &ExitError{Code: int(code)}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil // interrupted by the host
+	}
+	msg := err.Error()
+	var trap *wasmtime.Trap
+	if errors.As(err, &trap) {
+		msg = trap.Message()
+	}
+	return &ExitError{Code: 1, Trap: strings.TrimSpace(msg)}
+}

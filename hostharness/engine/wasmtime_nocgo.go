@@ -1,0 +1,15 @@
+//go:build !cgo
+
+package engine
+
+import (
+	"context"
+	"errors"
+)
+
+// wasmtimeAvailable reports that the embedded wasmtime engine is linked in.
+const wasmtimeAvailable = false
+
+func newWasmtimeEmbedded(context.Context, Options) (Engine, error) {
+	return nil, errors.New("engine wasmtime: this binary was built without cgo (CGO_ENABLED=0); rebuild with cgo and gcc, or use --engine wazero")
+}

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental/sock"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// wazeroEngine runs guests with wazero's compiler and its experimental
+// socket support, which binds the listener itself.
+type wazeroEngine struct {
+	runtime wazero.Runtime
+	cache   wazero.CompilationCache
+}
+
+func newWazero(ctx context.Context, opts Options) (Engine, error) {
+	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(opts.CacheDir, "wazero"))
+	if err != nil {
+		return nil, fmt.Errorf("wazero compilation cache: %w", err)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(true))
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("wazero: instantiate WASI: %w", err)
+	}
+	return &wazeroEngine{runtime: rt, cache: cache}, nil
+}
+
+func (e *wazeroEngine) Name() string { return Wazero }
+
+func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	compiled, err := e.runtime.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compile %s with wazero: %w", path, err)
+	}
+	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path)}, nil
+}
+
+func (e *wazeroEngine) Close(ctx context.Context) error {
+	err := e.runtime.Close(ctx)
+	return errors.Join(err, e.cache.Close(ctx))
+}
+
+type wazeroModule struct {
+	runtime  wazero.Runtime
+	compiled wazero.CompiledModule
+	name     string
+}
+
+func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
+	host, portText, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %q: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port <= 0 {
+		return fmt.Errorf("listen %q: want a non-zero port", cfg.Listen)
+	}
+	fs := wazero.NewFSConfig()
+	for _, d := range cfg.Dirs {
+		fs = fs.WithDirMount(d.Host, d.Guest)
+	}
+	modCfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: one compiled module can run many times at once
+		WithArgs(append([]string{m.name}, cfg.Args...)...).
+		WithStdout(writerOrDiscard(cfg.Stdout)).
+		WithStderr(writerOrDiscard(cfg.Stderr)).
+		WithFSConfig(fs).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	for _, kv := range cfg.Env {
+		k, v, err := splitEnv(kv)
+		if err != nil {
+			return err
+		}
+		modCfg = modCfg.WithEnv(k, v)
+	}
+	// wazero places listeners after the preopened directories.
+	ctx = sock.WithConfig(ctx, sock.NewConfig().WithTCPListener(host, port))
+	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, modCfg)
+	if mod != nil {
+		mod.Close(context.WithoutCancel(ctx))
+	}
+	return wazeroExit(ctx, err)
+}
+
+// wazeroExit maps wazero's result of running _start to Run's contract.
+func wazeroExit(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch {
+		case exit.ExitCode() == 0:
+			return nil
+		case ctx.Err() != nil:
+			return nil // stopped by the host
+		default:
+			return &ExitError{Code: int(exit.ExitCode())}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	var netErr *net.OpError
+	if errors.As(err, &netErr) {
+		return fmt.Errorf("wazero: preopen listener: %w", err) // e.g. the port is taken
+	}
+	return &ExitError{Code: 1, Trap: err.Error()}
+}
+
+func (m *wazeroModule) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+
+func writerOrDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}

@@ -1,0 +1,64 @@
+// Package guestbuild builds the wasiserve echo guest, for WASI or natively,
+// with the go command that is on PATH.
+package guestbuild
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Package is the import path of the echo guest's main package.
+const Package = "github.com/wasiserve/wasiserve/guest"
+
+// Target is a GOOS/GOARCH pair; the zero Target is the host.
+type Target struct {
+	GOOS, GOARCH string
+}
+
+// WASI is the target of wasm guests.
+var WASI = Target{GOOS: "wasip1", GOARCH: "wasm"}
+
+// Build compiles pkg for target into out. It must run inside the wasiserve
+// module (any directory of the checkout); extraEnv adds variables such as
+// CGO_ENABLED=0.
+func Build(ctx context.Context, pkg string, target Target, out string, extraEnv ...string) error {
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("build %s: the go command is needed to build the guest: %w", pkg, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("build %s: %w", pkg, err)
+	}
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	if target.GOOS != "" {
+		cmd.Env = append(cmd.Env, "GOOS="+target.GOOS, "GOARCH="+target.GOARCH)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "cannot find module") || strings.Contains(msg, "not in std") || strings.Contains(msg, "go.mod file not found") {
+			msg += "\n(run from a wasiserve checkout, or pass the path of a .wasm file)"
+		}
+		return fmt.Errorf("build %s for %s: %w\n%s", pkg, target, err, msg)
+	}
+	return nil
+}
+
+func (t Target) String() string {
+	if t.GOOS == "" {
+		return "host"
+	}
+	return t.GOOS + "/" + t.GOARCH
+}
+
+// DefaultOutput is where the harness keeps a built guest named name.
+func DefaultOutput(cacheDir, name string) string {
+	return filepath.Join(cacheDir, "guests", name)
+}

@@ -1,0 +1,75 @@
+// Command hostharness runs wasip1 guests on a preopened listening socket
+// under embedded WebAssembly engines or installed runtime CLIs.
+//
+//	hostharness serve [flags] [guest.wasm]
+//
+// Run "hostharness help" for the commands and "hostharness CMD -h" for
+// their flags.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one subcommand of hostharness.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env *cliEnv, args []string) int
+}
+
+// cliEnv is what a command may touch of the process.
+type cliEnv struct {
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "serve a guest on a listening socket until interrupted", runServe},
+	}
+}
+
+func main() {
+	env := &cliEnv{
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, env, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, env *cliEnv, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(env.stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, env, args[1:])
+		}
+	}
+	fmt.Fprintf(env.stderr, "hostharness: unknown command %q\n", args[0])
+	usage(env.stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: hostharness COMMAND [flags] [guest.wasm]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'hostharness COMMAND -h' for a command's flags.")
+}
