@@ -1,0 +1,320 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/guest/echo"
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+)
+
+// guests are the wasm modules built once for this test binary.
+type guests struct {
+	echo, fd3, dir string
+}
+
+var built guests
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wasiserve-engine-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		ctx := context.Background()
+		for _, g := range []struct {
+			pkg string
+			out *string
+		}{
+			{guestbuild.Package, &built.echo},
+			{"./testdata/fd3guest", &built.fd3},
+			{"./testdata/dirguest", &built.dir},
+		} {
+			*g.out = filepath.Join(dir, filepath.Base(g.pkg)+".wasm")
+			if err := guestbuild.Build(ctx, g.pkg, guestbuild.WASI, *g.out); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// newEngine returns the named engine with a cache shared by the test run.
+func newEngine(t *testing.T, name string) engine.Engine {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := engine.New(ctx, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(ctx) })
+	return eng
+}
+
+// serve loads wasm with eng and serves it on a free loopback port until the
+// test ends.
+func serve(t *testing.T, eng engine.Engine, wasm string, cfg engine.Config) *engine.Instance {
+	t.Helper()
+	ctx := context.Background()
+	mod, err := eng.Load(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mod.Close(ctx) })
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	var stderr lockedBuffer
+	if cfg.Stderr == nil {
+		cfg.Stderr = &stderr
+	}
+	inst, err := engine.Serve(ctx, mod, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := inst.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("guest stderr:\n%s", stderr.String())
+		}
+	})
+	return inst
+}
+
+func post(t *testing.T, url, contentType string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	client := &http.Client{Timeout: 60 * time.Second}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, got
+}
+
+func get(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, got
+}
+
+func TestEchoGuest(t *testing.T) {
+	large := make([]byte, 8<<20)
+	rand.Read(large)
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
+			t.Run("small text", func(t *testing.T) {
+				resp, got := post(t, inst.URL(), "text/plain", []byte("echo"))
+				if resp.StatusCode != 200 || string(got) != "echo" || resp.Header.Get("Content-Type") != "text/plain" {
+					t.Fatalf("got %d %q (Content-Type %q), want 200 \"echo\" text/plain", resp.StatusCode, got, resp.Header.Get("Content-Type"))
+				}
+			})
+			t.Run("large binary", func(t *testing.T) {
+				resp, got := post(t, inst.URL()+"/any/path?x=1", "application/octet-stream", large)
+				if resp.StatusCode != 200 || !bytes.Equal(got, large) {
+					t.Fatalf("got %d with %d bytes (equal: %v), want 200 echoing %d bytes", resp.StatusCode, len(got), bytes.Equal(got, large), len(large))
+				}
+			})
+			t.Run("healthz", func(t *testing.T) {
+				resp, got := get(t, inst.URL()+"/healthz")
+				if resp.StatusCode != 200 || string(got) != "ok\n" {
+					t.Fatalf("got %d %q", resp.StatusCode, got)
+				}
+			})
+			t.Run("listener report", func(t *testing.T) {
+				_, got := get(t, inst.URL()+"/listener")
+				var report echo.Report
+				if err := json.Unmarshal(got, &report); err != nil {
+					t.Fatalf("%v in %s", err, got)
+				}
+				if report.Listener.Source != "scan" || report.Listener.FD != 3 || report.GOOS != "wasip1" {
+					t.Fatalf("report %+v: want a listener found by scan at fd 3 on wasip1", report)
+				}
+			})
+		})
+	}
+}
+
+func TestDirBesideListener(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			var stderr lockedBuffer
+			inst := serve(t, newEngine(t, name), built.dir, engine.Config{
+				Dirs:   []engine.Mount{{Host: dir, Guest: "/data"}},
+				Stderr: &stderr,
+			})
+			resp, got := get(t, inst.URL()+"/hello.txt")
+			if resp.StatusCode != 200 || string(got) != "from the host\n" {
+				t.Fatalf("got %d %q; guest stderr: %s", resp.StatusCode, got, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "listener fd 4 (scan)") {
+				t.Errorf("guest stderr %q: want the listener found at fd 4, after the directory", stderr.String())
+			}
+		})
+	}
+}
+
+func TestBareFD3Guest(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.fd3, engine.Config{})
+			resp, got := post(t, inst.URL(), "", []byte("hi"))
+			if resp.StatusCode != 200 || string(got) != "fd3:hi" {
+				t.Fatalf("got %d %q, want 200 \"fd3:hi\"", resp.StatusCode, got)
+			}
+		})
+	}
+}
+
+func TestGuestExitCode(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, built.fd3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			// The listener is bound before the guest runs, so Serve may
+			// report it ready before the exit: the code then comes from Wait.
+			inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Env: []string{"EXIT_CODE=7"}})
+			if err == nil {
+				err = inst.Wait()
+			}
+			var exit *engine.ExitError
+			if !errors.As(err, &exit) || exit.Code != 7 {
+				t.Fatalf("Serve: %v, want an ExitError with code 7", err)
+			}
+			if engine.ExitCode(err) != 7 {
+				t.Errorf("ExitCode = %d, want 7", engine.ExitCode(err))
+			}
+		})
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, built.fd3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			_, err = engine.Serve(ctx, mod, engine.Config{Listen: taken.Addr().String()})
+			if err == nil || !strings.Contains(err.Error(), "address already in use") {
+				t.Fatalf("Serve on a taken port: %v, want an 'address already in use' error", err)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	garbage := filepath.Join(t.TempDir(), "garbage.wasm")
+	if err := os.WriteFile(garbage, []byte("not wasm at all"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range engine.Embedded() {
+		for _, tc := range []struct {
+			path, want string
+		}{
+			{filepath.Join(t.TempDir(), "missing.wasm"), "no such file"},
+			{garbage, "compile"},
+		} {
+			t.Run(name+"/"+filepath.Base(tc.path), func(t *testing.T) {
+				_, err := newEngine(t, name).Load(context.Background(), tc.path)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Load(%s) = %v, want an error containing %q", tc.path, err, tc.want)
+				}
+			})
+		}
+	}
+}
+
+func TestUnknownEngine(t *testing.T) {
+	_, err := engine.New(context.Background(), "nosuch", engine.Options{})
+	if !errors.Is(err, engine.ErrUnknownEngine) {
+		t.Fatalf("New(nosuch) = %v, want ErrUnknownEngine", err)
+	}
+}
+
+func TestMissingCLI(t *testing.T) {
+	for _, name := range []string{"wasmtime-cli", "wazero-cli", "wasmedge-cli"} {
+		t.Run(name, func(t *testing.T) {
+			command := strings.TrimSuffix(name, "-cli")
+			t.Setenv("PATH", t.TempDir()) // an empty PATH: the command cannot be there
+			_, err := engine.New(context.Background(), name, engine.Options{})
+			if err == nil || !strings.Contains(err.Error(), "not installed") || !strings.Contains(err.Error(), command) {
+				t.Fatalf("New(%s) with no %s in PATH = %v, want a 'not installed' error naming it", name, command, err)
+			}
+		})
+	}
+}
+
+func TestParseMount(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    engine.Mount
+		wantErr bool
+	}{
+		{in: "/srv", want: engine.Mount{Host: "/srv", Guest: "/srv"}},
+		{in: "/srv:/data", want: engine.Mount{Host: "/srv", Guest: "/data"}},
+		{in: "", wantErr: true},
+		{in: "/srv:", wantErr: true},
+		{in: ":/data", wantErr: true},
+	} {
+		got, err := engine.ParseMount(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("ParseMount(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}

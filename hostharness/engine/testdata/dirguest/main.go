@@ -1,0 +1,22 @@
+// Command dirguest serves the files of the preopened directory /data on
+// the listener the wasiserve shim finds, proving that directories stay
+// visible to the guest beside a preopened socket.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/wasiserve/wasiserve/guest/wasisock"
+)
+
+func main() {
+	ln, info, err := wasisock.Listen(wasisock.Config{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dirguest:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "dirguest: listener fd %d (%s)\n", info.FD, info.Source)
+	http.Serve(ln, http.FileServer(http.Dir("/data")))
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# test.sh: the project's test suite: formatting, vet, a cgo-free build, and
+# go test ./... (both embedded engines, real sockets on 127.0.0.1).
+set -euo pipefail
+
+usage() {
+	cat <<'USAGE'
+usage: scripts/test.sh [-h|--help] [go test flags...]
+
+Runs, from the repository root whatever the current directory:
+  gofmt -l (must list nothing), go vet ./...,
+  CGO_ENABLED=0 go build ./... (the pure-Go, wazero-only build),
+  go test ./... with any extra flags given (e.g. -run TestEcho -v).
+Needs Go 1.26 and gcc (cgo, for the embedded wasmtime engine).
+USAGE
+}
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== gofmt"
+unformatted=$(gofmt -l .)
+if [[ -n "$unformatted" ]]; then
+	echo "gofmt needed on:"; echo "$unformatted"; exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== CGO_ENABLED=0 go build"
+CGO_ENABLED=0 go build ./...
+echo "== go test"
+go test -count=1 -timeout 15m "$@" ./...
