@@ -1,0 +1,176 @@
+package echo_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/guest/echo"
+	"github.com/wasiserve/wasiserve/guest/wasisock"
+)
+
+func newServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	info := wasisock.Info{Source: wasisock.SourceAddress, FD: -1}
+	srv := httptest.NewUnstartedServer(echo.NewHandler(info, nil))
+	srv.Config = echo.NewServer(srv.Config.Handler, echo.DefaultServerConfig())
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHandler(t *testing.T) {
+	srv := newServer(t)
+	for _, tc := range []struct {
+		name, method, path, contentType, body string
+		wantStatus                            int
+		wantType, wantBody                    string
+	}{
+		{"curl echo", "POST", "/", "text/plain", "echo", 200, "text/plain", "echo"},
+		{"default type", "PUT", "/a/b?c=d", "", "data", 200, "text/plain", "data"},
+		{"mirrored type", "PATCH", "/x", "application/octet-stream", "\x00\x01", 200, "application/octet-stream", "\x00\x01"},
+		{"empty body", "DELETE", "/", "", "", 200, "text/plain", ""},
+		{"healthz", "GET", "/healthz", "", "", 200, "text/plain; charset=utf-8", "ok\n"},
+		{"POST healthz echoes", "POST", "/healthz", "text/plain", "not a probe", 200, "text/plain", "not a probe"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.contentType != "" {
+				req.Header.Set("Content-Type", tc.contentType)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.wantStatus || resp.Header.Get("Content-Type") != tc.wantType || string(got) != tc.wantBody {
+				t.Fatalf("got %d %q %q, want %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), got, tc.wantStatus, tc.wantType, tc.wantBody)
+			}
+		})
+	}
+}
+
+func TestListenerReport(t *testing.T) {
+	srv := newServer(t)
+	resp, err := srv.Client().Get(srv.URL + "/listener")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var report echo.Report
+	if err := json.NewDecoder(resp.Body).Decode(&report); err != nil {
+		t.Fatal(err)
+	}
+	if report.Listener.Source != wasisock.SourceAddress || report.GoVersion == "" || report.GOOS == "" {
+		t.Fatalf("report %+v", report)
+	}
+}
+
+// TestStreamsWithoutBuffering proves the echo is streamed: the response
+// starts arriving while most of the request body is still unsent, and
+// 100 MiB come back byte for byte.
+func TestStreamsWithoutBuffering(t *testing.T) {
+	srv := newServer(t)
+	const total, first = 100 << 20, 1 << 20
+	chunk := make([]byte, 64<<10)
+	rand.Read(chunk)
+	pr, pw := io.Pipe()
+	sentHash := sha256.New()
+	proceed := make(chan struct{})
+	go func() {
+		w := io.MultiWriter(pw, sentHash)
+		for sent := 0; sent < total; sent += len(chunk) {
+			if sent == first {
+				select {
+				case <-proceed:
+				case <-time.After(30 * time.Second):
+					pw.CloseWithError(io.ErrUnexpectedEOF)
+					return
+				}
+			}
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, err := http.NewRequest("POST", srv.URL, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	gotHash := sha256.New()
+	if _, err := io.CopyN(gotHash, resp.Body, first); err != nil {
+		t.Fatalf("reading the first MiB before the rest was sent: %v", err)
+	}
+	close(proceed)
+	n, err := io.Copy(gotHash, resp.Body)
+	if err != nil || n+first != total {
+		t.Fatalf("echoed %d bytes, %v; want %d", n+first, err, total)
+	}
+	if !bytes.Equal(gotHash.Sum(nil), sentHash.Sum(nil)) {
+		t.Fatal("echoed body differs from the one sent")
+	}
+}
+
+func TestServerConfigFromEnv(t *testing.T) {
+	def := echo.DefaultServerConfig()
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		want    echo.ServerConfig
+		wantErr string
+	}{
+		{"defaults", nil, def, ""},
+		{"overrides", map[string]string{echo.EnvReadHeaderTimeout: "2s", echo.EnvIdleTimeout: "1m", echo.EnvMaxHeaderBytes: "4096"},
+			echo.ServerConfig{ReadHeaderTimeout: 2 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 4096}, ""},
+		{"bad duration", map[string]string{echo.EnvIdleTimeout: "soon"}, def, echo.EnvIdleTimeout},
+		{"negative duration", map[string]string{echo.EnvReadHeaderTimeout: "-1s"}, def, echo.EnvReadHeaderTimeout},
+		{"bad size", map[string]string{echo.EnvMaxHeaderBytes: "1k"}, def, echo.EnvMaxHeaderBytes},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := echo.ServerConfigFromEnv(func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestServerSpeaksH2C(t *testing.T) {
+	srv := newServer(t)
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 10 * time.Second}
+	resp, err := client.Post(srv.URL, "text/plain", strings.NewReader("h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || string(got) != "h2" {
+		t.Fatalf("got %s %q, want HTTP/2 \"h2\"", resp.Proto, got)
+	}
+}
