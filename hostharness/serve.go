@@ -67,6 +67,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 // serve builds or loads the guest, serves it, and waits for a signal or
 // the guest's exit.
 func serve(ctx context.Context, env *cliEnv, engineName, wasm, cacheDir string, cfg engine.Config) error {
+	if err := engine.Known(engineName); err != nil {
+		return err
+	}
 	path, err := wasmPath(ctx, env.logger, wasm, cacheDir)
 	if err != nil {
 		return err

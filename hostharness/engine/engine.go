@@ -175,14 +175,22 @@ func Default() string {
 // ErrUnknownEngine is returned (wrapped) by New for an unknown name.
 var ErrUnknownEngine = errors.New("unknown engine")
 
+// Known reports an error, before any work is done, when name is not an
+// engine New accepts.
+func Known(name string) error {
+	if _, ok := constructors()[name]; !ok {
+		return fmt.Errorf("engine %q: %w (have %s)", name, ErrUnknownEngine, strings.Join(Names(), ", "))
+	}
+	return nil
+}
+
 // New returns the named engine.
 func New(ctx context.Context, name string, opts Options) (Engine, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = DefaultCacheDir()
 	}
-	c, ok := constructors()[name]
-	if !ok {
-		return nil, fmt.Errorf("engine %q: %w (have %s)", name, ErrUnknownEngine, strings.Join(Names(), ", "))
+	if err := Known(name); err != nil {
+		return nil, err
 	}
-	return c(ctx, opts)
+	return constructors()[name](ctx, opts)
 }

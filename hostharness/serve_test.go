@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+)
+
+// servingLine is the one line serve prints on stdout once it listens.
+var servingLine = regexp.MustCompile(`^serving (\S+) at http://(127\.0\.0\.1:\d+) \(engine (\S+)\)$`)
+
+// TestServeCommand runs `hostharness serve` in-process on each embedded
+// engine: it must print the serving line, answer the curl echo, and exit 0
+// when interrupted.
+func TestServeCommand(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "echo.wasm")
+	if err := guestbuild.Build(context.Background(), guestbuild.Package, guestbuild.WASI, wasm); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			stdoutR, stdoutW := io.Pipe()
+			var stderr strings.Builder
+			env := &cliEnv{stdout: stdoutW, stderr: &stderr, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			code := make(chan int, 1)
+			go func() {
+				code <- run(ctx, env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
+					"--cache-dir", filepath.Join(t.TempDir(), "cache"), wasm})
+				stdoutW.Close()
+			}()
+			lines := bufio.NewScanner(stdoutR)
+			if !lines.Scan() {
+				t.Fatalf("no serving line; exit %d, stderr:\n%s", <-code, stderr.String())
+			}
+			m := servingLine.FindStringSubmatch(lines.Text())
+			if m == nil || m[1] != wasm || m[3] != name {
+				t.Fatalf("stdout line %q does not match %s", lines.Text(), servingLine)
+			}
+			client := &http.Client{Timeout: 30 * time.Second}
+			resp, err := client.Post("http://"+m[2], "text/plain", strings.NewReader("echo"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "echo" {
+				t.Fatalf("echo answered %q", body)
+			}
+			cancel() // as SIGINT does
+			select {
+			case c := <-code:
+				if c != 0 {
+					t.Fatalf("exit code %d after interrupt, want 0", c)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("serve did not stop after interrupt")
+			}
+			if lines.Scan() {
+				t.Errorf("extra stdout line %q: serve must print exactly one", lines.Text())
+			}
+		})
+	}
+}
+
+func TestServeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"missing wasm", []string{"serve", "--engine", engine.Wazero, filepath.Join(t.TempDir(), "nope.wasm")}, 1, "no such file"},
+		{"unknown engine", []string{"serve", "--engine", "nosuch", "x.wasm"}, 1, "unknown engine"},
+		{"bad dir", []string{"serve", "--dir", ":/data", "x.wasm"}, 2, "want host[:guest]"},
+		{"two guests", []string{"serve", "a.wasm", "b.wasm"}, 2, "at most one"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			env := &cliEnv{stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+			code := run(context.Background(), env, tc.args)
+			if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantErr) {
+				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), tc.wantCode, tc.wantErr)
+			}
+		})
+	}
+}
