@@ -318,3 +318,26 @@ func TestParseMount(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIRejectsTCPListen checks the error a user gets from a wasmtime CLI
+// newer than wasi-common's removal. No wasmtime CLI is installable here, so
+// a script stands in for it, printing what such a CLI prints (wasmtime
+// issue 3936: "--tcplisten is no longer a flag that the CLI supports").
+func TestCLIRejectsTCPListen(t *testing.T) {
+	bin := t.TempDir()
+	script := "#!/bin/sh\necho 'Error: unknown wasi option: tcplisten' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "wasmtime"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	eng := newEngine(t, "wasmtime-cli")
+	ctx := context.Background()
+	mod, err := eng.Load(ctx, built.fd3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "rejects `-S preview2=n -S tcplisten`") || !strings.Contains(err.Error(), "--engine wasmtime") {
+		t.Fatalf("Serve with a CLI that rejects tcplisten: %v; want an error saying so and what to use instead", err)
+	}
+}
