@@ -341,3 +341,41 @@ func TestCLIRejectsTCPListen(t *testing.T) {
 		t.Fatalf("Serve with a CLI that rejects tcplisten: %v; want an error saying so and what to use instead", err)
 	}
 }
+
+// trapModule is a minimal WASI command whose _start executes `unreachable`:
+// a guest that traps, as a miscompiled or corrupted guest would.
+var trapModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
+	0x03, 0x02, 0x01, 0x00, // function section: one func of type 0
+	0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
+	0x07, 0x13, 0x02, // export section: 2 exports
+	0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
+	0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
+	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // code: no locals, unreachable, end
+}
+
+func TestGuestTrap(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "trap.wasm")
+	if err := os.WriteFile(wasm, trapModule, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0"})
+			if err == nil {
+				err = inst.Wait()
+			}
+			var exit *engine.ExitError
+			if !errors.As(err, &exit) || exit.Code != 1 || !strings.Contains(exit.Trap, "unreachable") {
+				t.Fatalf("Serve of a trapping guest: %v, want an ExitError with code 1 naming the unreachable trap", err)
+			}
+		})
+	}
+}
