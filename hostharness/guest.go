@@ -33,7 +33,12 @@ func wasmPath(ctx context.Context, logger *slog.Logger, given, cacheDir string) 
 // loadGuest creates the named engine and compiles the guest with it,
 // reporting progress through logger.
 func loadGuest(ctx context.Context, logger *slog.Logger, engineName, path, cacheDir string) (engine.Engine, engine.Module, error) {
-	eng, err := engine.New(ctx, engineName, engine.Options{CacheDir: cacheDir})
+	return loadGuestWith(ctx, logger, engineName, path, engine.Options{CacheDir: cacheDir})
+}
+
+// loadGuestWith is loadGuest with all engine options.
+func loadGuestWith(ctx context.Context, logger *slog.Logger, engineName, path string, opts engine.Options) (engine.Engine, engine.Module, error) {
+	eng, err := engine.New(ctx, engineName, opts)
 	if err != nil {
 		return nil, nil, err
 	}

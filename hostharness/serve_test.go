@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,5 +96,95 @@ func TestServeErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), tc.wantCode, tc.wantErr)
 			}
 		})
+	}
+}
+
+// syncBuffer is a strings.Builder safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeRestart serves a guest that always exits with code 3: with
+// --restart the harness must keep restarting it, logging each restart,
+// until interrupted; without it, serve returns the guest's exit code.
+func TestServeRestart(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "fd3guest.wasm")
+	if err := guestbuild.Build(context.Background(), "./engine/testdata/fd3guest", guestbuild.WASI, wasm); err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	args := []string{"serve", "--engine", engine.Wazero, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--env", "EXIT_CODE=3"}
+
+	t.Run("without restart", func(t *testing.T) {
+		var logs syncBuffer
+		env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		if code := run(context.Background(), env, append(args, wasm)); code != 3 {
+			t.Fatalf("exit %d, want the guest's 3; logs:\n%s", code, logs.String())
+		}
+	})
+	t.Run("with restart", func(t *testing.T) {
+		var logs syncBuffer
+		env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		ctx, cancel := context.WithCancel(context.Background())
+		code := make(chan int, 1)
+		go func() { code <- run(ctx, env, append(args, "--restart", wasm)) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for strings.Count(logs.String(), "restarting guest") < 3 {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("fewer than 3 restarts in 60s; logs:\n%s", logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Fatalf("exit %d after interrupt, want 0; logs:\n%s", c, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve --restart did not stop after interrupt")
+		}
+		if !strings.Contains(logs.String(), "code=3") {
+			t.Errorf("logs do not report the exit code 3:\n%s", logs.String())
+		}
+	})
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		{"", 0, false},
+		{"65536", 64 << 10, false},
+		{"64KiB", 64 << 10, false},
+		{"256MiB", 256 << 20, false},
+		{"256M", 256 << 20, false},
+		{"1GB", 1 << 30, false},
+		{"4GiB", 4 << 30, false},
+		{"5GiB", 0, true},
+		{"0", 0, true},
+		{"-1M", 0, true},
+		{"lots", 0, true},
+	} {
+		got, err := parseSize(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
 	}
 }

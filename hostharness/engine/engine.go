@@ -114,6 +114,25 @@ func (e *ExitError) Error() string {
 type Options struct {
 	// CacheDir holds compilation caches; empty means DefaultCacheDir().
 	CacheDir string
+	// MaxMemory caps each guest's linear memory in bytes (rounded down to
+	// 64 KiB pages); 0 leaves the engine's default (4 GiB for wasm32).
+	// A Go guest that needs more fails with "out of memory" and exits 2.
+	MaxMemory uint64
+}
+
+// wasmPageSize is the size of a WebAssembly linear memory page.
+const wasmPageSize = 64 << 10
+
+// maxMemoryPages converts Options.MaxMemory to pages; 0 means no limit.
+func (o Options) maxMemoryPages() uint32 {
+	pages := o.MaxMemory / wasmPageSize
+	if o.MaxMemory != 0 && pages == 0 {
+		pages = 1
+	}
+	if pages > 65536 {
+		pages = 65536
+	}
+	return uint32(pages)
 }
 
 // DefaultCacheDir is wasiserve's directory under the user cache dir.

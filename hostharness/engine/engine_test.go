@@ -379,3 +379,89 @@ func TestGuestTrap(t *testing.T) {
 		})
 	}
 }
+
+func TestMaxMemory(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			eng, err := engine.New(ctx, name, engine.Options{
+				CacheDir:  filepath.Join(os.TempDir(), "wasiserve-test-cache"),
+				MaxMemory: 64 << 20,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close(ctx)
+			mod, err := eng.Load(ctx, built.fd3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			for _, tc := range []struct {
+				allocMB  string
+				wantExit bool
+			}{
+				{"16", false}, // fits: the guest goes on to serve
+				{"256", true}, // does not: the Go runtime reports out of memory and exits 2
+			} {
+				var stderr lockedBuffer
+				inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Env: []string{"ALLOC_MB=" + tc.allocMB}, Stderr: &stderr})
+				if err == nil && !tc.wantExit {
+					resp, got := post(t, inst.URL(), "", []byte("x"))
+					if resp.StatusCode != 200 || string(got) != "fd3:x" {
+						t.Errorf("ALLOC_MB=%s under a 64 MiB cap: got %d %q", tc.allocMB, resp.StatusCode, got)
+					}
+					err = inst.Stop()
+				} else if err == nil {
+					err = inst.Wait()
+				}
+				var exit *engine.ExitError
+				gotExit := errors.As(err, &exit)
+				if gotExit != tc.wantExit || (gotExit && !strings.Contains(stderr.String(), "out of memory")) {
+					t.Errorf("ALLOC_MB=%s under a 64 MiB cap: %v (stderr %q); want exit: %v", tc.allocMB, err, stderr.String(), tc.wantExit)
+				}
+			}
+		})
+	}
+}
+
+// importModule imports a function no host defines: env.foo.
+var importModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
+	0x02, 0x0b, 0x01, 0x03, 'e', 'n', 'v', 0x03, 'f', 'o', 'o', 0x00, 0x00, // import env.foo
+	0x03, 0x02, 0x01, 0x00, // function section: func 1 of type 0
+	0x05, 0x03, 0x01, 0x00, 0x01, // memory section
+	0x07, 0x13, 0x02,
+	0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x01, // "_start" func 1
+	0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00,
+	0x0a, 0x06, 0x01, 0x04, 0x00, 0x10, 0x00, 0x0b, // code: call 0, end
+}
+
+func TestUnknownImport(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "import.wasm")
+	if err := os.WriteFile(wasm, importModule, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, wasm)
+			if err == nil {
+				defer mod.Close(ctx)
+				var inst *engine.Instance
+				inst, err = engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0"})
+				if err == nil {
+					err = inst.Wait()
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), "env") || !strings.Contains(err.Error(), "foo") {
+				t.Fatalf("a guest importing env.foo: %v; want an error naming the import", err)
+			}
+			var exit *engine.ExitError
+			if errors.As(err, &exit) {
+				t.Errorf("an unresolved import is a host-side error, not a guest exit: %v", err)
+			}
+		})
+	}
+}

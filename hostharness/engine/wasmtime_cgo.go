@@ -44,6 +44,7 @@ const preopenSocketAllowEnv = "WASMTIME_WASI_CONFIG_PREOPEN_SOCKET_ALLOW"
 // serialising it once.
 type wasmtimeEngine struct {
 	cacheConfig string // path of wasmtime's cache configuration file
+	maxMemory   int64  // bytes per linear memory; -1 means no limit
 }
 
 func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
@@ -56,7 +57,11 @@ func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
 	if err := os.WriteFile(cacheConfig, []byte(toml), 0o644); err != nil {
 		return nil, fmt.Errorf("wasmtime cache config: %w", err)
 	}
-	return &wasmtimeEngine{cacheConfig: cacheConfig}, nil
+	maxMemory := int64(-1)
+	if pages := opts.maxMemoryPages(); pages != 0 {
+		maxMemory = int64(pages) * wasmPageSize
+	}
+	return &wasmtimeEngine{cacheConfig: cacheConfig, maxMemory: maxMemory}, nil
 }
 
 func (e *wasmtimeEngine) Name() string { return Wasmtime }
@@ -118,6 +123,7 @@ func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	}
 	store := wasmtime.NewStore(eng)
 	store.SetWasi(wasi)
+	store.Limiter(m.engine.maxMemory, -1, -1, -1, -1)
 	defer func() {
 		store.Close() // closes the guest's stdio, ending the output copies
 		waitOutput()

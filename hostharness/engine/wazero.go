@@ -29,9 +29,13 @@ func newWazero(ctx context.Context, opts Options) (Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wazero compilation cache: %w", err)
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+	rtCfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(cache).
-		WithCloseOnContextDone(true))
+		WithCloseOnContextDone(true)
+	if pages := opts.maxMemoryPages(); pages != 0 {
+		rtCfg = rtCfg.WithMemoryLimitPages(pages)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rtCfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wazero: instantiate WASI: %w", err)
@@ -49,6 +53,14 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wazero: %w", path, err)
+	}
+	// wazero would only report "module[env] not instantiated" at run time.
+	for _, f := range compiled.ImportedFunctions() {
+		module, name, _ := f.Import()
+		if m := e.runtime.Module(module); m == nil || m.ExportedFunctionDefinitions()[name] == nil {
+			compiled.Close(ctx)
+			return nil, fmt.Errorf("load %s: it imports %s.%s, which the wazero engine does not provide", path, module, name)
+		}
 	}
 	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path)}, nil
 }

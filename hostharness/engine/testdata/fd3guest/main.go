@@ -1,6 +1,7 @@
 // Command fd3guest is a wasip1 guest written without wasiserve's shim, the
 // way many tutorials do it: it takes its listener as a bare fd 3. With
-// EXIT_CODE set it exits at once with that code instead.
+// EXIT_CODE set it exits at once with that code instead; with ALLOC_MB set
+// it first allocates and touches that many MiB.
 package main
 
 import (
@@ -18,6 +19,15 @@ func main() {
 		n, _ := strconv.Atoi(code)
 		fmt.Fprintln(os.Stderr, "fd3guest: exiting with", n)
 		os.Exit(n)
+	}
+	if mb := os.Getenv("ALLOC_MB"); mb != "" {
+		n, _ := strconv.Atoi(mb)
+		hog := make([][]byte, n)
+		for i := range hog {
+			hog[i] = make([]byte, 1<<20)
+			hog[i][0] = 1
+		}
+		fmt.Fprintln(os.Stderr, "fd3guest: allocated", len(hog), "MiB")
 	}
 	syscall.SetNonblock(3, true)
 	ln, err := net.FileListener(os.NewFile(3, "listener"))
