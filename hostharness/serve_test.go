@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -38,7 +39,7 @@ func TestServeCommand(t *testing.T) {
 			code := make(chan int, 1)
 			go func() {
 				code <- run(ctx, env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
-					"--cache-dir", filepath.Join(t.TempDir(), "cache"), wasm})
+					"--cache-dir", filepath.Join(os.TempDir(), "wasiserve-test-cache"), wasm})
 				stdoutW.Close()
 			}()
 			lines := bufio.NewScanner(stdoutR)
@@ -125,7 +126,7 @@ func TestServeRestart(t *testing.T) {
 	if err := guestbuild.Build(context.Background(), "./engine/testdata/fd3guest", guestbuild.WASI, wasm); err != nil {
 		t.Fatal(err)
 	}
-	cacheDir := filepath.Join(t.TempDir(), "cache")
+	cacheDir := filepath.Join(os.TempDir(), "wasiserve-test-cache") // shared with the engine tests
 	args := []string{"serve", "--engine", engine.Wazero, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--env", "EXIT_CODE=3"}
 
 	t.Run("without restart", func(t *testing.T) {
