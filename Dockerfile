@@ -1,0 +1,54 @@
+# wasiserve: the echo guest (echo.wasm) served by hostharness.
+#
+#   docker build -t wasiserve . && docker run --rm -p 8080:8080 wasiserve
+#   curl -d echo localhost:8080                                   # prints: echo
+#
+# Targets:
+#   (default)  FROM scratch: a static, pure-Go hostharness with the wazero
+#              engine, run as a non-root user (65532).
+#   wasmtime   docker build --target wasmtime -t wasiserve:wasmtime .
+#              hostharness with embedded wasmtime 19 (cgo) on distroless/cc
+#              (glibc), run as its nonroot user.
+#
+# Both run scripts/build.sh, the same script CI runs, so CI proves what the
+# images contain. Serve another guest by mounting it and naming it:
+#   docker run --rm -p 8080:8080 -v $PWD/app.wasm:/app.wasm:ro wasiserve /app.wasm
+
+ARG GO_IMAGE=golang:1.26-bookworm
+
+# ---- build: echo.wasm + static hostharness (wazero) ----
+FROM ${GO_IMAGE} AS build
+WORKDIR /src
+COPY . .
+# Cache mounts keep modules and build results across builds; the default
+# target downloads no cgo-only module (wasmtime-go is ~230 MB).
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    scripts/build.sh --out /out image
+# /rootfs/cache becomes /cache, the compilation cache owned by the runtime
+# user: scratch has no HOME and no /tmp, so hostharness gets --cache-dir.
+RUN mkdir -p /rootfs/cache && chown 65532:65532 /rootfs/cache
+
+# ---- build-wasmtime: echo.wasm + cgo hostharness (wasmtime + wazero) ----
+FROM build AS build-wasmtime
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    scripts/build.sh --out /out image-wasmtime
+
+# ---- wasmtime: embedded wasmtime 19 on a small glibc base ----
+FROM gcr.io/distroless/cc-debian12:nonroot AS wasmtime
+COPY --from=build-wasmtime /out/hostharness /hostharness
+COPY --from=build-wasmtime /out/echo.wasm /echo.wasm
+COPY --from=build --chown=65532:65532 /rootfs/ /
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--engine=wasmtime", "--cache-dir=/cache"]
+CMD ["/echo.wasm"]
+
+# ---- default: scratch, static hostharness with the wazero engine ----
+FROM scratch
+COPY --from=build /out/hostharness /hostharness
+COPY --from=build /out/echo.wasm /echo.wasm
+COPY --from=build --chown=65532:65532 /rootfs/ /
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--engine=wazero", "--cache-dir=/cache"]
+CMD ["/echo.wasm"]
