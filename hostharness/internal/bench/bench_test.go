@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+)
+
+// TestRunNativeAndWazero runs the whole bench, briefly, on the native
+// guest and on the wasm guest under hostharness serve with wazero (linked
+// into every build), and checks that requests were served and reported.
+func TestRunNativeAndWazero(t *testing.T) {
+	if errUnsupported != nil {
+		t.Skipf("bench unsupported here: %v", errUnsupported)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	native := filepath.Join(dir, "echo-native")
+	wasm := filepath.Join(dir, "echo.wasm")
+	harness := filepath.Join(dir, "hostharness")
+	for _, b := range []struct {
+		pkg, out string
+		target   guestbuild.Target
+	}{
+		{guestbuild.Package, native, guestbuild.Target{}},
+		{guestbuild.Package, wasm, guestbuild.WASI},
+		// Without cgo: only wazero, and a quicker link than with wasmtime.
+		{"github.com/wasiserve/wasiserve/hostharness", harness, guestbuild.Target{}},
+	} {
+		if err := guestbuild.Build(ctx, b.pkg, b.target, b.out, "CGO_ENABLED=0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{
+		Targets:    []Target{NativeTarget("native GOMAXPROCS=1", native, 1), HarnessTarget(harness, engine.Wazero, wasm)},
+		Duration:   300 * time.Millisecond,
+		Conns:      2,
+		IdleWindow: 300 * time.Millisecond,
+		IdleConns:  5,
+		WorkDir:    dir,
+		Command:    "go test",
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		WrkNote:    "wrk not installed",
+	}
+	if wrk, err := exec.LookPath("wrk"); err == nil {
+		cfg.Wrk, cfg.WrkNote = wrk, ""
+	} else {
+		t.Log("wrk not installed: its cross-check is not exercised")
+	}
+	r, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Targets) != 2 || r.Reference != "native GOMAXPROCS=1" {
+		t.Fatalf("report has targets %+v, reference %q", r.Targets, r.Reference)
+	}
+	for _, tr := range r.Targets {
+		if len(tr.Mixes) != len(Mixes()) {
+			t.Errorf("%s: %d mixes, want %d", tr.Name, len(tr.Mixes), len(Mixes()))
+		}
+		for _, m := range tr.Mixes {
+			if m.Requests == 0 || m.Errors != 0 || m.RequestsPerSec <= 0 || m.MaxMS < m.P50MS || m.P50MS <= 0 {
+				t.Errorf("%s, %s: %+v, want requests served without errors and sane latencies", tr.Name, m.Mix, m)
+			}
+			if m.Ratios["requests_per_s"] == nil {
+				t.Errorf("%s, %s: no throughput ratio", tr.Name, m.Mix)
+			}
+		}
+		if tr.ColdStartMS <= 0 || tr.WarmStartMS <= 0 || tr.PeakRSSBytes <= 0 || tr.BinaryBytes <= 0 {
+			t.Errorf("%s: start, RSS or size missing: %+v", tr.Name, tr)
+		}
+		if cfg.Wrk != "" && (tr.WrkRequestsPerSec <= 0 || tr.WrkErrors != "") {
+			t.Errorf("%s: wrk measured %.0f requests/s, errors %q", tr.Name, tr.WrkRequestsPerSec, tr.WrkErrors)
+		}
+	}
+	if w := r.Targets[1]; w.WasmBytes <= 0 || w.Engine != engine.Wazero {
+		t.Errorf("wasm target: engine %q, wasm size %d", w.Engine, w.WasmBytes)
+	}
+	var md bytes.Buffer
+	if err := r.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| native GOMAXPROCS=1 | echo 4 B |", "| wasm wazero | echo 1 MiB |", "(×)"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	if err := r.WriteJSON(filepath.Join(dir, "report.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteChart(filepath.Join(dir, "chart.svg")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", md.String())
+}
+
+// testWriter sends the bench's progress log to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
