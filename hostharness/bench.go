@@ -31,7 +31,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	engines := flags.String("engine", "all", "engines for the wasm targets: all (embedded ones and installed CLIs) or a comma-separated list of "+strings.Join(engine.Names(), ", "))
 	duration := flags.Duration("duration", 10*time.Second, "load duration of each mix, and of the wrk cross-check")
 	conns := flags.Int("conns", 16, "concurrent connections of the load")
-	idleWindow := flags.Duration("idle-window", 0, "window of the idle CPU measurement (default: half of --duration, 1s to 10s)")
+	idleWindow := flags.Duration("idle-window", 0, "window of the idle CPU measurement (default: a quarter of --duration, 1s to 10s)")
 	idleConns := flags.Int("idle-conns", 100, "idle keep-alive connections open during the idle CPU measurement")
 	jsonPath := flags.String("json", "", "write the JSON report to this file too (always written to --out/report.json)")
 	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json, chart.svg and chart.png")
@@ -168,14 +168,14 @@ func writeBenchReport(env *cliEnv, report *bench.Report, outDir, jsonPath string
 			return err
 		}
 	}
+	if abs, err := filepath.Abs(outDir); err == nil {
+		outDir = abs
+	}
 	fmt.Fprintln(env.stdout)
 	for _, name := range []string{"chart.svg", "chart.png"} {
 		chart := filepath.Join(outDir, name)
 		if err := report.WriteChart(chart); err != nil {
 			return err
-		}
-		if abs, err := filepath.Abs(chart); err == nil {
-			chart = abs
 		}
 		fmt.Fprintf(env.stdout, "chart: %s\n", chart)
 	}

@@ -43,10 +43,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultIdleWindow is the idle window for a run whose mixes last d:
-// half of d, at most 10 s and at least 1 s.
+// DefaultIdleWindow is the idle window for a run whose mixes last d: a
+// quarter of d, at least 1 s and at most 10 s (reached at d = 40 s).
 func DefaultIdleWindow(d time.Duration) time.Duration {
-	return min(10*time.Second, max(time.Second, d/2))
+	return min(10*time.Second, max(time.Second, d/4))
 }
 
 // Run measures every target of cfg and returns the report with ratios

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -157,5 +158,19 @@ func TestWriteChart(t *testing.T) {
 	}
 	if err := (&Report{}).WriteChart(filepath.Join(dir, "empty.svg")); err == nil {
 		t.Error("WriteChart of an empty report: no error")
+	}
+}
+
+func TestDefaultIdleWindow(t *testing.T) {
+	tests := []struct{ duration, want time.Duration }{
+		{300 * time.Millisecond, time.Second},
+		{5 * time.Second, 1250 * time.Millisecond},
+		{10 * time.Second, 2500 * time.Millisecond},
+		{time.Minute, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := DefaultIdleWindow(tt.duration); got != tt.want {
+			t.Errorf("DefaultIdleWindow(%v) = %v, want %v", tt.duration, got, tt.want)
+		}
 	}
 }
