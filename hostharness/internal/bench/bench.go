@@ -164,11 +164,11 @@ func measure(ctx context.Context, cfg Config, t Target) (TargetResult, error) {
 // idleCPU measures the CPU time p uses over window while n idle
 // keep-alive connections are open to it.
 func idleCPU(ctx context.Context, p *process, n int, window time.Duration) (float64, error) {
-	closeConns, err := idleConns(p.Addr, n)
+	conns, err := openIdle(p.Addr, n)
 	if err != nil {
 		return 0, err
 	}
-	defer closeConns()
+	defer conns.Close()
 	// Let the server settle after the connections' first requests.
 	if err := sleep(ctx, 200*time.Millisecond); err != nil {
 		return 0, err
@@ -184,7 +184,7 @@ func idleCPU(ctx context.Context, p *process, n int, window time.Duration) (floa
 	if err != nil {
 		return 0, err
 	}
-	return (u1.CPU - u0.CPU).Seconds(), nil
+	return (u1.CPU - u0.CPU).Seconds(), conns.Check()
 }
 
 // loadMix runs one closed-loop mix against p and measures p's CPU meanwhile.

@@ -149,28 +149,47 @@ func echoOnce(ctx context.Context, client *http.Client, url string, body, buf []
 	return nil
 }
 
-// idleConns opens n keep-alive connections to addr, each having completed
-// one GET /healthz, and returns a function that closes them.
-func idleConns(addr string, n int) (func(), error) {
-	var conns []net.Conn
-	closeAll := func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-	for range n {
+// idleConns holds keep-alive connections that have each completed one
+// GET /healthz.
+type idleConns struct {
+	addr  string
+	conns []net.Conn
+}
+
+// openIdle opens n idle keep-alive connections to addr.
+func openIdle(addr string, n int) (*idleConns, error) {
+	ic := &idleConns{addr: addr}
+	for i := range n {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("idle connection %d: %w", len(conns)+1, err)
+			ic.Close()
+			return nil, fmt.Errorf("idle connection %d: %w", i+1, err)
 		}
-		conns = append(conns, c)
+		ic.conns = append(ic.conns, c)
 		if err := healthzOn(c, addr); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("idle connection %d: %w", len(conns), err)
+			ic.Close()
+			return nil, fmt.Errorf("idle connection %d: %w", i+1, err)
 		}
 	}
-	return closeAll, nil
+	return ic, nil
+}
+
+// Check sends another GET /healthz on every connection, to show that they
+// stayed open.
+func (ic *idleConns) Check() error {
+	for i, c := range ic.conns {
+		if err := healthzOn(c, ic.addr); err != nil {
+			return fmt.Errorf("idle connection %d after the idle window: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the connections.
+func (ic *idleConns) Close() {
+	for _, c := range ic.conns {
+		c.Close()
+	}
 }
 
 // healthzOn sends GET /healthz on c and reads the response, leaving the

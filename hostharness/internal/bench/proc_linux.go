@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // errUnsupported is nil where per-process CPU and memory can be read.
@@ -107,4 +108,9 @@ func kernelRelease() string {
 		return ""
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// childAttr makes a target die with the bench, even one killed by SIGKILL.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

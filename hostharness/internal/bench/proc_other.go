@@ -2,7 +2,10 @@
 
 package bench
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // errUnsupported explains why the bench cannot run on this system.
 var errUnsupported = errors.New("bench: per-process CPU time and peak RSS are read from Linux /proc; run the bench on Linux")
@@ -13,3 +16,5 @@ func treeUsage(pid int) (Usage, error) {
 
 func cpuModel() string      { return "" }
 func kernelRelease() string { return "" }
+
+func childAttr() *syscall.SysProcAttr { return nil }

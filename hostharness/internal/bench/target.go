@@ -104,6 +104,7 @@ func launch(ctx context.Context, t Target, cacheDir string, timeout time.Duratio
 	cmd.Env = append(os.Environ(), t.Env...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
+	cmd.SysProcAttr = childAttr()
 	out := &outputLines{match: t.Addr, addr: make(chan string, 1)}
 	cmd.Stdout, cmd.Stderr = out, out
 	p := &process{cmd: cmd, out: out, cancel: cancel, exited: make(chan struct{})}
