@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
 
 // servingLine is the one line serve prints on stdout once it listens.
@@ -100,24 +100,6 @@ func TestServeErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a strings.Builder safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestServeRestart serves a guest that always exits with code 3: with
 // --restart the harness must keep restarting it, logging each restart,
 // until interrupted; without it, serve returns the guest's exit code.
@@ -130,14 +112,14 @@ func TestServeRestart(t *testing.T) {
 	args := []string{"serve", "--engine", engine.Wazero, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--env", "EXIT_CODE=3"}
 
 	t.Run("without restart", func(t *testing.T) {
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 		if code := run(context.Background(), env, append(args, wasm)); code != 3 {
 			t.Fatalf("exit %d, want the guest's 3; logs:\n%s", code, logs.String())
 		}
 	})
 	t.Run("with restart", func(t *testing.T) {
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 		ctx, cancel := context.WithCancel(context.Background())
 		code := make(chan int, 1)

@@ -35,16 +35,8 @@ func cliRuntimes() map[string]cliRuntime {
 	return map[string]cliRuntime{
 		"wasmtime-cli": {
 			command: "wasmtime",
-			args: func(wasm string, cfg Config) []string {
-				args := []string{"run", "-S", "preview2=n", "-S", "tcplisten=" + cfg.Listen}
-				for _, d := range cfg.Dirs {
-					args = append(args, "--dir", d.Host+"::"+d.Guest)
-				}
-				for _, kv := range cfg.Env {
-					args = append(args, "--env", kv)
-				}
-				return append(append(args, wasm), cfg.Args...)
-			},
+			args: cliArgs("--dir", func(d Mount) string { return d.Host + "::" + d.Guest }, "--env",
+				func(cfg Config) []string { return []string{"run", "-S", "preview2=n", "-S", "tcplisten=" + cfg.Listen} }),
 			explain: func(tail string) error {
 				if strings.Contains(tail, "tcplisten") || strings.Contains(tail, "preview2") {
 					return errors.New("this wasmtime CLI rejects `-S preview2=n -S tcplisten`: the wasi-common implementation " +
@@ -57,32 +49,32 @@ func cliRuntimes() map[string]cliRuntime {
 		},
 		"wazero-cli": {
 			command: "wazero",
-			args: func(wasm string, cfg Config) []string {
-				args := []string{"run", "-listen", cfg.Listen}
-				for _, d := range cfg.Dirs {
-					args = append(args, "-mount", d.Host+":"+d.Guest)
-				}
-				for _, kv := range cfg.Env {
-					args = append(args, "-env", kv)
-				}
-				return append(append(args, wasm), cfg.Args...)
-			},
+			args: cliArgs("-mount", func(d Mount) string { return d.Host + ":" + d.Guest }, "-env",
+				func(cfg Config) []string { return []string{"run", "-listen", cfg.Listen} }),
 			note: "wazero's poll_oneoff does not sleep on sockets: expect a busy core while the guest is idle",
 		},
 		"wasmedge-cli": {
 			command: "wasmedge",
-			args: func(wasm string, cfg Config) []string {
-				args := []string{"--env", "LISTEN_ADDR=" + cfg.Listen}
-				for _, d := range cfg.Dirs {
-					args = append(args, "--dir", d.Guest+":"+d.Host)
-				}
-				for _, kv := range cfg.Env {
-					args = append(args, "--env", kv)
-				}
-				return append(append(args, wasm), cfg.Args...)
-			},
+			args: cliArgs("--dir", func(d Mount) string { return d.Guest + ":" + d.Host }, "--env",
+				func(cfg Config) []string { return []string{"--env", "LISTEN_ADDR=" + cfg.Listen} }),
 			note: "WasmEdge preopens no listener: the guest must bind LISTEN_ADDR itself through WasmEdge's socket extensions",
 		},
+	}
+}
+
+// cliArgs returns a cliRuntime.args function for the usual command line
+// shape: leading arguments, then one dirFlag per directory (formatted by
+// dir) and one envFlag per variable, then the module and its arguments.
+func cliArgs(dirFlag string, dir func(Mount) string, envFlag string, leading func(Config) []string) func(string, Config) []string {
+	return func(wasm string, cfg Config) []string {
+		args := leading(cfg)
+		for _, d := range cfg.Dirs {
+			args = append(args, dirFlag, dir(d))
+		}
+		for _, kv := range cfg.Env {
+			args = append(args, envFlag, kv)
+		}
+		return append(append(args, wasm), cfg.Args...)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
 
 // guests are the wasm modules built once for this test binary.
@@ -81,7 +82,7 @@ func serve(t *testing.T, eng engine.Engine, wasm string, cfg engine.Config) *eng
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	if cfg.Stderr == nil {
 		cfg.Stderr = &stderr
 	}
@@ -102,7 +103,6 @@ func serve(t *testing.T, eng engine.Engine, wasm string, cfg engine.Config) *eng
 
 func post(t *testing.T, url, contentType string, body []byte) (*http.Response, []byte) {
 	t.Helper()
-	client := &http.Client{Timeout: 60 * time.Second}
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -110,22 +110,23 @@ func post(t *testing.T, url, contentType string, body []byte) (*http.Response, [
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, got
+	return do(t, req)
 }
 
 func get(t *testing.T, url string) (*http.Response, []byte) {
 	t.Helper()
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return do(t, req)
+}
+
+// do sends req and returns the response with its whole body read.
+func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	client := &http.Client{Timeout: 60 * time.Second}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestDirBesideListener(t *testing.T) {
 	}
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
-			var stderr lockedBuffer
+			var stderr syncbuf.Buffer
 			inst := serve(t, newEngine(t, name), built.dir, engine.Config{
 				Dirs:   []engine.Mount{{Host: dir, Guest: "/data"}},
 				Stderr: &stderr,
@@ -404,7 +405,7 @@ func TestMaxMemory(t *testing.T) {
 				{"16", false}, // fits: the guest goes on to serve
 				{"256", true}, // does not: the Go runtime reports out of memory and exits 2
 			} {
-				var stderr lockedBuffer
+				var stderr syncbuf.Buffer
 				inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Env: []string{"ALLOC_MB=" + tc.allocMB}, Stderr: &stderr})
 				if err == nil && !tc.wantExit {
 					resp, got := post(t, inst.URL(), "", []byte("x"))
@@ -463,5 +464,26 @@ func TestUnknownImport(t *testing.T) {
 				t.Errorf("an unresolved import is a host-side error, not a guest exit: %v", err)
 			}
 		})
+	}
+}
+
+func TestCLIArguments(t *testing.T) {
+	cfg := engine.Config{
+		Listen: "127.0.0.1:8080",
+		Dirs:   []engine.Mount{{Host: "/srv", Guest: "/data"}},
+		Env:    []string{"A=1"},
+		Args:   []string{"-v"},
+	}
+	for _, tc := range []struct {
+		engine string
+		want   string
+	}{
+		{"wasmtime-cli", "run -S preview2=n -S tcplisten=127.0.0.1:8080 --dir /srv::/data --env A=1 app.wasm -v"},
+		{"wazero-cli", "run -listen 127.0.0.1:8080 -mount /srv:/data -env A=1 app.wasm -v"},
+		{"wasmedge-cli", "--env LISTEN_ADDR=127.0.0.1:8080 --dir /data:/srv --env A=1 app.wasm -v"},
+	} {
+		if got := strings.Join(engine.CLIArgs(tc.engine, "app.wasm", cfg), " "); got != tc.want {
+			t.Errorf("%s arguments:\n got %s\nwant %s", tc.engine, got, tc.want)
+		}
 	}
 }
