@@ -33,6 +33,7 @@ type cliEnv struct {
 func commands() []command {
 	return []command{
 		{"serve", "serve a guest on a listening socket until interrupted", runServe},
+		{"compare", "check the wasm guest answers a request corpus like the native build", runCompare},
 		{"bench", "measure the guest natively and under each engine, with ratios to native", runBench},
 	}
 }

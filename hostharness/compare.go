@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/compare"
+	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+)
+
+func runCompare(ctx context.Context, env *cliEnv, args []string) int {
+	flags := flag.NewFlagSet("compare", flag.ContinueOnError)
+	flags.SetOutput(env.stderr)
+	flags.Usage = func() {
+		fmt.Fprintln(env.stderr, "usage: hostharness compare [flags] [guest.wasm]\n\n"+
+			"Sends the request corpus to the echo guest built natively (the reference)\n"+
+			"and to the wasm guest under each engine, and reports every difference.\n"+
+			"With no guest.wasm it builds the echo guest (./guest) for wasip1 first.\n"+
+			"Exit status 1 when any case differs.\n\nflags:")
+		flags.PrintDefaults()
+	}
+	engineSpec := flags.String("engine", "all", "all (embedded engines and installed CLIs) or one of: "+strings.Join(engine.Names(), ", "))
+	jsonPath := flags.String("json", "", "also write the report as JSON to this file")
+	run := flags.String("run", "", "only the cases whose name matches this regular expression")
+	skipLong := flags.Bool("skip-long", false, "leave out the long cases (the 256 MiB stream)")
+	strict := flags.Bool("strict", false, "report the corpus's known differences as failures, not SKIP(known)")
+	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if flags.NArg() > 1 {
+		fmt.Fprintln(env.stderr, "hostharness compare: at most one guest.wasm")
+		return 2
+	}
+	names, err := compareEngines(*engineSpec)
+	if err != nil {
+		fmt.Fprintln(env.stderr, "hostharness compare:", err)
+		return 2
+	}
+	corpus, err := selectCases(*run)
+	if err != nil {
+		fmt.Fprintln(env.stderr, "hostharness compare:", err)
+		return 2
+	}
+	rep, err := compareRun(ctx, env.logger, names, flags.Arg(0), *cacheDir, corpus, compare.Options{SkipLong: *skipLong, Strict: *strict, Logger: env.logger})
+	if err != nil {
+		env.logger.Error("compare failed", "err", err)
+		return 1
+	}
+	if err := rep.WriteTable(env.stdout); err != nil {
+		env.logger.Error("write report", "err", err)
+		return 1
+	}
+	if *jsonPath != "" {
+		if err := rep.WriteJSONFile(*jsonPath); err != nil {
+			env.logger.Error("write report", "err", err)
+			return 1
+		}
+	}
+	if !rep.OK() {
+		return 1
+	}
+	return 0
+}
+
+// compareEngines resolves --engine: "all" is every embedded engine plus
+// every runtime CLI (those not installed are reported as skipped).
+func compareEngines(spec string) ([]string, error) {
+	if spec != "all" {
+		if !slices.Contains(engine.Names(), spec) {
+			return nil, fmt.Errorf("engine %q: %w (have all, %s)", spec, engine.ErrUnknownEngine, strings.Join(engine.Names(), ", "))
+		}
+		return []string{spec}, nil
+	}
+	names := engine.Embedded()
+	for _, n := range engine.Names() {
+		if strings.HasSuffix(n, "-cli") {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// selectCases returns the corpus with only the cases whose names match
+// pattern.
+func selectCases(pattern string) (*compare.Corpus, error) {
+	corpus, err := compare.DefaultCorpus()
+	if err != nil {
+		return nil, err
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("-run: %w", err)
+	}
+	corpus.Cases = slices.DeleteFunc(corpus.Cases, func(c compare.Case) bool { return !re.MatchString(c.Name) })
+	if len(corpus.Cases) == 0 {
+		return nil, fmt.Errorf("-run %q matches no case", pattern)
+	}
+	return corpus, nil
+}
+
+// compareRun starts the native reference and the wasm guest on each named
+// engine, runs the corpus and stops them all.
+func compareRun(ctx context.Context, logger *slog.Logger, names []string, wasm, cacheDir string, corpus *compare.Corpus, opts compare.Options) (*compare.Report, error) {
+	path, err := wasmPath(ctx, logger, wasm, cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	nativeBin := guestbuild.DefaultOutput(cacheDir, "echo-native")
+	logger.Info("building reference", "package", guestbuild.Package, "target", guestbuild.Target{}, "out", nativeBin)
+	if err := guestbuild.Build(ctx, guestbuild.Package, guestbuild.Target{}, nativeBin); err != nil {
+		return nil, err
+	}
+	native, err := compare.StartNative(ctx, nativeBin, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer native.Stop()
+	logger.Info("reference serving", "addr", native.Addr)
+
+	var targets []compare.Target
+	for _, name := range names {
+		target := compare.Target{Name: name}
+		inst, stop, err := serveForCompare(ctx, logger, name, path, cacheDir)
+		if err != nil {
+			logger.Warn("target not available", "engine", name, "err", err)
+			target.Skip = "not available: " + err.Error()
+		} else {
+			defer stop()
+			target.Addr = inst.Addr
+			logger.Info("target serving", "engine", name, "addr", inst.Addr)
+		}
+		targets = append(targets, target)
+	}
+	start := time.Now()
+	rep := compare.Run(ctx, corpus, compare.Target{Name: "native", Addr: native.Addr}, targets, opts)
+	logger.Info("compared", "cases", len(corpus.Cases), "targets", len(targets), "took", time.Since(start).Round(time.Millisecond))
+	return rep, nil
+}
+
+// serveForCompare loads the guest on the named engine and serves it on a
+// free loopback port; stop shuts everything down.
+func serveForCompare(ctx context.Context, logger *slog.Logger, name, path, cacheDir string) (*engine.Instance, func(), error) {
+	eng, mod, err := loadGuest(ctx, logger, name, path, cacheDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	bg := context.WithoutCancel(ctx)
+	inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Stderr: os.Stderr, Logger: logger})
+	if err != nil {
+		mod.Close(bg)
+		eng.Close(bg)
+		return nil, nil, fmt.Errorf("serve %s on %s: %w", path, name, err)
+	}
+	return inst, func() {
+		inst.Stop()
+		mod.Close(bg)
+		eng.Close(bg)
+	}, nil
+}
