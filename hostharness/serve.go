@@ -33,7 +33,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
 	var envs, dirs stringList
 	flags.Var(&envs, "env", "KEY=VALUE for the guest's environment (repeatable); the guest sees no other variable")
-	flags.Var(&dirs, "dir", "host[:guest] directory to preopen for the guest (repeatable); the guest sees no other")
+	flags.Var(&dirs, "dir", "host[:guest][:ro|:rw] directory to preopen for the guest (repeatable; default rw); the guest sees no other")
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap the guest's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")

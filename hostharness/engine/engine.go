@@ -21,18 +21,33 @@ type Mount struct {
 	Host string
 	// Guest is the path the guest sees it at.
 	Guest string
+	// ReadOnly mounts the directory read-only, confined to Host even
+	// against symlinks that point outside it. Engines that cannot do that
+	// refuse the mount.
+	ReadOnly bool
 }
 
-// ParseMount parses "host[:guest]"; guest defaults to host.
+// ParseMount parses "host[:guest][:ro|:rw]"; guest defaults to host and the
+// mode to read-write.
 func ParseMount(s string) (Mount, error) {
-	host, guest, found := strings.Cut(s, ":")
-	if host == "" || (found && guest == "") {
-		return Mount{}, fmt.Errorf("dir %q: want host[:guest]", s)
+	parts := strings.Split(s, ":")
+	var m Mount
+	if n := len(parts); n > 1 && (parts[n-1] == "ro" || parts[n-1] == "rw") {
+		m.ReadOnly = parts[n-1] == "ro"
+		parts = parts[:n-1]
 	}
-	if !found {
-		guest = host
+	switch len(parts) {
+	case 1:
+		m.Host, m.Guest = parts[0], parts[0]
+	case 2:
+		m.Host, m.Guest = parts[0], parts[1]
+	default:
+		return Mount{}, fmt.Errorf("dir %q: want host[:guest][:ro|:rw]", s)
 	}
-	return Mount{Host: host, Guest: guest}, nil
+	if m.Host == "" || m.Guest == "" {
+		return Mount{}, fmt.Errorf("dir %q: want host[:guest][:ro|:rw]", s)
+	}
+	return m, nil
 }
 
 // Config describes one run of a guest.

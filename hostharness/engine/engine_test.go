@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -312,6 +313,10 @@ func TestParseMount(t *testing.T) {
 		{in: "", wantErr: true},
 		{in: "/srv:", wantErr: true},
 		{in: ":/data", wantErr: true},
+		{in: "/srv:/data:ro", want: engine.Mount{Host: "/srv", Guest: "/data", ReadOnly: true}},
+		{in: "/srv:ro", want: engine.Mount{Host: "/srv", Guest: "/srv", ReadOnly: true}},
+		{in: "/srv:/data:rw", want: engine.Mount{Host: "/srv", Guest: "/data"}},
+		{in: "/a:/b:/c", wantErr: true},
 	} {
 		got, err := engine.ParseMount(tc.in)
 		if (err != nil) != tc.wantErr || got != tc.want {
@@ -485,5 +490,59 @@ func TestCLIArguments(t *testing.T) {
 		if got := strings.Join(engine.CLIArgs(tc.engine, "app.wasm", cfg), " "); got != tc.want {
 			t.Errorf("%s arguments:\n got %s\nwant %s", tc.engine, got, tc.want)
 		}
+	}
+}
+
+// TestDirConfinement plants a symlink to a secret outside the preopened
+// directory: the mounts that claim confinement (read-only on wazero, any
+// on wasmtime) must not serve the secret, while the directory itself stays
+// readable.
+func TestDirConfinement(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret.txt"), []byte("host secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	confined := map[string]engine.Mount{
+		engine.Wazero:   {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wasmtime: {Host: dir, Guest: "/data"},
+	}
+	for _, name := range engine.Embedded() {
+		mount, ok := confined[name]
+		if !ok {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.dir, engine.Config{Dirs: []engine.Mount{mount}})
+			if resp, got := get(t, inst.URL()+"/hello.txt"); resp.StatusCode != 200 || string(got) != "inside" {
+				t.Fatalf("file inside the mount: %d %q", resp.StatusCode, got)
+			}
+			resp, got := get(t, inst.URL()+"/escape/secret.txt")
+			if resp.StatusCode == 200 || strings.Contains(string(got), "host secret") {
+				t.Fatalf("a symlink out of the mount served %d %q: the guest escaped its directory", resp.StatusCode, got)
+			}
+		})
+	}
+}
+
+func TestReadOnlyMountOnWasmtime(t *testing.T) {
+	if !slices.Contains(engine.Embedded(), engine.Wasmtime) {
+		t.Skip("wasmtime engine not linked in (built without cgo)")
+	}
+	ctx := context.Background()
+	mod, err := newEngine(t, engine.Wasmtime).Load(ctx, built.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close(ctx)
+	_, err = engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Dirs: []engine.Mount{{Host: t.TempDir(), Guest: "/data", ReadOnly: true}}})
+	if err == nil || !strings.Contains(err.Error(), "read-write only") {
+		t.Fatalf("a read-only mount on wasmtime: %v, want a refusal that says why", err)
 	}
 }

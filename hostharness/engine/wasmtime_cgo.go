@@ -185,6 +185,9 @@ func (m *wasmtimeModule) wasiConfig(cfg Config) (*wasmtime.WasiConfig, func(), e
 	}
 	wasi.SetEnv(keys, values)
 	for _, d := range cfg.Dirs {
+		if d.ReadOnly {
+			return nil, nil, fmt.Errorf("wasmtime: dir %s: wasmtime 19's C API preopens directories read-write only; drop :ro or use --engine wazero", d.Host)
+		}
 		if err := wasi.PreopenDir(d.Host, d.Guest); err != nil {
 			return nil, nil, fmt.Errorf("wasmtime: preopen dir %s: %w", d.Host, err)
 		}

@@ -85,10 +85,11 @@ func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 	if err != nil || port <= 0 {
 		return fmt.Errorf("listen %q: want a non-zero port", cfg.Listen)
 	}
-	fs := wazero.NewFSConfig()
-	for _, d := range cfg.Dirs {
-		fs = fs.WithDirMount(d.Host, d.Guest)
+	fs, closeFS, err := wazeroFSConfig(cfg)
+	if err != nil {
+		return err
 	}
+	defer closeFS()
 	modCfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: one compiled module can run many times at once
 		WithArgs(append([]string{m.name}, cfg.Args...)...).
@@ -113,6 +114,34 @@ func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 		mod.Close(context.WithoutCancel(ctx))
 	}
 	return wazeroExit(ctx, err)
+}
+
+// wazeroFSConfig mounts cfg.Dirs. Read-only mounts go through os.Root, which
+// confines every lookup to the directory; wazero's own read-write mounts
+// follow symlinks out of it (wazero issue 2321), which is logged.
+func wazeroFSConfig(cfg Config) (wazero.FSConfig, func(), error) {
+	fs := wazero.NewFSConfig()
+	var roots []*os.Root
+	closeAll := func() {
+		for _, r := range roots {
+			r.Close()
+		}
+	}
+	for _, d := range cfg.Dirs {
+		if !d.ReadOnly {
+			cfg.logger().Warn("wazero read-write mounts are not confined against symlinks: the guest can reach host files outside the directory; add :ro or use another engine for untrusted guests", "dir", d.Host)
+			fs = fs.WithDirMount(d.Host, d.Guest)
+			continue
+		}
+		root, err := os.OpenRoot(d.Host)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("dir %s: %w", d.Host, err)
+		}
+		roots = append(roots, root)
+		fs = fs.WithFSMount(root.FS(), d.Guest)
+	}
+	return fs, closeAll, nil
 }
 
 // wazeroExit maps wazero's result of running _start to Run's contract.
