@@ -72,6 +72,10 @@ func runCompare(ctx context.Context, env *cliEnv, args []string) int {
 	if !rep.OK() {
 		return 1
 	}
+	if rep.Passed == 0 {
+		fmt.Fprintln(env.stderr, "hostharness compare: no case was compared (every target or case skipped)")
+		return 1
+	}
 	return 0
 }
 

@@ -33,6 +33,7 @@ func StartNative(ctx context.Context, bin string, env []string) (*Native, error)
 	cmd := exec.Command(bin, "-listen", "127.0.0.1:0")
 	cmd.Env = append([]string{}, env...)
 	cmd.WaitDelay = 5 * time.Second
+	dieWithParent(cmd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, fmt.Errorf("native guest %s: %w", bin, err)
