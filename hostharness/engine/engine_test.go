@@ -546,3 +546,14 @@ func TestReadOnlyMountOnWasmtime(t *testing.T) {
 		t.Fatalf("a read-only mount on wasmtime: %v, want a refusal that says why", err)
 	}
 }
+
+func waitFor(d time.Duration, ok func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}

@@ -207,6 +207,9 @@ func (m *wasmtimeModule) wasiConfig(cfg Config) (*wasmtime.WasiConfig, func(), e
 		waitOutput()
 		return nil, nil, err
 	}
+	if err := setListenerNoDelay(cfg.Listen); err != nil {
+		cfg.logger().Warn("wasmtime: cannot set TCP_NODELAY on the listener; small responses may wait for delayed ACKs", "listen", cfg.Listen, "err", err)
+	}
 	return wasi, waitOutput, nil
 }
 

@@ -1,0 +1,69 @@
+//go:build linux
+
+package engine_test
+
+import (
+	"net"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+)
+
+// serverSideNoDelay returns TCP_NODELAY of this process's socket whose peer
+// is peer, or -1 if there is none.
+func serverSideNoDelay(t *testing.T, peer string) int {
+	t.Helper()
+	want, err := net.ResolveTCPAddr("tcp", peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sa, err := syscall.Getpeername(fd)
+		if err != nil {
+			continue
+		}
+		in4, ok := sa.(*syscall.SockaddrInet4)
+		if !ok || in4.Port != want.Port || !net.IP(in4.Addr[:]).Equal(want.IP) {
+			continue
+		}
+		v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	return -1
+}
+
+// TestAcceptedConnsNoDelay checks that the guest's accepted connections
+// have Nagle's algorithm off, as a Go server's do: otherwise a response
+// written in two pieces waits for the client's delayed ACK (~40 ms).
+func TestAcceptedConnsNoDelay(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
+			conn, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			local := conn.LocalAddr().String()
+			// The server side is a socket of this process whose peer is conn.
+			if !waitFor(5*time.Second, func() bool { return serverSideNoDelay(t, local) == 1 }) {
+				t.Fatalf("TCP_NODELAY on the accepted connection = %d, want 1", serverSideNoDelay(t, local))
+			}
+		})
+	}
+}
