@@ -44,7 +44,7 @@ func Run(ctx context.Context, corpus *Corpus, ref Target, targets []Target, opts
 		c := &cases[i]
 		if c.Long && opts.SkipLong {
 			for _, t := range targets {
-				rep.add(Result{Case: c.Name, Target: t.Name, Status: Skip, Reason: "long: case left out by -skip-long (go test -short)"})
+				rep.add(Result{Case: c.Name, Target: t.Name, Status: Skip, Reason: "long: case left out by --skip-long"})
 			}
 			continue
 		}
