@@ -16,6 +16,8 @@ import "C"
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,42 +42,39 @@ const preopenSocketAllowEnv = "WASMTIME_WASI_CONFIG_PREOPEN_SOCKET_ALLOW"
 
 // wasmtimeEngine runs guests with wasmtime 19 embedded through wasmtime-go.
 // Every Run gets an engine of its own, so that interrupting one run (epochs
-// are per engine) cannot interrupt another; compiled code is shared by
-// serialising it once.
+// are per engine) cannot interrupt another. Compiled code is kept on disk,
+// serialised and uncompressed, and each Run maps it in: loading a cached
+// guest costs a hash of the wasm and an mmap, not a recompilation.
 type wasmtimeEngine struct {
-	cacheConfig string // path of wasmtime's cache configuration file
-	maxMemory   int64  // bytes per linear memory; -1 means no limit
+	modulesDir string // serialised modules, by hash of their wasm
+	maxMemory  int64  // bytes per linear memory; -1 means no limit
 }
 
+// wasmtimeCodeVersion names the compiler whose output the cache holds;
+// wasmtime also checks its version and settings when deserialising.
+const wasmtimeCodeVersion = "wasmtime-19.0.0-epoch"
+
 func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
-	dir := filepath.Join(opts.CacheDir, "wasmtime")
+	dir := filepath.Join(opts.CacheDir, "wasmtime", "modules")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wasmtime cache: %w", err)
-	}
-	cacheConfig := filepath.Join(dir, "cache-config.toml")
-	toml := fmt.Sprintf("[cache]\nenabled = true\ndirectory = %q\n", filepath.Join(dir, "cache"))
-	if err := os.WriteFile(cacheConfig, []byte(toml), 0o644); err != nil {
-		return nil, fmt.Errorf("wasmtime cache config: %w", err)
 	}
 	maxMemory := int64(-1)
 	if pages := opts.maxMemoryPages(); pages != 0 {
 		maxMemory = int64(pages) * wasmPageSize
 	}
-	return &wasmtimeEngine{cacheConfig: cacheConfig, maxMemory: maxMemory}, nil
+	return &wasmtimeEngine{modulesDir: dir, maxMemory: maxMemory}, nil
 }
 
 func (e *wasmtimeEngine) Name() string { return Wasmtime }
 
-// newEngine returns a wasmtime engine with epoch interruption (to stop a
-// guest) and the compilation cache on. All engines share one configuration,
-// so code serialised by one deserialises in another.
-func (e *wasmtimeEngine) newEngine() (*wasmtime.Engine, error) {
+// newEngine returns a wasmtime engine with epoch interruption, to stop a
+// guest. All engines share one configuration, so code serialised by one
+// deserialises in another.
+func newEngine() *wasmtime.Engine {
 	cfg := wasmtime.NewConfig()
 	cfg.SetEpochInterruption(true)
-	if err := cfg.CacheConfigLoad(e.cacheConfig); err != nil {
-		return nil, fmt.Errorf("wasmtime cache config %s: %w", e.cacheConfig, err)
-	}
-	return wasmtime.NewEngineWithConfig(cfg), nil
+	return wasmtime.NewEngineWithConfig(cfg)
 }
 
 func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
@@ -83,37 +82,58 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	eng, err := e.newEngine()
-	if err != nil {
-		return nil, err
+	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
+	code := filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
+	m := &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}
+	if _, err := wasmtime.NewModuleDeserializeFile(newEngine(), code); err == nil {
+		return m, nil
 	}
-	mod, err := wasmtime.NewModule(eng, wasm)
+	// Not cached, or cached by an incompatible build: compile afresh.
+	mod, err := wasmtime.NewModule(newEngine(), wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wasmtime: %w", path, err)
 	}
-	code, err := mod.Serialize()
+	serialised, err := mod.Serialize()
 	if err != nil {
 		return nil, fmt.Errorf("serialise %s: %w", path, err)
 	}
-	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}, nil
+	if err := writeFileAtomic(code, serialised); err != nil {
+		return nil, fmt.Errorf("cache compiled %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so that a concurrent reader never maps a partial file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 func (e *wasmtimeEngine) Close(context.Context) error { return nil }
 
 type wasmtimeModule struct {
 	engine *wasmtimeEngine
-	code   []byte
+	code   string // path of the serialised module
 	name   string
 }
 
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
-	eng, err := m.engine.newEngine()
-	if err != nil {
-		return err
-	}
-	mod, err := wasmtime.NewModuleDeserialize(eng, m.code)
+	eng := newEngine()
+	mod, err := wasmtime.NewModuleDeserializeFile(eng, m.code)
 	if err != nil {
 		return fmt.Errorf("wasmtime: load compiled %s: %w", m.name, err)
 	}
