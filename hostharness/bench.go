@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -18,16 +16,11 @@ import (
 )
 
 func runBench(ctx context.Context, env *cliEnv, args []string) int {
-	flags := flag.NewFlagSet("bench", flag.ContinueOnError)
-	flags.SetOutput(env.stderr)
-	flags.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: hostharness bench [flags]\n\n"+
-			"Measures the echo guest natively (GOMAXPROCS=1, the reference, and unrestricted)\n"+
-			"and as wasm under each engine, each in its own process, with closed-loop load\n"+
-			"from this process on 127.0.0.1. Prints a Markdown table and writes report.md,\n"+
-			"report.json and chart.svg/.png under --out. Linux only (reads /proc).\n\nflags:")
-		flags.PrintDefaults()
-	}
+	flags := newFlagSet(env, "bench", "usage: hostharness bench [flags]\n\n"+
+		"Measures the echo guest natively (GOMAXPROCS=1, the reference, and unrestricted)\n"+
+		"and as wasm under each engine, each in its own process, with closed-loop load\n"+
+		"from this process on 127.0.0.1. Prints a Markdown table and writes report.md,\n"+
+		"report.json and chart.svg/.png under --out. Linux only (reads /proc).")
 	engines := flags.String("engine", "all", "engines for the wasm targets: all (embedded ones and installed CLIs) or a comma-separated list of "+strings.Join(engine.Names(), ", "))
 	duration := flags.Duration("duration", 10*time.Second, "load duration of each mix, and of the wrk cross-check")
 	conns := flags.Int("conns", 16, "concurrent connections of the load")
@@ -37,11 +30,8 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json, chart.svg and chart.png")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for the built guests")
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(flags, args); !ok {
+		return code
 	}
 	if flags.NArg() > 0 || *duration <= 0 || *conns <= 0 || *idleWindow < 0 || *idleConns < 0 {
 		fmt.Fprintln(env.stderr, "hostharness bench: takes no arguments; --duration and --conns must be positive, --idle-window and --idle-conns not negative")
@@ -82,31 +72,24 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 // benchEngines resolves the --engine flag: "all" is every embedded engine
 // and every CLI engine whose runtime is installed.
 func benchEngines(ctx context.Context, flagValue string, env *cliEnv) ([]string, error) {
-	if flagValue != "all" {
-		names := strings.Split(flagValue, ",")
-		for _, name := range names {
-			eng, err := engine.New(ctx, name, engine.Options{})
-			if err != nil {
-				return nil, err
-			}
-			eng.Close(ctx)
-		}
-		return names, nil
+	names, err := engine.Select(flagValue)
+	if err != nil {
+		return nil, err
 	}
-	names := engine.Embedded()
-	for _, name := range engine.Names() {
-		if slices.Contains(names, name) {
-			continue
-		}
+	available := names[:0]
+	for _, name := range names {
 		eng, err := engine.New(ctx, name, engine.Options{})
 		if err != nil {
+			if flagValue != engine.SelectAll {
+				return nil, err
+			}
 			env.logger.Info("engine skipped", "engine", name, "reason", err)
 			continue
 		}
 		eng.Close(ctx)
-		names = append(names, name)
+		available = append(available, name)
 	}
-	return names, nil
+	return available, nil
 }
 
 // runBenchTargets builds the native and wasm guests, runs the bench on

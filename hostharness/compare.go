@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,33 +16,25 @@ import (
 )
 
 func runCompare(ctx context.Context, env *cliEnv, args []string) int {
-	flags := flag.NewFlagSet("compare", flag.ContinueOnError)
-	flags.SetOutput(env.stderr)
-	flags.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: hostharness compare [flags] [guest.wasm]\n\n"+
-			"Sends the request corpus to the echo guest built natively (the reference)\n"+
-			"and to the wasm guest under each engine, and reports every difference.\n"+
-			"With no guest.wasm it builds the echo guest (./guest) for wasip1 first.\n"+
-			"Exit status 1 when any case differs.\n\nflags:")
-		flags.PrintDefaults()
-	}
-	engineSpec := flags.String("engine", "all", "all (embedded engines and installed CLIs) or one of: "+strings.Join(engine.Names(), ", "))
+	flags := newFlagSet(env, "compare", "usage: hostharness compare [flags] [guest.wasm]\n\n"+
+		"Sends the request corpus to the echo guest built natively (the reference)\n"+
+		"and to the wasm guest under each engine, and reports every difference.\n"+
+		"With no guest.wasm it builds the echo guest (./guest) for wasip1 first.\n"+
+		"Exit status 1 when any case differs.")
+	engineSpec := flags.String("engine", "all", "all (embedded engines and installed CLIs) or a comma-separated list of: "+strings.Join(engine.Names(), ", "))
 	jsonPath := flags.String("json", "", "also write the report as JSON to this file")
 	run := flags.String("run", "", "only the cases whose name matches this regular expression")
 	skipLong := flags.Bool("skip-long", false, "leave out the long cases (the 256 MiB stream)")
 	strict := flags.Bool("strict", false, "report the corpus's known differences as failures, not SKIP(known)")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(flags, args); !ok {
+		return code
 	}
 	if flags.NArg() > 1 {
 		fmt.Fprintln(env.stderr, "hostharness compare: at most one guest.wasm")
 		return 2
 	}
-	names, err := compareEngines(*engineSpec)
+	names, err := engine.Select(*engineSpec)
 	if err != nil {
 		fmt.Fprintln(env.stderr, "hostharness compare:", err)
 		return 2
@@ -77,24 +67,6 @@ func runCompare(ctx context.Context, env *cliEnv, args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// compareEngines resolves --engine: "all" is every embedded engine plus
-// every runtime CLI (those not installed are reported as skipped).
-func compareEngines(spec string) ([]string, error) {
-	if spec != "all" {
-		if !slices.Contains(engine.Names(), spec) {
-			return nil, fmt.Errorf("engine %q: %w (have all, %s)", spec, engine.ErrUnknownEngine, strings.Join(engine.Names(), ", "))
-		}
-		return []string{spec}, nil
-	}
-	names := engine.Embedded()
-	for _, n := range engine.Names() {
-		if strings.HasSuffix(n, "-cli") {
-			names = append(names, n)
-		}
-	}
-	return names, nil
 }
 
 // selectCases returns the corpus with only the cases whose names match

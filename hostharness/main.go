@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,4 +76,30 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'hostharness COMMAND -h' for a command's flags.")
+}
+
+// newFlagSet returns a command's flag set, printing usage (the given
+// text, then the flags) and errors on env.stderr.
+func newFlagSet(env *cliEnv, name, usage string) *flag.FlagSet {
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
+	flags.SetOutput(env.stderr)
+	flags.Usage = func() {
+		fmt.Fprintln(env.stderr, usage+"\n\nflags:")
+		flags.PrintDefaults()
+	}
+	return flags
+}
+
+// parseFlags parses args; when it returns ok false the command exits with
+// code: 0 after -h, 2 after a bad flag (already reported).
+func parseFlags(flags *flag.FlagSet, args []string) (code int, ok bool) {
+	err := flags.Parse(args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	default:
+		return 2, false
+	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -20,14 +19,9 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
-	flags := flag.NewFlagSet("serve", flag.ContinueOnError)
-	flags.SetOutput(env.stderr)
-	flags.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: hostharness serve [flags] [guest.wasm]\n\n"+
-			"Serves a wasip1 guest on a preopened listening socket. With no guest.wasm it\n"+
-			"builds the echo guest (./guest) for wasip1 first.\n\nflags:")
-		flags.PrintDefaults()
-	}
+	flags := newFlagSet(env, "serve", "usage: hostharness serve [flags] [guest.wasm]\n\n"+
+		"Serves a wasip1 guest on a preopened listening socket. With no guest.wasm it\n"+
+		"builds the echo guest (./guest) for wasip1 first.")
 	listen := flags.String("listen", "127.0.0.1:8080", "host:port to serve on; port 0 picks a free port")
 	engineName := flags.String("engine", engine.Default(), "engine: "+strings.Join(engine.Names(), ", "))
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
@@ -37,11 +31,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap the guest's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(flags, args); !ok {
+		return code
 	}
 	if flags.NArg() > 1 {
 		fmt.Fprintln(env.stderr, "hostharness serve: at most one guest.wasm")

@@ -209,6 +209,30 @@ func Default() string {
 // ErrUnknownEngine is returned (wrapped) by New for an unknown name.
 var ErrUnknownEngine = errors.New("unknown engine")
 
+// SelectAll is the --engine value that selects every engine.
+const SelectAll = "all"
+
+// Select expands an --engine value: SelectAll is every embedded engine then
+// every runtime CLI (installed or not: callers report the missing ones);
+// anything else is a comma-separated list of known names.
+func Select(spec string) ([]string, error) {
+	if spec == SelectAll {
+		names := Embedded()
+		for name := range cliRuntimes() {
+			names = append(names, name)
+		}
+		sort.Strings(names[len(Embedded()):])
+		return names, nil
+	}
+	names := strings.Split(spec, ",")
+	for _, name := range names {
+		if err := Known(name); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
 // Known reports an error, before any work is done, when name is not an
 // engine New accepts.
 func Known(name string) error {

@@ -212,21 +212,40 @@ func TestBareFD3Guest(t *testing.T) {
 	}
 }
 
+// runToExit loads wasm with the named engine and serves it until the guest
+// stops, returning Load's, Serve's or the run's error. The listener is bound
+// before the guest runs, so Serve may report it ready before an early exit:
+// the result then comes from Wait.
+func runToExit(t *testing.T, name, wasm string, cfg engine.Config) error {
+	t.Helper()
+	ctx := context.Background()
+	mod, err := newEngine(t, name).Load(ctx, wasm)
+	if err != nil {
+		return err
+	}
+	defer mod.Close(ctx)
+	cfg.Listen = "127.0.0.1:0"
+	inst, err := engine.Serve(ctx, mod, cfg)
+	if err != nil {
+		return err
+	}
+	return inst.Wait()
+}
+
+// writeWasm writes a hand-assembled module to a temporary file.
+func writeWasm(t *testing.T, name string, module []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestGuestExitCode(t *testing.T) {
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			mod, err := newEngine(t, name).Load(ctx, built.fd3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
-			// The listener is bound before the guest runs, so Serve may
-			// report it ready before the exit: the code then comes from Wait.
-			inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Env: []string{"EXIT_CODE=7"}})
-			if err == nil {
-				err = inst.Wait()
-			}
+			err := runToExit(t, name, built.fd3, engine.Config{Env: []string{"EXIT_CODE=7"}})
 			var exit *engine.ExitError
 			if !errors.As(err, &exit) || exit.Code != 7 {
 				t.Fatalf("Serve: %v, want an ExitError with code 7", err)
@@ -362,22 +381,10 @@ var trapModule = []byte{
 }
 
 func TestGuestTrap(t *testing.T) {
-	wasm := filepath.Join(t.TempDir(), "trap.wasm")
-	if err := os.WriteFile(wasm, trapModule, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	wasm := writeWasm(t, "trap.wasm", trapModule)
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			mod, err := newEngine(t, name).Load(ctx, wasm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
-			inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0"})
-			if err == nil {
-				err = inst.Wait()
-			}
+			err := runToExit(t, name, wasm, engine.Config{})
 			var exit *engine.ExitError
 			if !errors.As(err, &exit) || exit.Code != 1 || !strings.Contains(exit.Trap, "unreachable") {
 				t.Fatalf("Serve of a trapping guest: %v, want an ExitError with code 1 naming the unreachable trap", err)
@@ -445,22 +452,10 @@ var importModule = []byte{
 }
 
 func TestUnknownImport(t *testing.T) {
-	wasm := filepath.Join(t.TempDir(), "import.wasm")
-	if err := os.WriteFile(wasm, importModule, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	wasm := writeWasm(t, "import.wasm", importModule)
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			mod, err := newEngine(t, name).Load(ctx, wasm)
-			if err == nil {
-				defer mod.Close(ctx)
-				var inst *engine.Instance
-				inst, err = engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0"})
-				if err == nil {
-					err = inst.Wait()
-				}
-			}
+			err := runToExit(t, name, wasm, engine.Config{})
 			if err == nil || !strings.Contains(err.Error(), "env") || !strings.Contains(err.Error(), "foo") {
 				t.Fatalf("a guest importing env.foo: %v; want an error naming the import", err)
 			}
@@ -556,4 +551,20 @@ func waitFor(d time.Duration, ok func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
+}
+
+func TestSelect(t *testing.T) {
+	all, err := engine.Select(engine.SelectAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(engine.Embedded()) + 3; len(all) != want || all[0] != engine.Default() {
+		t.Errorf("Select(all) = %v: want the %d embedded engines first, then the 3 CLIs", all, want)
+	}
+	if got, err := engine.Select("wazero,wasmtime-cli"); err != nil || strings.Join(got, " ") != "wazero wasmtime-cli" {
+		t.Errorf("Select(list) = %v, %v", got, err)
+	}
+	if _, err := engine.Select("wazero,nosuch"); !errors.Is(err, engine.ErrUnknownEngine) {
+		t.Errorf("Select with an unknown name: %v, want ErrUnknownEngine", err)
+	}
 }
