@@ -11,7 +11,8 @@
 #              (glibc), run as its nonroot user.
 #
 # Both run scripts/build.sh, the same script CI runs, so CI proves what the
-# images contain. Serve another guest by mounting it and naming it:
+# images contain. The command (CMD) is "--engine=NAME /echo.wasm": serve
+# another guest by mounting it and naming it (with the binary's default engine):
 #   docker run --rm -p 8080:8080 -v $PWD/app.wasm:/app.wasm:ro wasiserve /app.wasm
 
 ARG GO_IMAGE=golang:1.26-bookworm
@@ -40,8 +41,8 @@ COPY --from=build-wasmtime /out/echo.wasm /echo.wasm
 COPY --from=build --chown=65532:65532 /rootfs/ /
 USER 65532:65532
 EXPOSE 8080
-ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--engine=wasmtime", "--cache-dir=/cache"]
-CMD ["/echo.wasm"]
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
+CMD ["--engine=wasmtime", "/echo.wasm"]
 
 # ---- default: scratch, static hostharness with the wazero engine ----
 FROM scratch
@@ -50,5 +51,5 @@ COPY --from=build /out/echo.wasm /echo.wasm
 COPY --from=build --chown=65532:65532 /rootfs/ /
 USER 65532:65532
 EXPOSE 8080
-ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--engine=wazero", "--cache-dir=/cache"]
-CMD ["/echo.wasm"]
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
+CMD ["--engine=wazero", "/echo.wasm"]
