@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test.sh: the project's test suite: formatting, vet, a cgo-free build, and
-# go test ./... (both embedded engines, real sockets on 127.0.0.1).
+# test.sh: the project's test suite: formatting, vet, a cgo-free build,
+# go test ./... (every embedded engine, real sockets on 127.0.0.1), and the
+# native-versus-wasm comparison of the echo guest.
 set -euo pipefail
 
 usage() {
@@ -9,9 +10,13 @@ usage: scripts/test.sh [-h|--help] [go test flags...]
 
 Runs, from the repository root whatever the current directory:
   gofmt -l (must list nothing), go vet ./...,
-  CGO_ENABLED=0 go build ./... (the pure-Go, wazero-only build),
-  go test ./... with any extra flags given (e.g. -run TestEcho -v).
-Needs Go 1.26 and gcc (cgo, for the embedded wasmtime engine).
+  CGO_ENABLED=0 go build ./... (the pure-Go build, without embedded wasmtime),
+  go test ./... with any extra flags given (e.g. -run TestEcho -v),
+  go run ./hostharness compare --engine all (the wasm echo guest answers a
+  request corpus like the native build, on every engine; docs/COMPARE.md).
+Needs Go 1.26 and gcc (cgo, for the embedded wasmtime engine). The tests
+include scripts/build.sh's image builds (go test ./scripts), the stand-in for
+docker build + run where no Docker engine runs.
 USAGE
 }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
@@ -29,3 +34,5 @@ echo "== CGO_ENABLED=0 go build"
 CGO_ENABLED=0 go build ./...
 echo "== go test"
 go test -count=1 -timeout 15m "$@" ./...
+echo "== hostharness compare --engine all"
+go run ./hostharness compare --engine all
