@@ -45,7 +45,7 @@ done
 
 docker=${DOCKER:-docker}
 skip() {
-	echo "SKIP: $1; the image was not built or run (scripts/build.sh image checks its contents instead)"
+	echo "SKIP: $1; the image was not built or run (go test ./scripts checks what scripts/build.sh puts in it instead)"
 	if ((strict)); then exit 3; fi
 	exit 0
 }

@@ -72,6 +72,10 @@ func TestScriptsHelp(t *testing.T) {
 			if !bytes.HasPrefix(src, []byte("#!/usr/bin/env bash\n")) || !bytes.Contains(src, []byte("\nset -euo pipefail\n")) {
 				t.Errorf("%s: want a bash shebang and 'set -euo pipefail'", script)
 			}
+			// --help exits early; bash -n parses the whole script.
+			if out, err := exec.CommandContext(t.Context(), "bash", "-n", script).CombinedOutput(); err != nil {
+				t.Errorf("bash -n %s: %v\n%s", script, err, out)
+			}
 			// From another directory: scripts must not depend on the caller's.
 			out, code := runScript(t, t.TempDir(), nil, script, "--help")
 			if code != 0 || !strings.HasPrefix(out, "usage: scripts/"+script) {
