@@ -24,22 +24,7 @@ func TestRunNativeAndWazero(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	native := filepath.Join(dir, "echo-native")
-	wasm := filepath.Join(dir, "echo.wasm")
-	harness := filepath.Join(dir, "hostharness")
-	for _, b := range []struct {
-		pkg, out string
-		target   guestbuild.Target
-	}{
-		{guestbuild.Package, native, guestbuild.Target{}},
-		{guestbuild.Package, wasm, guestbuild.WASI},
-		// Without cgo: only wazero, and a quicker link than with wasmtime.
-		{"github.com/wasiserve/wasiserve/hostharness", harness, guestbuild.Target{}},
-	} {
-		if err := guestbuild.Build(ctx, b.pkg, b.target, b.out, "CGO_ENABLED=0"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	native, wasm, harness := buildTargets(ctx, t, dir)
 	cfg := Config{
 		Targets:    []Target{NativeTarget("native GOMAXPROCS=1", native, 1), HarnessTarget(harness, engine.Wazero, wasm)},
 		Duration:   300 * time.Millisecond,
@@ -101,6 +86,29 @@ func TestRunNativeAndWazero(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("report:\n%s", md.String())
+}
+
+// buildTargets builds into dir the native echo guest, the wasm one, and a
+// hostharness without cgo (only wazero, and a quicker link than with
+// wasmtime) to serve it.
+func buildTargets(ctx context.Context, t *testing.T, dir string) (native, wasm, harness string) {
+	t.Helper()
+	native = filepath.Join(dir, "echo-native")
+	wasm = filepath.Join(dir, "echo.wasm")
+	harness = filepath.Join(dir, "hostharness")
+	for _, b := range []struct {
+		pkg, out string
+		target   guestbuild.Target
+	}{
+		{guestbuild.Package, native, guestbuild.Target{}},
+		{guestbuild.Package, wasm, guestbuild.WASI},
+		{"github.com/wasiserve/wasiserve/hostharness", harness, guestbuild.Target{}},
+	} {
+		if err := guestbuild.Build(ctx, b.pkg, b.target, b.out, "CGO_ENABLED=0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return native, wasm, harness
 }
 
 // testWriter sends the bench's progress log to the test log.

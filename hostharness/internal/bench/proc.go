@@ -57,22 +57,28 @@ func parseStat(data []byte) (procStat, error) {
 
 // parseHWM returns VmHWM, in bytes, from the contents of /proc/PID/status.
 func parseHWM(data []byte) (int64, error) {
+	return parseStatusKB(data, "VmHWM")
+}
+
+// parseStatusKB returns the field (VmHWM, VmRSS, ...), a size in kB, in
+// bytes from the contents of /proc/PID/status.
+func parseStatusKB(data []byte, field string) (int64, error) {
 	for line := range bytes.Lines(data) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
+		rest, ok := bytes.CutPrefix(line, []byte(field+":"))
 		if !ok {
 			continue
 		}
 		f := bytes.Fields(rest)
 		if len(f) != 2 || string(f[1]) != "kB" {
-			return 0, fmt.Errorf("parse status: unexpected VmHWM line %q", bytes.TrimSpace(line))
+			return 0, fmt.Errorf("parse status: unexpected %s line %q", field, bytes.TrimSpace(line))
 		}
 		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("parse status VmHWM: %w", err)
+			return 0, fmt.Errorf("parse status %s: %w", field, err)
 		}
 		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("parse status: no VmHWM line")
+	return 0, fmt.Errorf("parse status: no %s line", field)
 }
 
 func truncate(b []byte) []byte {

@@ -57,6 +57,37 @@ func readProc(pid int) (procStat, int64, error) {
 	return st, hwm, nil
 }
 
+// treeFootprint returns the resident memory and the open descriptors of pid
+// and its live descendants, read from /proc.
+func treeFootprint(pid int) (rss int64, fds int, err error) {
+	pids, err := descendants(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	for i, p := range pids {
+		dir := filepath.Join("/proc", strconv.Itoa(p))
+		status, err := os.ReadFile(filepath.Join(dir, "status"))
+		if err == nil {
+			var n int64
+			if n, err = parseStatusKB(status, "VmRSS"); err == nil {
+				rss += n
+			}
+		}
+		var entries []os.DirEntry
+		if err == nil {
+			entries, err = os.ReadDir(filepath.Join(dir, "fd"))
+			fds += len(entries)
+		}
+		if err != nil {
+			if i > 0 && os.IsNotExist(err) {
+				continue // a descendant exited meanwhile
+			}
+			return 0, 0, fmt.Errorf("pid %d: %w", p, err)
+		}
+	}
+	return rss, fds, nil
+}
+
 // descendants returns pid followed by all its live descendants, found by
 // scanning the parent pid of every process in /proc.
 func descendants(pid int) ([]int, error) {

@@ -14,6 +14,10 @@ func treeUsage(pid int) (Usage, error) {
 	return Usage{}, errUnsupported
 }
 
+func treeFootprint(pid int) (int64, int, error) {
+	return 0, 0, errUnsupported
+}
+
 func cpuModel() string      { return "" }
 func kernelRelease() string { return "" }
 
