@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"text/template"
@@ -217,15 +218,27 @@ func (c *Case) prepare() error {
 	return nil
 }
 
+// maxHead bounds what a raw head template may produce, so that a broken
+// corpus fails with an error instead of exhausting memory.
+const maxHead = 64 << 20
+
 // headFuncs are the functions a raw head template may call.
 var headFuncs = template.FuncMap{
-	"repeat": strings.Repeat,
-	"seq": func(n int) []int {
+	"repeat": func(s string, n int) (string, error) {
+		if n < 0 || (len(s) > 0 && n > maxHead/len(s)) {
+			return "", fmt.Errorf("repeat %d times: want 0 to %d bytes", n, maxHead)
+		}
+		return strings.Repeat(s, n), nil
+	},
+	"seq": func(n int) ([]int, error) {
+		if n < 0 || n > 1<<16 {
+			return nil, fmt.Errorf("seq %d: want 0 to 65536", n)
+		}
 		s := make([]int, n)
 		for i := range s {
 			s[i] = i + 1
 		}
-		return s
+		return s, nil
 	},
 	"hex": func(s string) (string, error) {
 		b, err := hex.DecodeString(s)
@@ -240,10 +253,24 @@ func expandHead(text string, bodyLen int64) ([]byte, error) {
 		return nil, fmt.Errorf("head: %w", err)
 	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, struct{ BodyLen int64 }{bodyLen}); err != nil {
+	if err := tmpl.Execute(&limitedWriter{w: &buf, left: maxHead}, struct{ BodyLen int64 }{bodyLen}); err != nil {
 		return nil, fmt.Errorf("head: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// limitedWriter fails once more than left bytes are written.
+type limitedWriter struct {
+	w    io.Writer
+	left int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if len(p) > l.left {
+		return 0, fmt.Errorf("head longer than %d bytes", maxHead)
+	}
+	l.left -= len(p)
+	return l.w.Write(p)
 }
 
 // timeout is how long one run of the case may take.
