@@ -169,6 +169,7 @@ func constructors() map[string]constructor {
 		Wazero:   newWazero,
 		Wasmtime: newWasmtimeEmbedded,
 	}
+	m[Wasiserve] = newWasiserve
 	for name, rt := range cliRuntimes() {
 		m[name] = func(context.Context, Options) (Engine, error) { return newCLI(name, rt) }
 	}
@@ -194,9 +195,9 @@ func Names() []string {
 // Embedded lists the engines linked into this binary that can run.
 func Embedded() []string {
 	if wasmtimeAvailable {
-		return []string{Wasmtime, Wazero}
+		return withWasiserve([]string{Wasmtime, Wazero})
 	}
-	return []string{Wazero}
+	return withWasiserve([]string{Wazero})
 }
 
 // Default is the engine used when none is named: wasmtime where it is

@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+)
+
+// Wasiserve is the engine that runs guests on wazero with wasiserve's own
+// host socket layer (package hostsock): the host binds and owns the
+// listener and the accepted connections, and a guest waiting for them
+// blocks in the kernel instead of spinning.
+const Wasiserve = "wasiserve"
+
+// wasiserveEngine is a wazero runtime whose wasi_snapshot_preview1 module
+// has hostsock's socket functions in place of wazero's.
+type wasiserveEngine struct {
+	*wazeroEngine
+}
+
+// newWasiserve builds the wazero engine (same runtime configuration and
+// compilation cache) and swaps its wasi_snapshot_preview1 module for
+// hostsock's, which wraps wazero's functions.
+func newWasiserve(ctx context.Context, opts Options) (Engine, error) {
+	if err := hostsock.Supported(); err != nil {
+		return nil, fmt.Errorf("engine %s: %w", Wasiserve, err)
+	}
+	eng, err := newWazero(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	we := eng.(*wazeroEngine)
+	if wasi := we.runtime.Module(wasi_snapshot_preview1.ModuleName); wasi != nil {
+		if err := wasi.Close(ctx); err != nil {
+			we.Close(ctx)
+			return nil, fmt.Errorf("%s: replace wazero's WASI module: %w", Wasiserve, err)
+		}
+	}
+	if _, err := hostsock.Instantiate(ctx, we.runtime); err != nil {
+		we.Close(ctx)
+		return nil, fmt.Errorf("%s: %w", Wasiserve, err)
+	}
+	return &wasiserveEngine{we}, nil
+}
+
+func (e *wasiserveEngine) Name() string { return Wasiserve }
+
+func (e *wasiserveEngine) Load(ctx context.Context, path string) (Module, error) {
+	mod, err := e.wazeroEngine.Load(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return &wasiserveModule{mod.(*wazeroModule)}, nil
+}
+
+// wasiserveModule runs a compiled guest with a host-owned listener.
+type wasiserveModule struct {
+	*wazeroModule
+}
+
+// Run binds cfg.Listen itself and gives the listener to the guest at
+// cfg.ListenerFD(), after the preopened directories.
+func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
+	guestPaths := map[string]bool{}
+	fs := wazero.NewFSConfig()
+	for _, d := range cfg.Dirs {
+		if guestPaths[d.Guest] {
+			return fmt.Errorf("dir %s:%s: guest path %s is mounted twice", d.Host, d.Guest, d.Guest)
+		}
+		guestPaths[d.Guest] = true
+		fs = fs.WithDirMount(d.Host, d.Guest)
+	}
+	modCfg := wazero.NewModuleConfig().
+		WithName("").
+		WithArgs(append([]string{m.name}, cfg.Args...)...).
+		WithStdout(writerOrDiscard(cfg.Stdout)).
+		WithStderr(writerOrDiscard(cfg.Stderr)).
+		WithFSConfig(hostsock.Reserve(fs)).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	for _, kv := range cfg.Env {
+		k, v, err := splitEnv(kv)
+		if err != nil {
+			return err
+		}
+		modCfg = modCfg.WithEnv(k, v)
+	}
+	table, err := hostsock.Listen(ctx, cfg.Listen, cfg.ListenerFD())
+	if err != nil {
+		return fmt.Errorf("%s: %w", Wasiserve, err)
+	}
+	defer func() {
+		if err := table.Close(); err != nil {
+			cfg.logger().Warn("closing guest sockets", "engine", Wasiserve, "err", err)
+		}
+	}()
+	mod, err := m.runtime.InstantiateModule(hostsock.WithTable(ctx, table), m.compiled, modCfg)
+	if mod != nil {
+		mod.Close(context.WithoutCancel(ctx))
+	}
+	return wazeroExit(ctx, err)
+}
+
+// withWasiserve appends the wasiserve engine to names where its host
+// socket layer runs (linux).
+func withWasiserve(names []string) []string {
+	if hostsock.Supported() != nil {
+		return names
+	}
+	return append(names, Wasiserve)
+}

@@ -1,0 +1,136 @@
+package engine_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+)
+
+// socketEngines are the engines whose own socket layer these tests exercise
+// beyond the shared table-driven ones.
+var socketEngines = []string{engine.Wasiserve}
+
+func TestKeepAlive(t *testing.T) {
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
+			client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer client.CloseIdleConnections()
+			reused := 0
+			const requests = 20
+			for i := range requests {
+				body := fmt.Sprintf("request %d", i)
+				trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+					if info.Reused {
+						reused++
+					}
+				}}
+				req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace),
+					http.MethodPost, inst.URL(), strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(got) != body {
+					t.Fatalf("request %d: %q, %v; want %q", i, got, err, body)
+				}
+			}
+			if reused != requests-1 {
+				t.Errorf("%d of %d requests reused the connection, want all after the first", reused, requests)
+			}
+		})
+	}
+}
+
+func TestConcurrentConnections(t *testing.T) {
+	const conns, perConn = 64, 5
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
+			var wg sync.WaitGroup
+			errs := make(chan error, conns)
+			for c := range conns {
+				wg.Go(func() {
+					// One transport per goroutine: 64 distinct connections.
+					client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{}}
+					defer client.CloseIdleConnections()
+					for r := range perConn {
+						body := bytes.Repeat([]byte(fmt.Sprintf("conn %d request %d;", c, r)), 100*(r+1))
+						resp, err := client.Post(inst.URL(), "application/octet-stream", bytes.NewReader(body))
+						if err != nil {
+							errs <- fmt.Errorf("conn %d request %d: %w", c, r, err)
+							return
+						}
+						got, err := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if err != nil || !bytes.Equal(got, body) {
+							errs <- fmt.Errorf("conn %d request %d: %d bytes back (%v), want %d byte-exact", c, r, len(got), err, len(body))
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestClientAbort drops connections in the middle of a request body and
+// in the middle of a large response, then checks that the guest serves on.
+func TestClientAbort(t *testing.T) {
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
+			addr := strings.TrimPrefix(inst.URL(), "http://")
+			dial := func() *net.TCPConn {
+				conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.SetDeadline(time.Now().Add(30 * time.Second))
+				return conn.(*net.TCPConn)
+			}
+			// Half a body, then a reset.
+			conn := dial()
+			fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 1<<20)
+			conn.Write(make([]byte, 100<<10))
+			conn.SetLinger(0)
+			conn.Close()
+			// A whole 4 MiB body, then a close before reading the echo.
+			conn = dial()
+			fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 4<<20)
+			conn.Write(make([]byte, 4<<20))
+			status, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil || !strings.Contains(status, "200") {
+				t.Fatalf("status line %q, %v", status, err)
+			}
+			conn.Close()
+			for i := range 3 {
+				resp, got := post(t, inst.URL(), "text/plain", []byte("still here"))
+				if resp.StatusCode != 200 || string(got) != "still here" {
+					t.Fatalf("request %d after the aborts: %d %q", i, resp.StatusCode, got)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,237 @@
+package hostsock_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+)
+
+// probeWasm is testdata/probe built for wasip1 once per test binary.
+var probeWasm string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if err := hostsock.Supported(); err != nil {
+			fmt.Println("skipping hostsock tests:", err)
+			return 0
+		}
+		dir, err := os.MkdirTemp("", "hostsock-test")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		probeWasm = filepath.Join(dir, "probe.wasm")
+		if err := guestbuild.Build(context.Background(), "./testdata/probe", guestbuild.WASI, probeWasm); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// probe is a run of testdata/probe on a listener of its own.
+type probe struct {
+	table *hostsock.Table
+	// stdout and stderr are the guest's; read them once done has answered.
+	stdout, stderr bytes.Buffer
+	// done receives the result of running the guest's _start.
+	done chan error
+}
+
+// startProbe runs the probe guest under ctx in a wazero runtime with
+// hostsock's WASI module, its listener at fd 3 on a free loopback port.
+func startProbe(t *testing.T, ctx context.Context) *probe {
+	t.Helper()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	if _, err := hostsock.Instantiate(ctx, rt); err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(probeWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &probe{done: make(chan error, 1)}
+	p.table, err = hostsock.Listen(ctx, "127.0.0.1:0", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.table.Close() })
+	go func() {
+		_, err := rt.InstantiateModule(hostsock.WithTable(ctx, p.table), compiled, wazero.NewModuleConfig().
+			WithStdout(&p.stdout).WithStderr(&p.stderr).
+			WithFSConfig(hostsock.Reserve(wazero.NewFSConfig())).
+			WithSysNanotime().WithSysWalltime().WithSysNanosleep())
+		p.done <- err
+	}()
+	return p
+}
+
+// TestProbe runs a guest that calls the socket functions directly with good
+// and bad arguments, and checks every answer.
+func TestProbe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := startProbe(t, ctx)
+	// The connection waits in the listener's backlog until the guest polls.
+	conn, err := net.Dial("tcp", p.table.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	const msg = "hello, probe"
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	echo := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, echo); err != nil || string(echo) != msg {
+		conn.Close()
+		t.Fatalf("echo: %q, %v; want %q; probe: %v\nstdout:\n%s\nstderr: %s", echo, err, msg, <-p.done, p.stdout.String(), p.stderr.String())
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("probe: %v; stderr: %s", err, p.stderr.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("probe did not finish")
+	}
+	got := map[string]string{}
+	sc := bufio.NewScanner(&p.stdout)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		got[k] = v
+	}
+	const (
+		ok     = "0"
+		badf   = "8"
+		fault  = "21"
+		inval  = "28"
+		notcon = "53"
+		notsup = "58"
+		spipe  = "70"
+	)
+	want := map[string]string{
+		"prestat.listener":           badf, // ends the guest's preopen scan
+		"fdstat.listener":            ok,
+		"fdstat.listener.filetype":   "6",
+		"fdstat.badptr":              fault,
+		"filestat.listener":          ok,
+		"filestat.listener.filetype": "6",
+		"seek.listener":              spipe,
+		"read.listener":              notcon,
+		"accept.badflags":            inval,
+		"poll.zero":                  inval,
+		"poll.badin":                 fault,
+		"poll.badtag":                inval,
+		"poll.clock":                 ok,
+		"poll.clock.n":               "1",
+		"poll.clock.userdata":        "7",
+		"poll.clock.errno":           ok,
+		"poll.listener":              ok,
+		"poll.listener.n":            "1",
+		"poll.listener.userdata":     "9",
+		"poll.listener.errno":        ok,
+		"accept.badptr":              fault,
+		"accept":                     ok,
+		"conn.high":                  "1",
+		"fdstat.conn":                ok,
+		"fdstat.conn.filetype":       "6",
+		"fdstat.conn.nonblock":       "0",
+		"read.badiovs":               fault,
+		"read.badbuf":                fault,
+		"read.badresult":             fault,
+		"read.toomany":               inval,
+		"write.badresult":            fault,
+		"recv.badflags":              notsup,
+		"recv.badroflags":            fault,
+		"send.flags":                 notsup,
+		"shutdown.bad":               inval,
+		"fdstat.setflags.sync":       inval,
+		"recv.peek":                  ok,
+		"echoed":                     fmt.Sprint(len(msg)),
+		"poll.write":                 ok,
+		"poll.write.n":               "1",
+		"poll.write.userdata":        "11",
+		"poll.write.errno":           ok,
+		"shutdown.wr":                ok,
+		"close":                      ok,
+		"close.again":                badf, // no longer owned: wazero's answer
+		"read.closed":                badf,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("probe answers (-want +got):\n%s\nstderr: %s", diff, p.stderr.String())
+	}
+}
+
+// TestCancelWakesPoll checks that cancelling the context ends a guest that
+// is blocked in poll_oneoff on an idle listener.
+func TestCancelWakesPoll(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := startProbe(t, ctx)
+	// The probe starts in milliseconds and then waits for a client that
+	// never comes; an earlier cancel would only make the test weaker.
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case err := <-p.done:
+		t.Fatalf("probe finished without a client: %v", err)
+	default:
+	}
+	cancel()
+	select {
+	case err := <-p.done:
+		if err == nil {
+			t.Fatal("probe finished without a client, want it stopped by the cancelled context")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelling the context did not stop a guest blocked in poll_oneoff")
+	}
+}
+
+func TestListenErrors(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct {
+		addr string
+		fd   uint32
+		want string
+	}{
+		{taken.Addr().String(), 3, "address already in use"},
+		{"127.0.0.1:0", hostsock.ConnFDBase, "must be below"},
+		{"no-port", 3, "missing port"},
+	} {
+		table, err := hostsock.Listen(context.Background(), tc.addr, tc.fd)
+		if err == nil {
+			table.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Listen(%q, %d) = %v, want an error containing %q", tc.addr, tc.fd, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,162 @@
+package hostsock
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// pollOneoff replaces poll_oneoff. It answers a call itself when the
+// context has a Table and the call has a subscription on one of its fds or
+// only clock subscriptions: it then blocks in the kernel (ppoll) on the
+// owned sockets, the nearest clock deadline and the table's waker, so a
+// guest that waits costs no CPU. A call whose fd subscriptions are all on
+// fds the table does not own (stdin, files) goes to wazero's poll_oneoff
+// unchanged. In a call that mixes both, the foreign fds are reported ready
+// at once, as POSIX poll does for regular files and wazero does for its
+// non-blocking fds: the guest's next read or write then tells the truth,
+// and no wait can hang on an fd the host cannot poll.
+func pollOneoff(delegate api.GoModuleFunction) api.GoModuleFunction {
+	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		t := tableFrom(ctx)
+		if t == nil {
+			delegate.Call(ctx, mod, stack)
+			return
+		}
+		in, out, n, result := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
+		mem := mod.Memory()
+		subs, errno := subscriptions(mem, in, n, t.subs[:0])
+		t.subs = subs[:0]
+		if errno != errnoSuccess {
+			stack[0] = uint64(errno)
+			return
+		}
+		if !t.answers(subs) {
+			delegate.Call(ctx, mod, stack)
+			return
+		}
+		outBuf, ok := mem.Read(out, n*eventSize)
+		if !ok {
+			stack[0] = uint64(errnoFault)
+			return
+		}
+		if _, ok := mem.Read(result, 4); !ok {
+			stack[0] = uint64(errnoFault)
+			return
+		}
+		nevents, errno := t.pollSubs(subs, outBuf)
+		if errno != errnoSuccess {
+			stack[0] = uint64(errno)
+			return
+		}
+		mem.WriteUint32Le(result, nevents)
+		stack[0] = uint64(errnoSuccess)
+	})
+}
+
+// answers reports whether the table handles subs itself: some subscription
+// is on an owned fd, or there are clocks only.
+func (t *Table) answers(subs []subscription) bool {
+	foreign := false
+	for _, s := range subs {
+		if s.tag == eventtypeClock {
+			continue
+		}
+		if _, ok := t.lookup(s.fd); ok {
+			return true
+		}
+		foreign = true
+	}
+	return !foreign
+}
+
+// pollSubs waits for subs and writes their events into out, returning the
+// count.
+func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
+	start := time.Now()
+	var deadline time.Time // the nearest clock; zero means none
+	immediate := false
+	fds := t.pollFDs[:0]
+	slot := t.slots[:0] // slot[i] is subs[i]'s index in fds, or -1
+	for _, s := range subs {
+		idx := -1
+		switch s.tag {
+		case eventtypeClock:
+			d, errno := clockDeadline(s, start)
+			if errno != errnoSuccess || !d.After(start) {
+				immediate = true
+			} else if deadline.IsZero() || d.Before(deadline) {
+				deadline = d
+			}
+		default:
+			e, ok := t.lookup(s.fd)
+			if !ok {
+				immediate = true // a foreign fd: reported ready
+				break
+			}
+			events := int16(pollIn)
+			if s.tag == eventtypeFdWrite {
+				events = pollOut
+			}
+			idx = len(fds)
+			fds = append(fds, pollFD{Fd: int32(e.host), Events: events})
+		}
+		slot = append(slot, idx)
+	}
+	if immediate {
+		deadline = start // collect what is ready without waiting
+	}
+	fds, errno := t.poll(fds, deadline)
+	t.pollFDs, t.slots = fds[:0], slot[:0]
+	if errno != errnoSuccess {
+		return 0, errno
+	}
+	now := time.Now()
+	var n uint32
+	for i, s := range subs {
+		ev := event{userdata: s.userdata, tag: s.tag}
+		ready := false
+		switch {
+		case s.tag == eventtypeClock:
+			d, errno := clockDeadline(s, start)
+			ev.errno = errno
+			ready = errno != errnoSuccess || !now.Before(d)
+		case slot[i] < 0:
+			ready = true
+		default:
+			re := fds[slot[i]].Revents
+			switch {
+			case re&pollNval != 0:
+				ready, ev.errno = true, errnoBadf
+			case s.tag == eventtypeFdRead:
+				ready = re&(pollIn|pollHup|pollErr) != 0
+			default:
+				ready = re&(pollOut|pollHup|pollErr) != 0
+			}
+			ev.hangup = re&pollHup != 0
+		}
+		if ready {
+			putEvent(out[n*eventSize:], ev)
+			n++
+		}
+	}
+	return n, errnoSuccess
+}
+
+// clockDeadline is when a clock subscription fires, counted from now for
+// relative ones. Absolute monotonic deadlines are not supported: the
+// guest's monotonic clock has an origin the host does not see.
+func clockDeadline(s subscription, now time.Time) (time.Time, uint32) {
+	switch {
+	case s.flags&^subclockAbstime != 0:
+		return time.Time{}, errnoInval
+	case s.flags&subclockAbstime == 0:
+		return now.Add(time.Duration(min(s.timeout, math.MaxInt64))), errnoSuccess
+	case s.clockID == clockRealtime:
+		return time.Unix(0, int64(min(s.timeout, math.MaxInt64))), errnoSuccess
+	default:
+		return time.Time{}, errnoNotsup
+	}
+}

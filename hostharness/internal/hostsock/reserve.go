@@ -1,0 +1,28 @@
+package hostsock
+
+import (
+	"github.com/tetratelabs/wazero"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
+)
+
+// ReservedGuestPath is the guest path of the placeholder preopen that
+// Reserve adds. The guest never sees it: fd_prestat_get on its fd answers
+// EBADF, which is where the guest's preopen scan stops.
+const ReservedGuestPath = "/.wasiserve-listener"
+
+// Reserve returns fs with one more preopen after its directories: a
+// placeholder that holds the listener's fd number (3 + number of
+// directories) in wazero's own fd table, so that wazero never hands that
+// number out for a file the guest opens. Every call on that number reaches
+// the Table instead, which owns it.
+func Reserve(fs wazero.FSConfig) wazero.FSConfig {
+	return fs.(sysfs.FSConfig).WithSysFSMount(reservedFS{}, ReservedGuestPath)
+}
+
+// reservedFS is the placeholder's file system: every operation fails with
+// ENOSYS. (A struct embedding UnimplementedFS, not UnimplementedFS itself,
+// which wazero would skip as "no file system".)
+type reservedFS struct {
+	experimentalsys.UnimplementedFS
+}

@@ -1,0 +1,200 @@
+package hostsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+)
+
+// ConnFDBase is the first guest fd number given to accepted connections.
+// wazero numbers the files it opens densely from 3 upward, so a guest would
+// need about a million open files before wazero reached this range.
+const ConnFDBase = 1 << 20
+
+// maxConnFD bounds the connection range; an accept past it gives EMFILE.
+const maxConnFD = 1<<31 - 1
+
+// errnoMfile is WASI's "too many open files".
+const errnoMfile uint32 = 33
+
+// kind tells listeners from connections.
+type kind uint8
+
+const (
+	kindListener kind = iota + 1
+	kindConn
+)
+
+// entry is one guest fd backed by a host socket.
+type entry struct {
+	kind kind
+	// host is the host's fd number of the socket, non-blocking on the host
+	// whatever the guest asked for.
+	host int
+	// ln keeps the host listener alive; nil for connections.
+	ln *net.TCPListener
+	// nonblock is the guest's FDFLAGS_NONBLOCK: when false, reads, writes
+	// and accepts wait (in the kernel) until they can proceed.
+	nonblock bool
+}
+
+// Table is the set of guest fds one module instance has on host sockets.
+// The host functions of a module instance run on that instance's goroutine
+// only, so the fds need no lock; Close runs after the instance has stopped.
+type Table struct {
+	fds      map[uint32]*entry
+	nextConn uint32
+	free     []uint32
+	wake     *waker
+	stop     func() bool
+
+	// Scratch space of poll_oneoff, reused across calls.
+	subs    []subscription
+	pollFDs []pollFD
+	slots   []int
+}
+
+// Listen binds a TCP listener on addr ("host:port") and returns a Table
+// that gives it to the guest at fd. Cancelling ctx wakes every wait of the
+// guest on the table's sockets, so that a stopped guest does not stay
+// blocked in the host.
+func Listen(ctx context.Context, addr string, fd uint32) (*Table, error) {
+	if err := Supported(); err != nil {
+		return nil, err
+	}
+	if fd >= ConnFDBase {
+		return nil, fmt.Errorf("listener fd %d: must be below %d", fd, ConnFDBase)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	tcp := ln.(*net.TCPListener)
+	host, err := rawFD(tcp)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	wake, err := newWaker()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	t := &Table{
+		fds:      map[uint32]*entry{fd: {kind: kindListener, host: host, ln: tcp}},
+		nextConn: ConnFDBase,
+		wake:     wake,
+	}
+	t.stop = context.AfterFunc(ctx, wake.fire)
+	return t, nil
+}
+
+// Addr is the listener's address, with the real port when port 0 was asked.
+func (t *Table) Addr() net.Addr {
+	for _, e := range t.fds {
+		if e.ln != nil {
+			return e.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Close closes every socket the table still holds. Call it once the
+// module instance has stopped.
+func (t *Table) Close() error {
+	t.stop()
+	var errs []error
+	for fd, e := range t.fds {
+		errs = append(errs, t.closeEntry(e))
+		delete(t.fds, fd)
+	}
+	errs = append(errs, t.wake.close())
+	return errors.Join(errs...)
+}
+
+// lookup returns the entry of a guest fd the table owns.
+func (t *Table) lookup(fd uint32) (*entry, bool) {
+	e, ok := t.fds[fd]
+	return e, ok
+}
+
+// addConn gives an accepted host socket a guest fd from the connection
+// range, reusing closed numbers first.
+func (t *Table) addConn(host int, nonblock bool) (uint32, uint32) {
+	var fd uint32
+	switch {
+	case len(t.free) > 0:
+		fd = t.free[len(t.free)-1]
+		t.free = t.free[:len(t.free)-1]
+	case t.nextConn < maxConnFD:
+		fd = t.nextConn
+		t.nextConn++
+	default:
+		return 0, errnoMfile
+	}
+	t.fds[fd] = &entry{kind: kindConn, host: host, nonblock: nonblock}
+	return fd, errnoSuccess
+}
+
+// remove closes a guest fd's socket and forgets the fd.
+func (t *Table) remove(fd uint32) error {
+	e, ok := t.fds[fd]
+	if !ok {
+		return nil
+	}
+	delete(t.fds, fd)
+	if e.kind == kindConn {
+		t.free = append(t.free, fd)
+	}
+	return t.closeEntry(e)
+}
+
+func (t *Table) closeEntry(e *entry) error {
+	if e.ln != nil {
+		return e.ln.Close()
+	}
+	return closeFD(e.host)
+}
+
+// tableKey is the context key of a module instance's Table.
+type tableKey struct{}
+
+// WithTable returns a context under which an instantiated module's WASI
+// calls use t. Pass it to wazero's InstantiateModule: the host functions see
+// that context for the whole run of _start.
+func WithTable(ctx context.Context, t *Table) context.Context {
+	return context.WithValue(ctx, tableKey{}, t)
+}
+
+func tableFrom(ctx context.Context) *Table {
+	t, _ := ctx.Value(tableKey{}).(*Table)
+	return t
+}
+
+// waker lets a context's cancellation interrupt the kernel waits of the
+// guest: its fd is in every poll set.
+type waker struct {
+	mu     sync.Mutex
+	fd     int
+	closed bool
+}
+
+func (w *waker) fire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		signalFD(w.fd)
+	}
+}
+
+func (w *waker) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return closeFD(w.fd)
+}
