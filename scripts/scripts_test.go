@@ -105,10 +105,11 @@ func TestDockerSmokeWithoutDocker(t *testing.T) {
 
 // stage is one final stage of the Dockerfile.
 type stage struct {
-	name    string
-	user    string
-	command []string // ENTRYPOINT then CMD
-	runs    []string // build.sh commands that made the files it copies from /out
+	name       string
+	user       string
+	entrypoint []string
+	cmd        []string
+	runs       []string // build.sh commands that made the files it copies from /out
 }
 
 var jsonInstr = regexp.MustCompile(`^(ENTRYPOINT|CMD)\s+(\[.*\])\s*$`)
@@ -164,7 +165,11 @@ func parseDockerfile(t *testing.T, path string) map[string]*stage {
 			if err := json.Unmarshal([]byte(m[2]), &args); err != nil {
 				t.Fatalf("Dockerfile: %s: %v", line, err)
 			}
-			cur.command = append(cur.command, args...)
+			if fields[0] == "CMD" {
+				cur.cmd = args
+			} else {
+				cur.entrypoint = args
+			}
 		}
 	}
 	if last == nil {
@@ -208,16 +213,18 @@ func imageCommand(t *testing.T, command []string, root string) []string {
 func TestImageContents(t *testing.T) {
 	stages := parseDockerfile(t, "../Dockerfile")
 	tests := []struct {
-		target string // Dockerfile target; "" is the default
-		mode   string // scripts/build.sh mode that builds its files
+		target string   // Dockerfile target; "" is the default
+		args   []string // docker run arguments replacing CMD; nil keeps it
+		mode   string   // scripts/build.sh mode that builds its files
 		engine string
 		static bool
 	}{
-		{"", "image", "wazero", true},
-		{"wasmtime", "image-wasmtime", "wasmtime", false},
+		{"", nil, "image", "wazero", true},
+		{"", []string{"--engine=wasiserve", "/echo.wasm"}, "image", "wasiserve", true},
+		{"wasmtime", nil, "image-wasmtime", "wasmtime", false},
 	}
 	for _, tt := range tests {
-		t.Run("target="+cmp.Or(tt.target, "default"), func(t *testing.T) {
+		t.Run(fmt.Sprintf("target=%s/args=%q", cmp.Or(tt.target, "default"), tt.args), func(t *testing.T) {
 			st := stages[tt.target]
 			if st == nil {
 				t.Fatalf("Dockerfile has no stage %q", tt.target)
@@ -228,8 +235,13 @@ func TestImageContents(t *testing.T) {
 			if st.user == "" || strings.HasPrefix(st.user, "0") || strings.HasPrefix(st.user, "root") {
 				t.Errorf("stage %q runs as user %q, want a non-root user", tt.target, st.user)
 			}
-			if !slices.Contains(st.command, "--engine="+tt.engine) {
-				t.Errorf("stage %q command %q, want --engine=%s", tt.target, st.command, tt.engine)
+			args := st.cmd
+			if tt.args != nil {
+				args = tt.args
+			}
+			command := append(slices.Clone(st.entrypoint), args...)
+			if !slices.Contains(command, "--engine="+tt.engine) {
+				t.Errorf("stage %q command %q, want --engine=%s", tt.target, command, tt.engine)
 			}
 			if !tt.static {
 				if _, err := exec.LookPath("gcc"); err != nil {
@@ -247,7 +259,7 @@ func TestImageContents(t *testing.T) {
 			if err := os.Mkdir(filepath.Join(root, "cache"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			serveEcho(t, imageCommand(t, st.command, root), tt.engine)
+			serveEcho(t, imageCommand(t, command, root), tt.engine)
 		})
 	}
 }
