@@ -505,8 +505,9 @@ func TestDirConfinement(t *testing.T) {
 		t.Fatal(err)
 	}
 	confined := map[string]engine.Mount{
-		engine.Wazero:   {Host: dir, Guest: "/data", ReadOnly: true},
-		engine.Wasmtime: {Host: dir, Guest: "/data"},
+		engine.Wazero:    {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wasiserve: {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wasmtime:  {Host: dir, Guest: "/data"},
 	}
 	for _, name := range engine.Embedded() {
 		mount, ok := confined[name]

@@ -2,10 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
@@ -66,32 +64,11 @@ type wasiserveModule struct {
 // Run binds cfg.Listen itself and gives the listener to the guest at
 // cfg.ListenerFD(), after the preopened directories.
 func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
-	guestPaths := map[string]bool{}
-	fs := wazero.NewFSConfig()
-	for _, d := range cfg.Dirs {
-		if guestPaths[d.Guest] {
-			return fmt.Errorf("dir %s:%s: guest path %s is mounted twice", d.Host, d.Guest, d.Guest)
-		}
-		guestPaths[d.Guest] = true
-		fs = fs.WithDirMount(d.Host, d.Guest)
+	modCfg, closeFS, err := m.moduleConfig(cfg, hostsock.Reserve)
+	if err != nil {
+		return err
 	}
-	modCfg := wazero.NewModuleConfig().
-		WithName("").
-		WithArgs(append([]string{m.name}, cfg.Args...)...).
-		WithStdout(writerOrDiscard(cfg.Stdout)).
-		WithStderr(writerOrDiscard(cfg.Stderr)).
-		WithFSConfig(hostsock.Reserve(fs)).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithSysNanosleep().
-		WithRandSource(rand.Reader)
-	for _, kv := range cfg.Env {
-		k, v, err := splitEnv(kv)
-		if err != nil {
-			return err
-		}
-		modCfg = modCfg.WithEnv(k, v)
-	}
+	defer closeFS()
 	table, err := hostsock.Listen(ctx, cfg.Listen, cfg.ListenerFD())
 	if err != nil {
 		return fmt.Errorf("%s: %w", Wasiserve, err)
@@ -101,11 +78,7 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 			cfg.logger().Warn("closing guest sockets", "engine", Wasiserve, "err", err)
 		}
 	}()
-	mod, err := m.runtime.InstantiateModule(hostsock.WithTable(ctx, table), m.compiled, modCfg)
-	if mod != nil {
-		mod.Close(context.WithoutCancel(ctx))
-	}
-	return wazeroExit(ctx, err)
+	return m.instantiate(hostsock.WithTable(ctx, table), modCfg)
 }
 
 // withWasiserve appends the wasiserve engine to names where its host

@@ -85,11 +85,27 @@ func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 	if err != nil || port <= 0 {
 		return fmt.Errorf("listen %q: want a non-zero port", cfg.Listen)
 	}
-	fs, closeFS, err := wazeroFSConfig(cfg)
+	modCfg, closeFS, err := m.moduleConfig(cfg, nil)
 	if err != nil {
 		return err
 	}
 	defer closeFS()
+	// wazero places listeners after the preopened directories.
+	return m.instantiate(sock.WithConfig(ctx, sock.NewConfig().WithTCPListener(host, port)), modCfg)
+}
+
+// moduleConfig is the guest's configuration under cfg: arguments, only
+// cfg.Env, stdio, real clocks and randomness, and cfg.Dirs, whose FSConfig
+// wrapFS (when not nil) may extend. The returned function releases the
+// mounts once the guest has stopped.
+func (m *wazeroModule) moduleConfig(cfg Config, wrapFS func(wazero.FSConfig) wazero.FSConfig) (wazero.ModuleConfig, func(), error) {
+	fs, closeFS, err := wazeroFSConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if wrapFS != nil {
+		fs = wrapFS(fs)
+	}
 	modCfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: one compiled module can run many times at once
 		WithArgs(append([]string{m.name}, cfg.Args...)...).
@@ -103,12 +119,16 @@ func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 	for _, kv := range cfg.Env {
 		k, v, err := splitEnv(kv)
 		if err != nil {
-			return err
+			closeFS()
+			return nil, nil, err
 		}
 		modCfg = modCfg.WithEnv(k, v)
 	}
-	// wazero places listeners after the preopened directories.
-	ctx = sock.WithConfig(ctx, sock.NewConfig().WithTCPListener(host, port))
+	return modCfg, closeFS, nil
+}
+
+// instantiate runs the guest's _start to its end under ctx.
+func (m *wazeroModule) instantiate(ctx context.Context, modCfg wazero.ModuleConfig) error {
 	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, modCfg)
 	if mod != nil {
 		mod.Close(context.WithoutCancel(ctx))
@@ -127,7 +147,13 @@ func wazeroFSConfig(cfg Config) (wazero.FSConfig, func(), error) {
 			r.Close()
 		}
 	}
+	guestPaths := map[string]bool{}
 	for _, d := range cfg.Dirs {
+		if guestPaths[d.Guest] {
+			closeAll()
+			return nil, nil, fmt.Errorf("dir %s:%s: guest path %s is mounted twice", d.Host, d.Guest, d.Guest)
+		}
+		guestPaths[d.Guest] = true
 		if !d.ReadOnly {
 			cfg.logger().Warn("wazero read-write mounts are not confined against symlinks: the guest can reach host files outside the directory; add :ro or use another engine for untrusted guests", "dir", d.Host)
 			fs = fs.WithDirMount(d.Host, d.Guest)
