@@ -30,6 +30,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&dirs, "dir", "host[:guest][:ro|:rw] directory to preopen for the guest (repeatable; default rw); the guest sees no other")
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap the guest's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
+	maxConns := flags.Int("max-conns", 0, "bound the guest's open connections; more wait in the kernel backlog (wasiserve engine; 0: no limit)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
@@ -47,11 +48,12 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	cfg := engine.Config{
-		Env:    envs,
-		Listen: *listen,
-		Stdout: os.Stdout,
-		Stderr: os.Stderr,
-		Logger: env.logger,
+		Env:      envs,
+		Listen:   *listen,
+		MaxConns: *maxConns,
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+		Logger:   env.logger,
 	}
 	for _, d := range dirs {
 		m, err := engine.ParseMount(d)

@@ -62,10 +62,19 @@ type Config struct {
 	// Listen is the "host:port" the engine binds and preopens for the
 	// guest. The port must not be 0: Serve picks one first.
 	Listen string
+	// MaxConns bounds the connections the guest may have open at once
+	// (0: no limit). Only engines whose host owns the accepts can: others
+	// refuse a non-zero value.
+	MaxConns int
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
 	// Logger receives the engine's own messages; nil discards them.
 	Logger *slog.Logger
+}
+
+// errMaxConns is returned by engines that cannot bound connections.
+func errMaxConns(engine string) error {
+	return fmt.Errorf("engine %s: --max-conns needs an engine whose host owns the listener's accepts; use --engine %s", engine, Wasiserve)
 }
 
 // ListenerFD is the guest fd number at which cfg's listener is preopened.

@@ -73,6 +73,7 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", Wasiserve, err)
 	}
+	table.LimitConns(cfg.MaxConns)
 	defer func() {
 		if err := table.Close(); err != nil {
 			cfg.logger().Warn("closing guest sockets", "engine", Wasiserve, "err", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -130,6 +131,75 @@ func TestClientAbort(t *testing.T) {
 				if resp.StatusCode != 200 || string(got) != "still here" {
 					t.Fatalf("request %d after the aborts: %d %q", i, resp.StatusCode, got)
 				}
+			}
+		})
+	}
+}
+
+// TestMaxConns holds two keep-alive connections open under a limit of two:
+// a third client must wait (in the kernel backlog, not refused) until one
+// of the first two goes away, and is then served.
+func TestMaxConns(t *testing.T) {
+	inst := serve(t, newEngine(t, engine.Wasiserve), built.echo, engine.Config{MaxConns: 2})
+	request := func(c net.Conn, body string) (string, error) {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		return string(got), err
+	}
+	var held []net.Conn
+	for i := range 2 {
+		c, err := net.Dial("tcp", inst.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got, err := request(c, fmt.Sprint("held ", i)); err != nil || got != fmt.Sprint("held ", i) {
+			t.Fatalf("connection %d: %q, %v", i, got, err)
+		}
+		held = append(held, c)
+	}
+	third, err := net.Dial("tcp", inst.Addr) // completes in the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	fmt.Fprintf(third, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nthird")
+	third.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, err := third.Read(make([]byte, 1)); n > 0 || !isTimeout(err) {
+		t.Fatalf("a third connection over the limit of 2 was served (read %d bytes, %v)", n, err)
+	}
+	held[0].Close()
+	third.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+	if err != nil {
+		t.Fatalf("third connection after one closed: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	if string(got) != "third" {
+		t.Fatalf("third connection answered %q", got)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func TestMaxConnsRefused(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		if name == engine.Wasiserve {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			err := runToExit(t, name, built.echo, engine.Config{MaxConns: 4})
+			if err == nil || !strings.Contains(err.Error(), "--max-conns needs") {
+				t.Fatalf("MaxConns on %s: %v, want a refusal naming the engine to use", name, err)
 			}
 		})
 	}

@@ -132,6 +132,9 @@ type wasmtimeModule struct {
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
+	if cfg.MaxConns > 0 {
+		return errMaxConns(Wasmtime)
+	}
 	eng := newEngine()
 	mod, err := wasmtime.NewModuleDeserializeFile(eng, m.code)
 	if err != nil {

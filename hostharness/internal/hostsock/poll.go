@@ -56,6 +56,10 @@ func pollOneoff(delegate api.GoModuleFunction) api.GoModuleFunction {
 	})
 }
 
+// heldBack marks, in pollSubs, a listener subscription that cannot fire
+// because the guest is at its connection limit.
+const heldBack = -2
+
 // answers reports whether the table handles subs itself: some subscription
 // is on an owned fd, or there are clocks only.
 func (t *Table) answers(subs []subscription) bool {
@@ -79,7 +83,7 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 	var deadline time.Time // the nearest clock; zero means none
 	immediate := false
 	fds := t.pollFDs[:0]
-	slot := t.slots[:0] // slot[i] is subs[i]'s index in fds, or -1
+	slot := t.slots[:0] // slot[i] is subs[i]'s index in fds, -1 (ready) or heldBack
 	for _, s := range subs {
 		idx := -1
 		switch s.tag {
@@ -99,6 +103,9 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 			events := int16(pollIn)
 			if s.tag == eventtypeFdWrite {
 				events = pollOut
+			} else if e.kind == kindListener && t.atConnLimit() {
+				idx = heldBack // never ready while at the limit
+				break
 			}
 			idx = len(fds)
 			fds = append(fds, pollFD{Fd: int32(e.host), Events: events})
@@ -123,6 +130,7 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 			d, errno := clockDeadline(s, start)
 			ev.errno = errno
 			ready = errno != errnoSuccess || !now.Before(d)
+		case slot[i] == heldBack:
 		case slot[i] < 0:
 			ready = true
 		default:

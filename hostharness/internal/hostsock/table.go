@@ -47,6 +47,8 @@ type Table struct {
 	fds      map[uint32]*entry
 	nextConn uint32
 	free     []uint32
+	conns    int // accepted connections open
+	maxConns int // 0: no limit
 	wake     *waker
 	stop     func() bool
 
@@ -114,6 +116,19 @@ func (t *Table) Close() error {
 	return errors.Join(errs...)
 }
 
+// LimitConns bounds the connections the guest may have open at once; 0
+// means no limit. At the limit the listener is held back: sock_accept
+// answers EAGAIN and poll_oneoff never reports it readable, so further
+// clients wait in the kernel's backlog until the guest closes one.
+func (t *Table) LimitConns(n int) {
+	t.maxConns = max(n, 0)
+}
+
+// atConnLimit reports whether the guest may accept no more connections.
+func (t *Table) atConnLimit() bool {
+	return t.maxConns > 0 && t.conns >= t.maxConns
+}
+
 // lookup returns the entry of a guest fd the table owns.
 func (t *Table) lookup(fd uint32) (*entry, bool) {
 	e, ok := t.fds[fd]
@@ -135,6 +150,7 @@ func (t *Table) addConn(host int, nonblock bool) (uint32, uint32) {
 		return 0, errnoMfile
 	}
 	t.fds[fd] = &entry{kind: kindConn, host: host, nonblock: nonblock}
+	t.conns++
 	return fd, errnoSuccess
 }
 
@@ -147,6 +163,7 @@ func (t *Table) remove(fd uint32) error {
 	delete(t.fds, fd)
 	if e.kind == kindConn {
 		t.free = append(t.free, fd)
+		t.conns--
 	}
 	return t.closeEntry(e)
 }

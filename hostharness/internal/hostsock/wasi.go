@@ -360,6 +360,9 @@ func sockAccept(t *Table, mem api.Memory, _ uint32, e *entry, stack []uint64) ui
 	if _, ok := mem.Read(result, 4); !ok {
 		return errnoFault
 	}
+	if t.atConnLimit() {
+		return errnoAgain // only the guest's own close can free a slot
+	}
 	var host int
 	errno := t.io(e, pollIn, func() uint32 {
 		var errno uint32
