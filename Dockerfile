@@ -4,8 +4,9 @@
 #   curl -d echo localhost:8080                                   # prints: echo
 #
 # Targets:
-#   (default)  FROM scratch: a static, pure-Go hostharness with the wazero
-#              engine, run as a non-root user (65532).
+#   (default)  FROM scratch: a static, pure-Go hostharness with the wasiserve
+#              engine (wazero with wasiserve's own socket layer: no CPU while
+#              idle, unlike plain wazero), run as a non-root user (65532).
 #   wasmtime   docker build --target wasmtime -t wasiserve:wasmtime .
 #              hostharness with embedded wasmtime 19 (cgo) on distroless/cc
 #              (glibc), run as its nonroot user.
@@ -44,7 +45,7 @@ EXPOSE 8080
 ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
 CMD ["--engine=wasmtime", "/echo.wasm"]
 
-# ---- default: scratch, static hostharness with the wazero engine ----
+# ---- default: scratch, static hostharness with the wasiserve engine (pure Go, on wazero) ----
 FROM scratch
 COPY --from=build /out/hostharness /hostharness
 COPY --from=build /out/echo.wasm /echo.wasm
@@ -52,4 +53,4 @@ COPY --from=build --chown=65532:65532 /rootfs/ /
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
-CMD ["--engine=wazero", "/echo.wasm"]
+CMD ["--engine=wasiserve", "/echo.wasm"]

@@ -20,7 +20,11 @@ import (
 
 func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(logger, os.Args[1:]); err != nil {
+	var args []string
+	if len(os.Args) > 1 { // a WASI host may pass no arguments at all, not even a name
+		args = os.Args[1:]
+	}
+	if err := run(logger, args); err != nil {
 		logger.Error("echo guest stopped", "err", err)
 		os.Exit(1)
 	}

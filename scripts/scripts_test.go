@@ -219,8 +219,8 @@ func TestImageContents(t *testing.T) {
 		engine string
 		static bool
 	}{
-		{"", nil, "image", "wazero", true},
-		{"", []string{"--engine=wasiserve", "/echo.wasm"}, "image", "wasiserve", true},
+		{"", nil, "image", "wasiserve", true},
+		{"", []string{"--engine=wazero", "/echo.wasm"}, "image", "wazero", true},
 		{"wasmtime", nil, "image-wasmtime", "wasmtime", false},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -209,11 +210,17 @@ func Embedded() []string {
 	return withWasiserve([]string{Wazero})
 }
 
-// Default is the engine used when none is named: wasmtime where it is
-// linked in (no idle spin, higher throughput, as measured in README),
-// otherwise wazero.
+// Default is the engine used when none is named, chosen from what the
+// project measured (docs/BENCHMARKS.md): wasmtime where it is linked in
+// (about 3x the throughput of the others, no idle CPU); otherwise
+// wasiserve where its socket layer runs (no idle CPU, and no lost echo
+// tails, unlike plain wazero at the same throughput); otherwise wazero.
 func Default() string {
-	return Embedded()[0]
+	embedded := Embedded()
+	if !slices.Contains(embedded, Wasmtime) && slices.Contains(embedded, Wasiserve) {
+		return Wasiserve
+	}
+	return embedded[0]
 }
 
 // ErrUnknownEngine is returned (wrapped) by New for an unknown name.
