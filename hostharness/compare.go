@@ -25,7 +25,7 @@ func runCompare(ctx context.Context, env *cliEnv, args []string) int {
 	jsonPath := flags.String("json", "", "also write the report as JSON to this file")
 	run := flags.String("run", "", "only the cases whose name matches this regular expression")
 	skipLong := flags.Bool("skip-long", false, "leave out the long cases (the 256 MiB stream)")
-	strict := flags.Bool("strict", false, "report the corpus's known differences as failures, not SKIP(known)")
+	allowKnown := flags.Bool("allow-known", false, "report the corpus's known differences (engine bugs, listed with their reasons) as SKIP(known) instead of failures")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
@@ -44,7 +44,7 @@ func runCompare(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintln(env.stderr, "hostharness compare:", err)
 		return 2
 	}
-	rep, err := compareRun(ctx, env.logger, names, flags.Arg(0), *cacheDir, corpus, compare.Options{SkipLong: *skipLong, Strict: *strict, Logger: env.logger})
+	rep, err := compareRun(ctx, env.logger, names, flags.Arg(0), *cacheDir, corpus, compare.Options{SkipLong: *skipLong, AllowKnown: *allowKnown, Logger: env.logger})
 	if err != nil {
 		env.logger.Error("compare failed", "err", err)
 		return 1

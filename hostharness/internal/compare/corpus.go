@@ -116,7 +116,7 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 type Corpus struct {
 	Cases []Case `json:"cases"`
 	// Known lists differences of a target from the reference that are
-	// understood and reported as SKIP(known) unless Options.Strict is set.
+	// understood: still failures, reported as SKIP(known) only under Options.AllowKnown.
 	Known []Known `json:"known_differences"`
 }
 

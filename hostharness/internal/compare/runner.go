@@ -23,8 +23,9 @@ type Target struct {
 type Options struct {
 	// SkipLong leaves out the cases marked long (the 256 MiB stream).
 	SkipLong bool
-	// Strict reports known differences as failures too.
-	Strict bool
+	// AllowKnown reports the corpus's known differences as SKIP(known)
+	// instead of failures. Without it any difference fails.
+	AllowKnown bool
 	// Logger receives one progress line per compared result; nil discards
 	// them.
 	Logger *slog.Logger
@@ -77,8 +78,11 @@ func Run(ctx context.Context, corpus *Corpus, ref Target, targets []Target, opts
 			default:
 				res.Status = Pass
 			}
-			if k := corpus.known(t.Name, c.Name); res.Diff != "" && k != nil && !opts.Strict {
-				res.Status, res.Reason = Skip, "known: "+k.Reason
+			if k := corpus.known(t.Name, c.Name); res.Diff != "" && k != nil {
+				res.Reason = "known: " + k.Reason
+				if opts.AllowKnown {
+					res.Status = Skip
+				}
 			}
 			logger.Info("compared", "case", c.Name, "target", t.Name, "status", res.Status, "took", time.Duration(res.Took))
 			rep.add(res)
