@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
@@ -31,74 +31,40 @@ type guests struct {
 var built guests
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wasiserve-engine-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		ctx := context.Background()
-		for _, g := range []struct {
-			pkg string
-			out *string
-		}{
-			{guestbuild.Package, &built.echo},
-			{"./testdata/fd3guest", &built.fd3},
-			{"./testdata/dirguest", &built.dir},
-		} {
-			*g.out = filepath.Join(dir, filepath.Base(g.pkg)+".wasm")
-			if err := guestbuild.Build(ctx, g.pkg, guestbuild.WASI, *g.out); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(enginetest.Main(m,
+		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &built.echo},
+		enginetest.Guest{Pkg: "./testdata/fd3guest", Target: guestbuild.WASI, Path: &built.fd3},
+		enginetest.Guest{Pkg: "./testdata/dirguest", Target: guestbuild.WASI, Path: &built.dir},
+	))
 }
 
 // newEngine returns the named engine with a cache shared by the test run.
 func newEngine(t *testing.T, name string) engine.Engine {
 	t.Helper()
-	ctx := context.Background()
-	eng, err := engine.New(ctx, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache")})
+	eng, err := enginetest.NewEngine(t, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { eng.Close(ctx) })
 	return eng
 }
 
 // serve loads wasm with eng and serves it on a free loopback port until the
-// test ends.
+// test ends; a failing test shows the guest's stderr.
 func serve(t *testing.T, eng engine.Engine, wasm string, cfg engine.Config) *engine.Instance {
 	t.Helper()
-	ctx := context.Background()
-	mod, err := eng.Load(ctx, wasm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mod.Close(ctx) })
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
-	}
 	var stderr syncbuf.Buffer
 	if cfg.Stderr == nil {
 		cfg.Stderr = &stderr
 	}
-	inst, err := engine.Serve(ctx, mod, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := inst.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
+	t.Cleanup(func() { // runs after the guest has stopped
 		if t.Failed() {
 			t.Logf("guest stderr:\n%s", stderr.String())
 		}
 	})
+	inst, err := enginetest.Serve(t, eng, wasm, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return inst
 }
 

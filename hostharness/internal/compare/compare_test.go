@@ -3,11 +3,9 @@ package compare_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/compare"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 )
 
@@ -23,28 +22,10 @@ import (
 var guests struct{ native, wasm string }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wasiserve-compare-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		ctx := context.Background()
-		guests.native = filepath.Join(dir, "echo-native")
-		guests.wasm = filepath.Join(dir, "echo.wasm")
-		for _, b := range []struct {
-			target guestbuild.Target
-			out    string
-		}{{guestbuild.Target{}, guests.native}, {guestbuild.WASI, guests.wasm}} {
-			if err := guestbuild.Build(ctx, guestbuild.Package, b.target, b.out); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(enginetest.Main(m,
+		enginetest.Guest{Pkg: guestbuild.Package, Path: &guests.native},
+		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &guests.wasm},
+	))
 }
 
 // TestCompare runs the whole corpus against the native guest and the wasm
@@ -104,27 +85,11 @@ func TestCompare(t *testing.T) {
 
 // serveWasm serves the wasm guest on the named engine until the test ends.
 func serveWasm(t *testing.T, name string) (*engine.Instance, error) {
-	ctx := context.Background()
-	eng, err := engine.New(ctx, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache")})
+	eng, err := enginetest.NewEngine(t, name)
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { eng.Close(ctx) })
-	mod, err := eng.Load(ctx, guests.wasm)
-	if err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() { mod.Close(ctx) })
-	inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0"})
-	if err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() {
-		if err := inst.Stop(); err != nil {
-			t.Errorf("stop %s: %v", name, err)
-		}
-	})
-	return inst, nil
+	return enginetest.Serve(t, eng, guests.wasm, engine.Config{})
 }
 
 // truncating drops the last byte of every echo of a body larger than

@@ -3,7 +3,6 @@ package hostile_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"flag"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 )
 
@@ -32,20 +31,7 @@ var echoWasm string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "wasiserve-hostile")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	echoWasm = filepath.Join(dir, "echo.wasm")
-	code := 1
-	if err := guestbuild.Build(context.Background(), guestbuild.Package, guestbuild.WASI, echoWasm); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	} else {
-		code = m.Run()
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(enginetest.Main(m, enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &echoWasm}))
 }
 
 // target is one server under attack.
@@ -73,25 +59,16 @@ func nativeTarget(t *testing.T) target {
 // wasmTarget serves the echo guest under the named engine.
 func wasmTarget(t *testing.T, name string) target {
 	t.Helper()
-	ctx := context.Background()
-	eng, err := engine.New(ctx, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache")})
+	eng, err := enginetest.NewEngine(t, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { eng.Close(ctx) })
-	mod, err := eng.Load(ctx, echoWasm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mod.Close(ctx) })
-	inst, err := engine.Serve(ctx, mod, engine.Config{
-		Listen: "127.0.0.1:0",
-		Env:    []string{echo.EnvReadHeaderTimeout + "=" + readHeaderTimeout.String()},
+	inst, err := enginetest.Serve(t, eng, echoWasm, engine.Config{
+		Env: []string{echo.EnvReadHeaderTimeout + "=" + readHeaderTimeout.String()},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { inst.Stop() })
 	return target{name: name, addr: inst.Addr}
 }
 
