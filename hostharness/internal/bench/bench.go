@@ -121,7 +121,7 @@ func measure(ctx context.Context, cfg Config, t Target) (TargetResult, error) {
 		return res, err
 	}
 	res.ColdStartMS = ms(p.Start)
-	if err := p.stop(); err != nil {
+	if err := p.Stop(); err != nil {
 		return res, fmt.Errorf("cold start: %w", err)
 	}
 	log.Info("warm start", "cold_start", p.Start.Round(time.Millisecond))
@@ -129,7 +129,7 @@ func measure(ctx context.Context, cfg Config, t Target) (TargetResult, error) {
 	if err != nil {
 		return res, err
 	}
-	defer p.stop()
+	defer p.Stop()
 	res.WarmStartMS = ms(p.Start)
 
 	log.Info("idle", "warm_start", p.Start.Round(time.Millisecond), "listening_after", p.Listening.Round(time.Millisecond), "window", cfg.IdleWindow, "conns", cfg.IdleConns)
@@ -155,7 +155,7 @@ func measure(ctx context.Context, cfg Config, t Target) (TargetResult, error) {
 		return res, err
 	}
 	res.PeakRSSBytes = u.PeakRSS
-	if err := p.stop(); err != nil {
+	if err := p.Stop(); err != nil {
 		return res, err
 	}
 	return res, ctx.Err()

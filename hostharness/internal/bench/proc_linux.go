@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // errUnsupported is nil where per-process CPU and memory can be read.
@@ -139,9 +138,4 @@ func kernelRelease() string {
 		return ""
 	}
 	return strings.TrimSpace(string(data))
-}
-
-// childAttr makes a target die with the bench, even one killed by SIGKILL.
-func childAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

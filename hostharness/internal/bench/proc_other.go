@@ -2,10 +2,7 @@
 
 package bench
 
-import (
-	"errors"
-	"syscall"
-)
+import "errors"
 
 // errUnsupported explains why the bench cannot run on this system.
 var errUnsupported = errors.New("bench: per-process CPU time and peak RSS are read from Linux /proc; run the bench on Linux")
@@ -20,5 +17,3 @@ func treeFootprint(pid int) (int64, int, error) {
 
 func cpuModel() string      { return "" }
 func kernelRelease() string { return "" }
-
-func childAttr() *syscall.SysProcAttr { return nil }

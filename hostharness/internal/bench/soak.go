@@ -82,8 +82,8 @@ func Soak(ctx context.Context, cfg SoakConfig) (SoakReport, error) {
 	if err != nil {
 		return SoakReport{}, err
 	}
-	defer p.stop()
-	pid := p.cmd.Process.Pid
+	defer p.Stop()
+	pid := p.Pid()
 	rep := SoakReport{Target: cfg.Target.Name, Duration: cfg.Duration}
 	begin := time.Now()
 	sample := func() error {

@@ -1,19 +1,15 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/child"
 )
 
 // Target is one server process to measure, started fresh for every launch.
@@ -36,20 +32,8 @@ type Target struct {
 	Addr func(line string) (string, bool)
 }
 
-var (
-	nativeAddr  = regexp.MustCompile(`msg="echo guest serving".* addr=(\S+)`)
-	harnessAddr = regexp.MustCompile(`^serving .* at http://(\S+)`)
-)
-
-func matcher(re *regexp.Regexp) func(string) (string, bool) {
-	return func(line string) (string, bool) {
-		m := re.FindStringSubmatch(line)
-		if m == nil {
-			return "", false
-		}
-		return m[1], true
-	}
-}
+// harnessAddr finds the address in hostharness serve's "serving" line.
+var harnessAddr = child.Matcher(regexp.MustCompile(`^serving .* at http://(\S+)`))
 
 // NativeTarget runs the natively built echo guest at binary on a free
 // loopback port; gomaxprocs > 0 sets its GOMAXPROCS.
@@ -58,7 +42,7 @@ func NativeTarget(name, binary string, gomaxprocs int) Target {
 		Name:   name,
 		Binary: binary,
 		Args:   func(string) []string { return []string{"-listen", "127.0.0.1:0"} },
-		Addr:   matcher(nativeAddr),
+		Addr:   child.EchoGuestAddr,
 	}
 	if gomaxprocs > 0 {
 		t.Env = []string{"GOMAXPROCS=" + strconv.Itoa(gomaxprocs)}
@@ -77,63 +61,33 @@ func HarnessTarget(harness, engineName, wasm string) Target {
 		Args: func(cacheDir string) []string {
 			return []string{"serve", "--engine", engineName, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, wasm}
 		},
-		Addr: matcher(harnessAddr),
+		Addr: harnessAddr,
 	}
 }
 
 // process is a running target.
 type process struct {
-	cmd *exec.Cmd
-	// Addr is where it serves.
-	Addr string
-	// Listening is the time from launch to the line giving Addr.
-	Listening time.Duration
+	*child.Process
 	// Start is the time from launch to the first 200 from GET /healthz.
-	Start  time.Duration
-	out    *outputLines
-	cancel context.CancelFunc
-	exited chan struct{}
-	err    error
+	Start time.Duration
 }
 
 // launch starts t and waits until it answers GET /healthz with 200, for
 // at most timeout.
 func launch(ctx context.Context, t Target, cacheDir string, timeout time.Duration) (*process, error) {
-	runCtx, cancel := context.WithCancel(ctx)
-	cmd := exec.CommandContext(runCtx, t.Binary, t.Args(cacheDir)...)
-	cmd.Env = append(os.Environ(), t.Env...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	cmd.SysProcAttr = childAttr()
-	out := &outputLines{match: t.Addr, addr: make(chan string, 1)}
-	cmd.Stdout, cmd.Stderr = out, out
-	p := &process{cmd: cmd, out: out, cancel: cancel, exited: make(chan struct{})}
-
 	begin := time.Now()
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("start %s: %w", t.Name, err)
-	}
-	go func() {
-		defer close(p.exited)
-		p.err = cmd.Wait()
-	}()
-	fail := func(err error) (*process, error) {
-		p.stop()
-		return nil, fmt.Errorf("start %s: %w\n%s", t.Name, err, out.tail())
-	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	select {
-	case p.Addr = <-out.addr:
-		p.Listening = time.Since(begin)
-	case <-p.exited:
-		return fail(fmt.Errorf("exited before serving: %v", p.err))
-	case <-deadline.C:
-		return fail(fmt.Errorf("no listening address after %v", timeout))
-	case <-ctx.Done():
-		return fail(ctx.Err())
+	cp, err := child.Start(ctx, t.Name, child.Spec{
+		Binary: t.Binary,
+		Args:   t.Args(cacheDir),
+		Env:    append(os.Environ(), t.Env...),
+		Addr:   t.Addr,
+	}, timeout)
+	if err != nil {
+		return nil, err
 	}
+	p := &process{Process: cp}
 	client := &http.Client{Timeout: time.Second}
 	defer client.CloseIdleConnections()
 	for {
@@ -147,12 +101,12 @@ func launch(ctx context.Context, t Target, cacheDir string, timeout time.Duratio
 			err = fmt.Errorf("GET /healthz: %s", resp.Status)
 		}
 		select {
-		case <-p.exited:
-			return fail(fmt.Errorf("exited before answering: %v", p.err))
+		case <-p.Exited():
+			return nil, p.Fail(t.Name, fmt.Errorf("exited before answering: %v", p.Err()))
 		case <-deadline.C:
-			return fail(fmt.Errorf("not healthy after %v: %w", timeout, err))
+			return nil, p.Fail(t.Name, fmt.Errorf("not healthy after %v: %w", timeout, err))
 		case <-ctx.Done():
-			return fail(ctx.Err())
+			return nil, p.Fail(t.Name, ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
@@ -160,68 +114,5 @@ func launch(ctx context.Context, t Target, cacheDir string, timeout time.Duratio
 
 // Usage reads the process tree's CPU time and peak RSS.
 func (p *process) Usage() (Usage, error) {
-	return treeUsage(p.cmd.Process.Pid)
-}
-
-// stop sends SIGTERM, waits for the exit (killing it after the WaitDelay)
-// and reports an exit that was not clean.
-func (p *process) stop() error {
-	p.cancel()
-	<-p.exited
-	var exit *exec.ExitError
-	switch {
-	case p.err == nil, errors.Is(p.err, context.Canceled):
-		// exec reports a clean exit after Cancel as the context's error.
-		return nil
-	case errors.As(p.err, &exit):
-		// Ended by our SIGTERM without handling it: still a clean stop.
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
-			return nil
-		}
-	}
-	return fmt.Errorf("stop: %w\n%s", p.err, p.out.tail())
-}
-
-// outputLines receives a server's stdout and stderr, looks for the
-// listening address and keeps the last lines for error messages.
-type outputLines struct {
-	mu      sync.Mutex
-	partial []byte
-	last    []string
-	match   func(string) (string, bool)
-	found   bool
-	addr    chan string
-}
-
-const keepLines = 20
-
-func (o *outputLines) Write(b []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.partial = append(o.partial, b...)
-	for {
-		i := bytes.IndexByte(o.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(o.partial[:i])
-		o.partial = o.partial[i+1:]
-		if !o.found {
-			if addr, ok := o.match(line); ok {
-				o.found = true
-				o.addr <- addr
-			}
-		}
-		o.last = append(o.last, line)
-		if len(o.last) > keepLines {
-			o.last = o.last[1:]
-		}
-	}
-	return len(b), nil
-}
-
-func (o *outputLines) tail() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return "output:\n" + strings.Join(append(o.last, string(o.partial)), "\n")
+	return treeUsage(p.Pid())
 }

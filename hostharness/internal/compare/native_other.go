@@ -1,8 +1,0 @@
-//go:build !linux
-
-package compare
-
-import "os/exec"
-
-// dieWithParent is a no-op where the OS has no parent-death signal.
-func dieWithParent(*exec.Cmd) {}
