@@ -12,7 +12,6 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/bench"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 )
 
 func runBench(ctx context.Context, env *cliEnv, args []string) int {
@@ -103,9 +102,8 @@ func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines
 	if err != nil {
 		return err
 	}
-	native := guestbuild.DefaultOutput(cacheDir, "echo-native")
-	env.logger.Info("building guest", "package", guestbuild.Package, "target", guestbuild.Target{}, "out", native)
-	if err := guestbuild.Build(ctx, guestbuild.Package, guestbuild.Target{}, native); err != nil {
+	native, err := nativeGuestPath(ctx, env.logger, cacheDir)
+	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/compare"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 )
 
 func runCompare(ctx context.Context, env *cliEnv, args []string) int {
@@ -94,9 +93,8 @@ func compareRun(ctx context.Context, logger *slog.Logger, names []string, wasm, 
 	if err != nil {
 		return nil, err
 	}
-	nativeBin := guestbuild.DefaultOutput(cacheDir, "echo-native")
-	logger.Info("building reference", "package", guestbuild.Package, "target", guestbuild.Target{}, "out", nativeBin)
-	if err := guestbuild.Build(ctx, guestbuild.Package, guestbuild.Target{}, nativeBin); err != nil {
+	nativeBin, err := nativeGuestPath(ctx, logger, cacheDir)
+	if err != nil {
 		return nil, err
 	}
 	native, err := compare.StartNative(ctx, nativeBin, nil)

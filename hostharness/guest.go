@@ -30,6 +30,17 @@ func wasmPath(ctx context.Context, logger *slog.Logger, given, cacheDir string) 
 	return out, nil
 }
 
+// nativeGuestPath builds the echo guest for the host into the cache: the
+// reference that compare, bench and soak measure wasm against.
+func nativeGuestPath(ctx context.Context, logger *slog.Logger, cacheDir string) (string, error) {
+	out := guestbuild.DefaultOutput(cacheDir, "echo-native")
+	logger.Info("building guest", "package", guestbuild.Package, "target", guestbuild.Target{}, "out", out)
+	if err := guestbuild.Build(ctx, guestbuild.Package, guestbuild.Target{}, out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
 // loadGuest creates the named engine and compiles the guest with it,
 // reporting progress through logger.
 func loadGuest(ctx context.Context, logger *slog.Logger, engineName, path, cacheDir string) (engine.Engine, engine.Module, error) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/bench"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 )
 
 // nativeEngine is the --engine value of soak that runs the guest natively.
@@ -71,8 +70,8 @@ func runSoak(ctx context.Context, env *cliEnv, args []string) int {
 // by this executable's serve command under the named engine.
 func soakTarget(ctx context.Context, env *cliEnv, engineName, cacheDir string) (bench.Target, error) {
 	if engineName == nativeEngine {
-		native := guestbuild.DefaultOutput(cacheDir, "echo-native")
-		if err := guestbuild.Build(ctx, guestbuild.Package, guestbuild.Target{}, native); err != nil {
+		native, err := nativeGuestPath(ctx, env.logger, cacheDir)
+		if err != nil {
 			return bench.Target{}, err
 		}
 		return bench.NativeTarget(nativeEngine, native, 0), nil
