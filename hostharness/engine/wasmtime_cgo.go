@@ -230,8 +230,8 @@ func (m *wasmtimeModule) wasiConfig(cfg Config) (*wasmtime.WasiConfig, func(), e
 		waitOutput()
 		return nil, nil, err
 	}
-	if err := setListenerNoDelay(cfg.Listen); err != nil {
-		cfg.logger().Warn("wasmtime: cannot set TCP_NODELAY on the listener; small responses may wait for delayed ACKs", "listen", cfg.Listen, "err", err)
+	if err := tuneListener(cfg.Listen); err != nil {
+		cfg.logger().Warn("wasmtime: cannot tune the listener (TCP_NODELAY, backlog); small responses may wait for delayed ACKs and bursts of connections may be dropped", "listen", cfg.Listen, "err", err)
 	}
 	return wasi, waitOutput, nil
 }

@@ -1,7 +1,8 @@
 // Command fd3guest is a wasip1 guest written without wasiserve's shim, the
 // way many tutorials do it: it takes its listener as a bare fd 3. With
 // EXIT_CODE set it exits at once with that code instead; with ALLOC_MB set
-// it first allocates and touches that many MiB.
+// it first allocates and touches that many MiB; with NO_ACCEPT set it never
+// accepts, so connections pile up in the listener's backlog.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -28,6 +30,11 @@ func main() {
 			hog[i][0] = 1
 		}
 		fmt.Fprintln(os.Stderr, "fd3guest: allocated", len(hog), "MiB")
+	}
+	if os.Getenv("NO_ACCEPT") != "" {
+		for { // short sleeps, so that the host can still interrupt the guest
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	syscall.SetNonblock(3, true)
 	ln, err := net.FileListener(os.NewFile(3, "listener"))

@@ -67,3 +67,29 @@ func TestAcceptedConnsNoDelay(t *testing.T) {
 		})
 	}
 }
+
+// TestListenBacklog dials a burst of connections at a guest that never
+// accepts: every engine's listener must queue them all (a backlog of
+// somaxconn, as Go's listeners have), not just the 128 that wasmtime 19
+// binds with, beyond which handshakes are dropped or reset.
+func TestListenBacklog(t *testing.T) {
+	const burst = 512
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.fd3, engine.Config{Env: []string{"NO_ACCEPT=1"}})
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for i := range burst {
+				c, err := net.DialTimeout("tcp", inst.Addr, 2*time.Second)
+				if err != nil {
+					t.Fatalf("connection %d of %d to a guest that does not accept: %v", i+1, burst, err)
+				}
+				conns = append(conns, c)
+			}
+		})
+	}
+}
