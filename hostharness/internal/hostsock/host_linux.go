@@ -16,10 +16,14 @@ import (
 // nil where they can.
 func Supported() error { return nil }
 
-// rawFD returns the host fd of ln. The listener keeps it open (and
-// non-blocking) until the Table closes it.
-func rawFD(ln *net.TCPListener) (int, error) {
-	raw, err := ln.SyscallConn()
+// rawFD returns the host fd of ln, which keeps it open (and non-blocking)
+// until it is closed.
+func rawFD(ln net.Listener) (int, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("%T has no host socket", ln)
+	}
+	raw, err := sc.SyscallConn()
 	if err != nil {
 		return -1, err
 	}
@@ -171,6 +175,24 @@ func errnoOf(err error) uint32 {
 		return 2
 	case unix.EADDRINUSE:
 		return 3
+	case unix.EADDRNOTAVAIL:
+		return 4
+	case unix.EAFNOSUPPORT:
+		return errnoAfnosupport
+	case unix.EALREADY:
+		return 7
+	case unix.EDESTADDRREQ:
+		return 17
+	case unix.EINPROGRESS:
+		return errnoInprogress
+	case unix.EISCONN:
+		return errnoIsconn
+	case unix.ENOPROTOOPT:
+		return errnoNoprotoopt
+	case unix.EPROTONOSUPPORT:
+		return errnoProtonosuppo
+	case unix.EPROTOTYPE:
+		return 67
 	case unix.EAGAIN:
 		return errnoAgain
 	case unix.EBADF:

@@ -34,7 +34,7 @@ const (
 	msgWaitall = 0x100
 )
 
-func rawFD(*net.TCPListener) (int, error)   { return -1, errUnsupported }
+func rawFD(net.Listener) (int, error)       { return -1, errUnsupported }
 func newWaker() (*waker, error)             { return nil, errUnsupported }
 func signalFD(int)                          {}
 func closeFD(int) error                     { return errUnsupported }

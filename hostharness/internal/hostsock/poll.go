@@ -84,6 +84,7 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 	immediate := false
 	fds := t.pollFDs[:0]
 	slot := t.slots[:0] // slot[i] is subs[i]'s index in fds, -1 (ready) or heldBack
+	watchDrain := false
 	for _, s := range subs {
 		idx := -1
 		switch s.tag {
@@ -103,9 +104,16 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 			events := int16(pollIn)
 			if s.tag == eventtypeFdWrite {
 				events = pollOut
-			} else if e.kind == kindListener && t.atConnLimit() {
-				idx = heldBack // never ready while at the limit
-				break
+			} else if e.kind == kindListener {
+				t.markReady()
+				if t.draining.Load() {
+					break // ready: sock_accept answers EINVAL
+				}
+				watchDrain = true
+				if t.atConnLimit() {
+					idx = heldBack // never ready while at the limit
+					break
+				}
 			}
 			idx = len(fds)
 			fds = append(fds, pollFD{Fd: int32(e.host), Events: events})
@@ -115,7 +123,7 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 	if immediate {
 		deadline = start // collect what is ready without waiting
 	}
-	fds, errno := t.poll(fds, deadline)
+	fds, errno := t.poll(fds, deadline, watchDrain)
 	t.pollFDs, t.slots = fds[:0], slot[:0]
 	if errno != errnoSuccess {
 		return 0, errno
@@ -130,6 +138,8 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 			d, errno := clockDeadline(s, start)
 			ev.errno = errno
 			ready = errno != errnoSuccess || !now.Before(d)
+		case s.tag == eventtypeFdRead && t.drained(s.fd):
+			ready = true // Drain was called during the wait
 		case slot[i] == heldBack:
 		case slot[i] < 0:
 			ready = true
@@ -151,6 +161,15 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
 		}
 	}
 	return n, errnoSuccess
+}
+
+// drained reports whether fd is a listener of a draining table.
+func (t *Table) drained(fd uint32) bool {
+	if !t.draining.Load() {
+		return false
+	}
+	e, ok := t.lookup(fd)
+	return ok && e.kind == kindListener
 }
 
 // clockDeadline is when a clock subscription fires, counted from now for

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // ConnFDBase is the first guest fd number given to accepted connections.
@@ -33,11 +35,16 @@ type entry struct {
 	// host is the host's fd number of the socket, non-blocking on the host
 	// whatever the guest asked for.
 	host int
-	// ln keeps the host listener alive; nil for connections.
-	ln *net.TCPListener
+	// ln is the host listener of a listener entry; nil for connections.
+	ln net.Listener
+	// owned is what closing the entry closes instead of host: the listener
+	// when the table owns it; nil for a listener the caller lent.
+	owned io.Closer
 	// nonblock is the guest's FDFLAGS_NONBLOCK: when false, reads, writes
 	// and accepts wait (in the kernel) until they can proceed.
 	nonblock bool
+	// opened is set for a socket the guest opened itself (sock_open).
+	opened *opened
 }
 
 // Table is the set of guest fds one module instance has on host sockets.
@@ -51,6 +58,14 @@ type Table struct {
 	maxConns int // 0: no limit
 	wake     *waker
 	stop     func() bool
+	policy   *rules // where the guest's own sockets may go; nil: nowhere
+
+	// drain fires once Drain is called; draining is then true for good.
+	drain    *waker
+	draining atomic.Bool
+	// ready is closed when the guest first waits on a listener.
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	// Scratch space of poll_oneoff, reused across calls.
 	subs    []subscription
@@ -59,35 +74,58 @@ type Table struct {
 }
 
 // Listen binds a TCP listener on addr ("host:port") and returns a Table
-// that gives it to the guest at fd. Cancelling ctx wakes every wait of the
-// guest on the table's sockets, so that a stopped guest does not stay
-// blocked in the host.
+// that gives it to the guest at fd and closes it with the table. See
+// NewTable for ctx.
 func Listen(ctx context.Context, addr string, fd uint32) (*Table, error) {
+	if err := Supported(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	t, err := NewTable(ctx, ln, fd)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	t.fds[fd].owned = ln
+	return t, nil
+}
+
+// NewTable returns a Table that gives the guest ln (a TCP or Unix
+// listener) at fd. The caller keeps ownership of ln: the table never
+// closes it, so one listener can serve several module instances, each
+// with a table of its own, and outlive them (a restarted instance finds
+// the connections that queued meanwhile). Cancelling ctx wakes every wait
+// of the guest on the table's sockets, so that a stopped guest does not
+// stay blocked in the host.
+func NewTable(ctx context.Context, ln net.Listener, fd uint32) (*Table, error) {
 	if err := Supported(); err != nil {
 		return nil, err
 	}
 	if fd >= ConnFDBase {
 		return nil, fmt.Errorf("listener fd %d: must be below %d", fd, ConnFDBase)
 	}
-	ln, err := net.Listen("tcp", addr)
+	host, err := rawFD(ln)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	tcp := ln.(*net.TCPListener)
-	host, err := rawFD(tcp)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+		return nil, fmt.Errorf("listener %s: %w", ln.Addr(), err)
 	}
 	wake, err := newWaker()
 	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+		return nil, fmt.Errorf("listener %s: %w", ln.Addr(), err)
+	}
+	drain, err := newWaker()
+	if err != nil {
+		wake.close()
+		return nil, fmt.Errorf("listener %s: %w", ln.Addr(), err)
 	}
 	t := &Table{
-		fds:      map[uint32]*entry{fd: {kind: kindListener, host: host, ln: tcp}},
+		fds:      map[uint32]*entry{fd: {kind: kindListener, host: host, ln: ln}},
 		nextConn: ConnFDBase,
 		wake:     wake,
+		drain:    drain,
+		ready:    make(chan struct{}),
 	}
 	t.stop = context.AfterFunc(ctx, wake.fire)
 	return t, nil
@@ -103,6 +141,27 @@ func (t *Table) Addr() net.Addr {
 	return nil
 }
 
+// Ready is closed when the guest first waits for a connection: its first
+// sock_accept, or poll_oneoff on a listener. Until then, connections only
+// queue in the kernel's backlog.
+func (t *Table) Ready() <-chan struct{} { return t.ready }
+
+func (t *Table) markReady() {
+	t.readyOnce.Do(func() { close(t.ready) })
+}
+
+// Drain makes the guest's listeners stop giving connections, for a
+// graceful stop: a guest waiting on one is woken, poll_oneoff reports it
+// readable, and sock_accept answers EINVAL, as accept(2) does on a socket
+// that no longer listens. A Go guest's http.Server.Serve then returns, and
+// the guest can finish its requests in flight and exit. Connections the
+// guest already has are untouched. Drain may be called from any goroutine.
+func (t *Table) Drain() {
+	if !t.draining.Swap(true) {
+		t.drain.fire()
+	}
+}
+
 // Close closes every socket the table still holds. Call it once the
 // module instance has stopped.
 func (t *Table) Close() error {
@@ -112,7 +171,7 @@ func (t *Table) Close() error {
 		errs = append(errs, t.closeEntry(e))
 		delete(t.fds, fd)
 	}
-	errs = append(errs, t.wake.close())
+	errs = append(errs, t.wake.close(), t.drain.close())
 	return errors.Join(errs...)
 }
 
@@ -138,6 +197,16 @@ func (t *Table) lookup(fd uint32) (*entry, bool) {
 // addConn gives an accepted host socket a guest fd from the connection
 // range, reusing closed numbers first.
 func (t *Table) addConn(host int, nonblock bool) (uint32, uint32) {
+	fd, errno := t.add(&entry{kind: kindConn, host: host, nonblock: nonblock})
+	if errno == errnoSuccess {
+		t.conns++
+	}
+	return fd, errno
+}
+
+// add gives e a guest fd from the connection range, reusing closed numbers
+// first.
+func (t *Table) add(e *entry) (uint32, uint32) {
 	var fd uint32
 	switch {
 	case len(t.free) > 0:
@@ -149,8 +218,7 @@ func (t *Table) addConn(host int, nonblock bool) (uint32, uint32) {
 	default:
 		return 0, errnoMfile
 	}
-	t.fds[fd] = &entry{kind: kindConn, host: host, nonblock: nonblock}
-	t.conns++
+	t.fds[fd] = e
 	return fd, errnoSuccess
 }
 
@@ -161,16 +229,21 @@ func (t *Table) remove(fd uint32) error {
 		return nil
 	}
 	delete(t.fds, fd)
-	if e.kind == kindConn {
+	if fd >= ConnFDBase {
 		t.free = append(t.free, fd)
+	}
+	if e.kind == kindConn && e.opened == nil {
 		t.conns--
 	}
 	return t.closeEntry(e)
 }
 
 func (t *Table) closeEntry(e *entry) error {
-	if e.ln != nil {
-		return e.ln.Close()
+	switch {
+	case e.owned != nil:
+		return e.owned.Close()
+	case e.ln != nil:
+		return nil // lent by the caller, who closes it
 	}
 	return closeFD(e.host)
 }
@@ -190,8 +263,9 @@ func tableFrom(ctx context.Context) *Table {
 	return t
 }
 
-// waker lets a context's cancellation interrupt the kernel waits of the
-// guest: its fd is in every poll set.
+// waker lets another goroutine interrupt the kernel waits of the guest:
+// the table's context being cancelled (its fd is in every poll set), or
+// Drain (its fd is in the poll sets that wait on a listener).
 type waker struct {
 	mu     sync.Mutex
 	fd     int

@@ -30,7 +30,9 @@ func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Closer, error) {
 // Export exports wazero's WASI functions into b and then replaces the ones
 // that touch sockets or could reach a socket's fd number. Each replacement
 // serves the fds of the calling context's Table and calls wazero's own
-// function, with the same module and stack, for every other fd.
+// function, with the same module and stack, for every other fd. It adds
+// the WasmEdge socket extensions (sock_open, sock_connect, ...: see
+// wasmedge.go) on the same Table.
 func Export(ctx context.Context, rt wazero.Runtime, b wazero.HostModuleBuilder) error {
 	wasi.NewFunctionExporter().ExportFunctions(b)
 	defs, err := wazeroFunctions(ctx, rt)
@@ -52,6 +54,7 @@ func Export(ctx context.Context, rt wazero.Runtime, b wazero.HostModuleBuilder) 
 			WithResultNames(def.ResultNames()...).
 			Export(o.name)
 	}
+	exportExtensions(b)
 	return nil
 }
 
@@ -167,29 +170,33 @@ func (t *Table) io(e *entry, events int16, op func() uint32) uint32 {
 		if errno != errnoAgain || e.nonblock {
 			return errno
 		}
-		if errno := t.await(e.host, events); errno != errnoSuccess {
+		if errno := t.await(e, events); errno != errnoSuccess {
 			return errno
 		}
 	}
 }
 
-// await waits until host is ready for events or the table's context is
-// cancelled (EINTR).
-func (t *Table) await(host int, events int16) uint32 {
-	fds, errno := t.poll([]pollFD{{Fd: int32(host), Events: events}}, time.Time{})
+// await waits until e is ready for events, or Drain is called while
+// waiting on a listener, or the table's context is cancelled (EINTR).
+func (t *Table) await(e *entry, events int16) uint32 {
+	fds, errno := t.poll([]pollFD{{Fd: int32(e.host), Events: events}}, time.Time{}, e.kind == kindListener)
 	if errno != errnoSuccess {
 		return errno
 	}
-	if fds[len(fds)-1].Revents != 0 {
+	if fds[1].Revents != 0 {
 		return errnoIntr
 	}
 	return errnoSuccess
 }
 
-// poll waits on fds and the table's waker until one is ready or deadline
-// (zero: none). It returns fds with the waker's entry appended last.
-func (t *Table) poll(fds []pollFD, deadline time.Time) ([]pollFD, uint32) {
+// poll waits on fds and the table's waker (and its drain waker, when
+// watchDrain) until one is ready or deadline (zero: none). It returns fds
+// with the wakers' entries appended.
+func (t *Table) poll(fds []pollFD, deadline time.Time, watchDrain bool) ([]pollFD, uint32) {
 	fds = append(fds, pollFD{Fd: int32(t.wake.fd), Events: pollIn})
+	if watchDrain && !t.draining.Load() {
+		fds = append(fds, pollFD{Fd: int32(t.drain.fd), Events: pollIn})
+	}
 	return fds, ppoll(fds, deadline)
 }
 
@@ -322,6 +329,9 @@ func fdFdstatGet(_ *Table, mem api.Memory, _ uint32, e *entry, stack []uint64) u
 	} else {
 		putFdstat(buf, flags, connRights, 0)
 	}
+	if e.opened != nil && e.opened.dgram {
+		buf[0] = filetypeSocketDgram
+	}
 	return errnoSuccess
 }
 
@@ -360,11 +370,15 @@ func sockAccept(t *Table, mem api.Memory, _ uint32, e *entry, stack []uint64) ui
 	if _, ok := mem.Read(result, 4); !ok {
 		return errnoFault
 	}
-	if t.atConnLimit() {
+	t.markReady()
+	if t.atConnLimit() && !t.draining.Load() {
 		return errnoAgain // only the guest's own close can free a slot
 	}
 	var host int
 	errno := t.io(e, pollIn, func() uint32 {
+		if t.draining.Load() {
+			return errnoInval
+		}
 		var errno uint32
 		host, errno = accept(e.host)
 		return errno

@@ -1,0 +1,302 @@
+package hostsock
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Policy says where a guest's own sockets (the WasmEdge socket extensions:
+// sock_connect, sock_bind, sock_listen, sock_send_to, sock_getaddrinfo) may
+// reach. Everything is denied unless a pattern allows it; the listener the
+// host preopens is not subject to it.
+//
+// A pattern is HOST:PORT. HOST is an IP literal (IPv6 in brackets), a host
+// name, "*.domain" (any name under domain, not domain itself) or "*" (any
+// address and any name); PORT is a number or "*".
+type Policy struct {
+	// Dial lists where the guest may connect (and send datagrams). A host
+	// name also lets sock_getaddrinfo resolve that name; the addresses it
+	// returns are then dialable on the pattern's port.
+	Dial []string
+	// Listen lists the addresses the guest may bind and listen on.
+	Listen []string
+	// Logger receives a line for each denial; nil discards them.
+	Logger *slog.Logger
+}
+
+// SetPolicy replaces the table's socket policy; call it before the guest
+// runs. It fails, leaving the policy unchanged, when a pattern is
+// malformed. A table whose policy was never set denies everything.
+func (t *Table) SetPolicy(p Policy) error {
+	dial, err := parsePatterns(p.Dial)
+	if err != nil {
+		return fmt.Errorf("dial policy: %w", err)
+	}
+	listen, err := parsePatterns(p.Listen)
+	if err != nil {
+		return fmt.Errorf("listen policy: %w", err)
+	}
+	logger := p.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	t.policy = &rules{dial: dial, listen: listen, logger: logger}
+	return nil
+}
+
+// rules is a parsed Policy and what getaddrinfo learnt under it.
+type rules struct {
+	dial, listen patternSet
+	logger       *slog.Logger
+}
+
+// rules returns the table's policy: one that denies everything if it was
+// never set.
+func (t *Table) rules() *rules {
+	if t.policy == nil {
+		t.policy = &rules{logger: slog.New(slog.DiscardHandler)}
+	}
+	return t.policy
+}
+
+// allowDial reports whether the guest may connect or send to ap, and logs
+// a denial.
+func (r *rules) allowDial(op string, ap netip.AddrPort) bool {
+	if r.dial.allows(ap) {
+		return true
+	}
+	r.logger.Warn("guest socket denied by the dial policy", "op", op, "addr", ap.String())
+	return false
+}
+
+// allowListen reports whether the guest may bind or listen on ap, and logs
+// a denial.
+func (r *rules) allowListen(op string, ap netip.AddrPort) bool {
+	if r.listen.allows(ap) {
+		return true
+	}
+	r.logger.Warn("guest socket denied by the listen policy", "op", op, "addr", ap.String())
+	return false
+}
+
+// allowName reports whether the guest may resolve name: some Dial pattern
+// allows it, or a Listen pattern names it (a Listen "*" does not let the
+// guest look names up). It logs a denial.
+func (r *rules) allowName(name string) bool {
+	if r.dial.namesHost(name, true) || r.listen.namesHost(name, false) {
+		return true
+	}
+	r.logger.Warn("guest name lookup denied: no dial or listen pattern names it", "op", "getaddrinfo", "name", name)
+	return false
+}
+
+// resolved records that name resolved to addrs, so that the addresses
+// are allowed on the ports of the patterns that name it.
+func (r *rules) resolved(name string, addrs []netip.Addr) {
+	r.dial.resolved(name, addrs)
+	r.listen.resolved(name, addrs)
+}
+
+// patternSet is a list of patterns and the addresses that names among
+// them resolved to.
+type patternSet struct {
+	patterns []pattern
+	// byAddr maps an address getaddrinfo returned to the patterns whose
+	// name it was returned for.
+	byAddr map[netip.Addr][]int
+}
+
+func parsePatterns(texts []string) (patternSet, error) {
+	var set patternSet
+	var errs []error
+	for _, s := range texts {
+		p, err := parsePattern(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		set.patterns = append(set.patterns, p)
+	}
+	return set, errors.Join(errs...)
+}
+
+// allows reports whether ap matches a pattern, directly or through a name
+// that resolved to its address.
+func (s *patternSet) allows(ap netip.AddrPort) bool {
+	addr := ap.Addr().Unmap()
+	for _, p := range s.patterns {
+		if p.matchesAddr(addr) && p.matchesPort(ap.Port()) {
+			return true
+		}
+	}
+	for _, i := range s.byAddr[addr] {
+		if s.patterns[i].matchesPort(ap.Port()) {
+			return true
+		}
+	}
+	return false
+}
+
+// namesHost reports whether a pattern allows resolving name; a "*"
+// pattern counts only when anyHost is true.
+func (s *patternSet) namesHost(name string, anyHost bool) bool {
+	name = canonicalName(name)
+	for _, p := range s.patterns {
+		if p.matchesName(name) && (anyHost || !p.any) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolved records addrs for every pattern that names name.
+func (s *patternSet) resolved(name string, addrs []netip.Addr) {
+	name = canonicalName(name)
+	for i, p := range s.patterns {
+		if !p.matchesName(name) || p.any {
+			continue // "*" already allows every address
+		}
+		if s.byAddr == nil {
+			s.byAddr = map[netip.Addr][]int{}
+		}
+		for _, a := range addrs {
+			a = a.Unmap()
+			if ix := s.byAddr[a]; len(ix) == 0 || ix[len(ix)-1] != i {
+				s.byAddr[a] = append(ix, i)
+			}
+		}
+	}
+}
+
+// pattern is one parsed HOST:PORT pattern.
+type pattern struct {
+	// any is HOST "*".
+	any bool
+	// addr is an IP literal HOST; invalid otherwise.
+	addr netip.Addr
+	// name is a host name HOST, canonical; suffix is ".domain" for
+	// "*.domain".
+	name, suffix string
+	// port is the port; anyPort is PORT "*".
+	port    uint16
+	anyPort bool
+}
+
+// parsePattern parses HOST:PORT (see Policy).
+func parsePattern(s string) (pattern, error) {
+	host, port, err := splitPattern(s)
+	if err != nil {
+		return pattern{}, fmt.Errorf("pattern %q: %w", s, err)
+	}
+	var p pattern
+	switch {
+	case port == "*":
+		p.anyPort = true
+	default:
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return pattern{}, fmt.Errorf("pattern %q: port %q: want a number from 0 to 65535 or *", s, port)
+		}
+		p.port = uint16(n)
+	}
+	if strings.HasPrefix(host, "[") {
+		a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+		if err != nil || !strings.HasSuffix(host, "]") || !a.Is6() || a.Zone() != "" {
+			return pattern{}, fmt.Errorf("pattern %q: host %q: want an IPv6 address in brackets", s, host)
+		}
+		p.addr = a.Unmap()
+		return p, nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if !a.Is4() {
+			return pattern{}, fmt.Errorf("pattern %q: put the IPv6 address in brackets: [%s]:%s", s, host, port)
+		}
+		p.addr = a
+		return p, nil
+	}
+	switch {
+	case host == "*":
+		p.any = true
+	case strings.HasPrefix(host, "*."):
+		domain := canonicalName(host[2:])
+		if !validName(domain) {
+			return pattern{}, fmt.Errorf("pattern %q: %q is not a domain name", s, host[2:])
+		}
+		p.suffix = "." + domain
+	default:
+		name := canonicalName(host)
+		if !validName(name) {
+			return pattern{}, fmt.Errorf("pattern %q: host %q: want an IP address, [IPv6], a host name, *.domain or *", s, host)
+		}
+		p.name = name
+	}
+	return p, nil
+}
+
+// splitPattern splits HOST:PORT at its last colon; an IPv6 HOST must be
+// in brackets.
+func splitPattern(s string) (host, port string, err error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", "", errors.New("want HOST:PORT")
+	}
+	host, port = s[:i], s[i+1:]
+	if host == "" || port == "" {
+		return "", "", errors.New("want HOST:PORT")
+	}
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		return "", "", errors.New("put an IPv6 address in brackets: [addr]:port")
+	}
+	return host, port, nil
+}
+
+func (p pattern) matchesPort(port uint16) bool {
+	return p.anyPort || p.port == port
+}
+
+// matchesAddr reports whether the pattern allows addr directly: "*" or
+// the same IP literal.
+func (p pattern) matchesAddr(addr netip.Addr) bool {
+	return p.any || (p.addr.IsValid() && p.addr == addr)
+}
+
+// matchesName reports whether the pattern allows resolving the canonical
+// name.
+func (p pattern) matchesName(name string) bool {
+	switch {
+	case p.any:
+		return true
+	case p.suffix != "":
+		return len(name) > len(p.suffix) && strings.HasSuffix(name, p.suffix)
+	default:
+		return p.name != "" && p.name == name
+	}
+}
+
+// canonicalName lowercases a host name and drops a trailing dot.
+func canonicalName(name string) string {
+	return strings.ToLower(strings.TrimSuffix(name, "."))
+}
+
+// validName reports whether name is a DNS host name: dot-separated labels
+// of letters, digits, '-' and '_', each 1 to 63 bytes, 253 bytes at most.
+func validName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
