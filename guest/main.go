@@ -45,24 +45,47 @@ func run(logger *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, info, err := wasisock.Listen(wasisock.Config{Addr: *addr, Name: *name})
+	ln, info, err := listen(wasisock.Config{Addr: *addr, Name: *name})
 	if err != nil {
 		return err
 	}
-	server := echo.NewServer(echo.NewHandler(info, logger), cfg)
+	server := echo.NewServer(routes(echo.NewHandler(info, logger), logger), cfg)
 
 	ctx, stop := shutdownContext()
 	defer stop()
+	drained := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		server.Shutdown(shutdownCtx)
+		drained <- drain(logger, server)
 	}()
 
 	logger.Info("echo guest serving", "source", info.Source, "fd", info.FD, "addr", info.Addr)
-	if err := server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = server.Serve(ln)
+	switch {
+	case wasisock.Drained(err):
+		// The host stopped the listener: a graceful stop (hostharness
+		// serve on SIGTERM), the only one a WASI guest is told of.
+		logger.Info("listener stopped by the host")
+		return drain(logger, server)
+	case errors.Is(err, http.ErrServerClosed): // a signal: see shutdownContext
+		return <-drained
+	default:
 		return fmt.Errorf("serve: %w", err)
 	}
+}
+
+// drainTimeout bounds how long the guest waits for requests in flight
+// once told to stop; its host may stop it sooner.
+const drainTimeout = 30 * time.Second
+
+// drain closes idle connections and waits for requests in flight.
+func drain(logger *slog.Logger, server *http.Server) error {
+	logger.Info("draining: finishing requests in flight")
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := server.Shutdown(ctx); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	logger.Info("drained")
 	return nil
 }

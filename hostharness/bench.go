@@ -29,10 +29,11 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json, chart.svg and chart.png")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for the built guests")
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
+	instances := flags.Int("instances", 1, "also measure the "+engine.Wasiserve+" engine with serve --instances N, when N > 1 and "+engine.Wasiserve+" is among the engines")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
-	if flags.NArg() > 0 || *duration <= 0 || *conns <= 0 || *idleWindow < 0 || *idleConns < 0 {
+	if flags.NArg() > 0 || *duration <= 0 || *conns <= 0 || *idleWindow < 0 || *idleConns < 0 || *instances < 1 {
 		fmt.Fprintln(env.stderr, "hostharness bench: takes no arguments; --duration and --conns must be positive, --idle-window and --idle-conns not negative")
 		return 2
 	}
@@ -61,7 +62,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	default:
 		cfg.Wrk = wrk
 	}
-	if err := runBenchTargets(ctx, env, cfg, names, *cacheDir, *outDir, *jsonPath); err != nil {
+	if err := runBenchTargets(ctx, env, cfg, names, *instances, *cacheDir, *outDir, *jsonPath); err != nil {
 		env.logger.Error("bench failed", "err", err)
 		return 1
 	}
@@ -93,7 +94,7 @@ func benchEngines(ctx context.Context, flagValue string, env *cliEnv) ([]string,
 
 // runBenchTargets builds the native and wasm guests, runs the bench on
 // them and writes the reports.
-func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines []string, cacheDir, outDir, jsonPath string) error {
+func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines []string, instances int, cacheDir, outDir, jsonPath string) error {
 	harness, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the hostharness executable: %w", err)
@@ -120,6 +121,9 @@ func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines
 	}
 	for _, name := range engines {
 		cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm))
+		if name == engine.Wasiserve && instances > 1 {
+			cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm, "--instances", fmt.Sprint(instances)))
+		}
 	}
 	report, err := bench.Run(ctx, cfg)
 	if err != nil {

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -22,8 +22,13 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags := newFlagSet(env, "serve", "usage: hostharness serve [flags] [guest.wasm]\n\n"+
 		"Serves a wasip1 guest on a preopened listening socket. With no guest.wasm it\n"+
 		"builds the echo guest (./guest) for wasip1 first.")
-	listen := flags.String("listen", "127.0.0.1:8080", "host:port to serve on; port 0 picks a free port")
-	engineName := flags.String("engine", engine.Default(), "engine: "+strings.Join(engine.Names(), ", "))
+	listen := flags.String("listen", "127.0.0.1:8080", "where to serve: host:port (port 0 picks a free port), unix:/path, or systemd[:NAME] for a socket\n"+
+		"passed by systemd socket activation (LISTEN_FDS; the default when one was passed)")
+	engineName := flags.String("engine", engine.Default(), "engine: "+strings.Join(engine.Names(), ", ")+"\n"+
+		"(when not given, "+engine.Wasiserve+" if a flag needs a host-owned listener)")
+	instances := flags.Int("instances", 1, "guest instances sharing the listener, so that a single-threaded guest uses that many cores ("+engine.Wasiserve+" engine)")
+	drainTimeout := flags.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long the guest may take to finish requests in flight\n"+
+		"after its listener stops, before it is stopped")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
 	var envs, dirs stringList
 	flags.Var(&envs, "env", "KEY=VALUE for the guest's environment (repeatable); the guest sees no other variable")
@@ -32,15 +37,25 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	maxMemory := flags.String("max-memory", "", "cap the guest's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
 	maxConns := flags.Int("max-conns", 0, "bound the guest's open connections; more wait in the kernel backlog (wasiserve engine; 0: no limit)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
+	var allowDial, allowListen stringList
+	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
+		"name, *.domain or *; PORT: number or *); it may reach and resolve nothing else ("+engine.Wasiserve+" engine)")
+	flags.Var(&allowListen, "allow-listen", "HOST:PORT such a guest may bind and listen on itself (repeatable; "+engine.Wasiserve+" engine)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
+	explicit := map[string]bool{}
+	flags.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	if flags.NArg() > 1 {
 		fmt.Fprintln(env.stderr, "hostharness serve: at most one guest.wasm")
 		return 2
 	}
+	if *instances < 1 {
+		fmt.Fprintln(env.stderr, "hostharness serve: --instances must be at least 1")
+		return 2
+	}
 	if *inheritEnv {
-		envs = append(os.Environ(), envs...)
+		envs = append(withoutActivation(os.Environ()), envs...)
 	}
 	memLimit, err := parseSize(*maxMemory)
 	if err != nil {
@@ -51,10 +66,11 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		Env:      envs,
 		Listen:   *listen,
 		MaxConns: *maxConns,
-		Stdout:   os.Stdout,
-		Stderr:   os.Stderr,
+		Stdout:   env.stdout,
+		Stderr:   env.stderr,
 		Logger:   env.logger,
 	}
+	cfg.AllowDial, cfg.AllowListen = allowDial, allowListen
 	for _, d := range dirs {
 		m, err := engine.ParseMount(d)
 		if err != nil {
@@ -64,7 +80,15 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		cfg.Dirs = append(cfg.Dirs, m)
 	}
 	opts := serveOptions{engine: *engineName, wasm: flags.Arg(0), restart: *restart,
+		instances: *instances, drainTimeout: *drainTimeout,
 		engineOptions: engine.Options{CacheDir: *cacheDir, MaxMemory: memLimit}}
+	if !explicit["listen"] && activated(os.Getenv) {
+		cfg.Listen = systemdListen
+	}
+	if !explicit["engine"] && opts.engine != engine.Wasiserve && needsOwnedListener(cfg, opts) {
+		env.logger.Info("using the engine whose host owns the listener", "engine", engine.Wasiserve, "listen", cfg.Listen, "instances", opts.instances)
+		opts.engine = engine.Wasiserve
+	}
 	if err := serve(ctx, env, opts, cfg); err != nil {
 		env.logger.Error("serve failed", "err", err)
 		return engine.ExitCode(err)
@@ -77,21 +101,31 @@ type serveOptions struct {
 	engine        string
 	wasm          string
 	restart       bool
+	instances     int
+	drainTimeout  time.Duration
 	engineOptions engine.Options
 }
 
-// restartBackoff bounds the pause between restarts of a failing guest.
-const (
-	minRestartBackoff = 50 * time.Millisecond
-	maxRestartBackoff = time.Second
-)
-
-// serve builds or loads the guest, serves it, and waits for a signal or
-// the guest's exit; with opts.restart it serves the guest again after an
-// exit, on the same address.
+// serve builds or loads the guest and serves it (opts.instances times, on
+// one listener) until a signal, then drains it; see group.
 func serve(ctx context.Context, env *cliEnv, opts serveOptions, cfg engine.Config) error {
 	if err := engine.Known(opts.engine); err != nil {
 		return err
+	}
+	if opts.instances > 1 && opts.engine != engine.Wasiserve {
+		return fmt.Errorf("engine %s: --instances needs an engine whose host owns the listener; use --engine %s", opts.engine, engine.Wasiserve)
+	}
+	// The listener is opened before the guest is built or compiled, so
+	// that a port in use fails at once.
+	if opts.engine == engine.Wasiserve || ownedListenSpec(cfg.Listen) {
+		// The host keeps the listener across restarts: connections queue
+		// meanwhile instead of being refused.
+		ln, err := openListener(cfg.Listen, os.Getenv)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		cfg.Listener = ln
 	}
 	path, err := wasmPath(ctx, env.logger, opts.wasm, opts.engineOptions.CacheDir)
 	if err != nil {
@@ -103,52 +137,8 @@ func serve(ctx context.Context, env *cliEnv, opts serveOptions, cfg engine.Confi
 	}
 	defer eng.Close(context.WithoutCancel(ctx))
 	defer mod.Close(context.WithoutCancel(ctx))
-
-	backoff := minRestartBackoff
-	announced := false
-	for restarts := 0; ; restarts++ {
-		started := time.Now()
-		inst, err := engine.Serve(ctx, mod, cfg)
-		var exit *engine.ExitError
-		if err != nil && !errors.As(err, &exit) {
-			return fmt.Errorf("serve %s: %w", path, err) // a host-side failure: restarting cannot help
-		}
-		if err == nil {
-			if !announced {
-				fmt.Fprintf(env.stdout, "serving %s at http://%s (engine %s)\n", path, inst.Addr, opts.engine)
-				cfg.Listen = inst.Addr // restarts keep the address, even one picked for port 0
-				announced = true
-			}
-			select {
-			case <-ctx.Done():
-				env.logger.Info("stopping guest", "reason", context.Cause(ctx))
-				err := inst.Stop()
-				env.logger.Info("guest stopped")
-				return err
-			case <-inst.Done():
-			}
-			err = inst.Wait()
-		}
-		switch {
-		case err == nil:
-			env.logger.Info("guest exited", "code", 0)
-		case errors.As(err, &exit):
-			env.logger.Error("guest exited", "code", exit.Code, "trap", exit.Trap)
-		}
-		if !opts.restart || ctx.Err() != nil {
-			return err
-		}
-		if time.Since(started) > 10*maxRestartBackoff {
-			backoff = minRestartBackoff // it ran for a while: not a crash loop
-		}
-		env.logger.Warn("restarting guest", "restarts", restarts+1, "after", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxRestartBackoff)
-	}
+	g := &group{env: env, mod: mod, cfg: cfg, opts: opts, path: path}
+	return g.run(ctx)
 }
 
 // parseSize parses a byte count such as 1048576, 512KiB, 64MiB or 1GiB

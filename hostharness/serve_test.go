@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,6 +77,16 @@ func TestServeCommand(t *testing.T) {
 	}
 }
 
+// takenAddr is the address of a listener held until the test ends.
+func takenAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
 func TestServeErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -88,6 +99,10 @@ func TestServeErrors(t *testing.T) {
 		{"bad dir", []string{"serve", "--dir", ":/data", "x.wasm"}, 2, "want host[:guest]"},
 		{"two guests", []string{"serve", "a.wasm", "b.wasm"}, 2, "at most one"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"no instances", []string{"serve", "--instances", "0", "x.wasm"}, 2, "at least 1"},
+		{"instances on wazero", []string{"serve", "--engine", engine.Wazero, "--instances", "2", "x.wasm"}, 1, "--instances needs an engine whose host owns"},
+		{"systemd without a socket", []string{"serve", "--listen", "systemd", "x.wasm"}, 1, "systemd passed no socket"},
+		{"port in use", []string{"serve", "--engine", engine.Wasiserve, "--listen", takenAddr(t), "x.wasm"}, 1, "address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Source says how a listener was obtained.
@@ -69,6 +70,15 @@ type Info struct {
 	// Addr is the listening address as far as it is known: WASI hosts do
 	// not expose it to the guest, so it is empty there.
 	Addr string `json:"addr,omitempty"`
+}
+
+// Drained reports whether err, from Accept or from http.Server.Serve,
+// means that the host stopped the listener to drain this process: accept
+// answers EINVAL, as Linux's accept(2) does on a socket that no longer
+// listens (wasiserve's hosts stop listeners that way, natively and on
+// WASI). The process should then finish the requests it has and exit.
+func Drained(err error) bool {
+	return errors.Is(err, syscall.EINVAL)
 }
 
 // ErrNoListener is returned (wrapped) when no listening socket was found.

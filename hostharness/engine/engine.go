@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -63,19 +64,85 @@ type Config struct {
 	// Listen is the "host:port" the engine binds and preopens for the
 	// guest. The port must not be 0: Serve picks one first.
 	Listen string
+	// Listener, when set, is a listener the host already has: a Unix
+	// socket, a socket inherited from systemd, or one that several guest
+	// instances share. The engine serves it instead of binding Listen and
+	// never closes it. Only engines whose host owns the accepts can: others
+	// refuse it.
+	Listener net.Listener
 	// MaxConns bounds the connections the guest may have open at once
 	// (0: no limit). Only engines whose host owns the accepts can: others
 	// refuse a non-zero value.
 	MaxConns int
+	// AllowDial lists the HOST:PORT patterns (see hostsock.Policy) that a
+	// guest built against the WasmEdge socket extensions may connect and
+	// send to, and whose host names it may resolve; it may reach nothing
+	// else. Only the wasiserve engine has the extensions: others refuse a
+	// non-empty list.
+	AllowDial []string
+	// AllowListen lists the HOST:PORT patterns such a guest may bind and
+	// listen on itself (the preopened listener needs none). Only the
+	// wasiserve engine: others refuse a non-empty list.
+	AllowListen []string
+	// Drain, once closed, asks for a graceful stop: the guest's accepts
+	// fail (EINVAL, as accept(2) on a socket that no longer listens) so
+	// that it finishes the requests it has and exits, and a listener the
+	// engine bound itself refuses new connections. Run still returns only
+	// when the guest exits or ctx is done. Engines that cannot do this log
+	// it and go on serving until ctx is done.
+	Drain <-chan struct{}
+	// onReady, set by Serve for modules that are readyReporters, is called
+	// once when the guest first waits for a connection.
+	onReady func()
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
 	// Logger receives the engine's own messages; nil discards them.
 	Logger *slog.Logger
 }
 
-// errMaxConns is returned by engines that cannot bound connections.
-func errMaxConns(engine string) error {
-	return fmt.Errorf("engine %s: --max-conns needs an engine whose host owns the listener's accepts; use --engine %s", engine, Wasiserve)
+// onlyEngineSockets returns an error, for engines whose listener and
+// accepts live inside the engine, when cfg asks for something only a host
+// that owns the sockets can do.
+func (cfg Config) onlyEngineSockets(engine string) error {
+	var need []string
+	if cfg.Listener != nil {
+		need = append(need, "a host-owned listener ("+cfg.Listener.Addr().Network()+" "+cfg.Listener.Addr().String()+")")
+	}
+	if cfg.MaxConns > 0 {
+		need = append(need, "--max-conns")
+	}
+	if len(cfg.AllowDial) > 0 {
+		need = append(need, "--allow-dial")
+	}
+	if len(cfg.AllowListen) > 0 {
+		need = append(need, "--allow-listen")
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	return fmt.Errorf("engine %s: %s needs an engine whose host owns the sockets; use --engine %s", engine, strings.Join(need, " and "), Wasiserve)
+}
+
+// afterClose runs f in a goroutine of its own once ch is closed, unless
+// stop is called first. A nil ch never closes.
+func afterClose(ch <-chan struct{}, f func()) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ch:
+			f()
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
+}
+
+// logNoDrain is how engines that cannot drain a guest say so, once
+// cfg.Drain is closed; call the returned function when Run ends.
+func (cfg Config) logNoDrain(engine string) (stop func()) {
+	return afterClose(cfg.Drain, func() {
+		cfg.logger().Warn("this engine cannot stop the guest's listener: it serves until the drain timeout", "engine", engine)
+	})
 }
 
 // ListenerFD is the guest fd number at which cfg's listener is preopened.

@@ -26,6 +26,9 @@ import (
 // guests are the wasm modules built once for this test binary.
 type guests struct {
 	echo, fd3, dir string
+	// wasmedge is the echo guest's variant for the WasmEdge socket
+	// extensions (guestbuild.WASIWasmEdge).
+	wasmedge string
 }
 
 var built guests
@@ -35,6 +38,7 @@ func TestMain(m *testing.M) {
 		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &built.echo},
 		enginetest.Guest{Pkg: "./testdata/fd3guest", Target: guestbuild.WASI, Path: &built.fd3},
 		enginetest.Guest{Pkg: "./testdata/dirguest", Target: guestbuild.WASI, Path: &built.dir},
+		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASIWasmEdge, Path: &built.wasmedge},
 	))
 }
 

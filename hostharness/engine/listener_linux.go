@@ -18,13 +18,70 @@ import (
 // ACKs; and a backlog of net.core.somaxconn instead of Rust's 128, so that
 // a burst of connections is queued rather than dropped or reset.
 func tuneListener(addr string) error {
-	want, err := net.ResolveTCPAddr("tcp", addr)
+	fd, err := listeningFD(addr)
 	if err != nil {
 		return err
 	}
-	entries, err := os.ReadDir("/proc/self/fd")
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
+		return fmt.Errorf("TCP_NODELAY: %w", err)
+	}
+	// listen(2) on a listening socket only changes its backlog.
+	if err := syscall.Listen(fd, maxBacklog()); err != nil {
+		return fmt.Errorf("raise the backlog: %w", err)
+	}
+	return nil
+}
+
+// stopListeningAt stops this process's listening TCP socket bound to addr,
+// as StopAccepting does, for engines that bind it themselves.
+func stopListeningAt(addr string) error {
+	fd, err := listeningFD(addr)
 	if err != nil {
 		return err
+	}
+	return stopListening(fd)
+}
+
+// StopAccepting makes ln refuse new connections without closing it, so
+// that guests still waiting on it are woken rather than left polling a
+// closed descriptor: clients that connect are refused, connections queued
+// but not yet accepted are reset, and accepts fail. Close ln once nothing
+// uses it.
+func StopAccepting(ln net.Listener) error {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("stop listening on %s: %T has no socket", ln.Addr(), ln)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("stop listening on %s: %w", ln.Addr(), err)
+	}
+	var stopErr error
+	if err := raw.Control(func(fd uintptr) { stopErr = stopListening(int(fd)) }); err != nil {
+		return fmt.Errorf("stop listening on %s: %w", ln.Addr(), err)
+	}
+	if stopErr != nil {
+		return fmt.Errorf("stop listening on %s: %w", ln.Addr(), stopErr)
+	}
+	return nil
+}
+
+// stopListening shuts the receiving side of a listening socket: Linux then
+// takes a TCP socket out of the listening state (waking its waiters, whose
+// accept fails with EINVAL) and refuses connections to a Unix one.
+func stopListening(fd int) error {
+	return syscall.Shutdown(fd, syscall.SHUT_RD)
+}
+
+// listeningFD finds this process's listening TCP socket bound to addr.
+func listeningFD(addr string) (int, error) {
+	want, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return -1, err
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1, err
 	}
 	for _, e := range entries {
 		fd, err := strconv.Atoi(e.Name())
@@ -34,19 +91,11 @@ func tuneListener(addr string) error {
 		if listening, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN); err != nil || listening != 1 {
 			continue
 		}
-		if !sockaddrIs(fd, want) {
-			continue
+		if sockaddrIs(fd, want) {
+			return fd, nil
 		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
-			return fmt.Errorf("TCP_NODELAY: %w", err)
-		}
-		// listen(2) on a listening socket only changes its backlog.
-		if err := syscall.Listen(fd, maxBacklog()); err != nil {
-			return fmt.Errorf("raise the backlog: %w", err)
-		}
-		return nil
 	}
-	return fmt.Errorf("no listening socket bound to %s in this process", addr)
+	return -1, fmt.Errorf("no listening socket bound to %s in this process", addr)
 }
 
 // maxBacklog is net.core.somaxconn, the backlog Go's own listeners use.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -13,32 +14,56 @@ const ReadyTimeout = 30 * time.Second
 
 // Instance is a guest being served on a listener.
 type Instance struct {
-	// Addr is the listener's "host:port", with the real port even when
-	// port 0 was asked for.
-	Addr   string
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
+	// Addr is the listener's address: "host:port", with the real port even
+	// when port 0 was asked for, or a Unix socket's path.
+	Addr string
+	// Network is the listener's network: "tcp" or "unix".
+	Network   string
+	cancel    context.CancelFunc
+	done      chan struct{}
+	err       error
+	drain     chan struct{}
+	drainOnce sync.Once
 }
 
-// Serve runs mod under cfg in the background and returns once its listener
-// accepts connections. cfg.Listen may use port 0: a free port is picked and
-// reported in Instance.Addr, since engines that bind the socket themselves
-// cannot report it. A port in use fails here, with the operating system's
-// error, before the engine starts.
+// readyReporter is a Module whose Run calls Config.onReady when the guest
+// first waits for a connection: a truer sign of readiness than a
+// connection that the kernel accepts on the guest's behalf.
+type readyReporter interface{ reportsReady() }
+
+// Serve runs mod under cfg in the background and returns once the guest
+// is ready: when it first waits for a connection, for engines that can
+// tell, and otherwise once its listener accepts connections. cfg.Listen
+// may use port 0: a free port is picked and reported in Instance.Addr,
+// since engines that bind the socket themselves cannot report it. A port
+// in use fails here, with the operating system's error, before the engine
+// starts. With cfg.Listener set, the guest serves that listener instead.
+// Serve sets cfg.Drain: use Instance.Drain.
 func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
-	addr, err := reserve(cfg.Listen)
-	if err != nil {
-		return nil, err
+	inst := &Instance{Network: "tcp", done: make(chan struct{}), drain: make(chan struct{})}
+	if cfg.Listener != nil {
+		inst.Addr, inst.Network = cfg.Listener.Addr().String(), cfg.Listener.Addr().Network()
+	} else {
+		addr, err := reserve(cfg.Listen)
+		if err != nil {
+			return nil, err
+		}
+		inst.Addr, cfg.Listen = addr, addr
 	}
-	cfg.Listen = addr
+	cfg.Drain = inst.drain
+	var ready chan struct{}
+	if _, ok := mod.(readyReporter); ok {
+		ready = make(chan struct{})
+		var once sync.Once
+		cfg.onReady = func() { once.Do(func() { close(ready) }) }
+	}
 	runCtx, cancel := context.WithCancel(ctx)
-	inst := &Instance{Addr: addr, cancel: cancel, done: make(chan struct{})}
+	inst.cancel = cancel
 	go func() {
 		defer close(inst.done)
 		inst.err = mod.Run(runCtx, cfg)
 	}()
-	if err := inst.waitReady(ctx); err != nil {
+	if err := inst.waitReady(ctx, ready); err != nil {
 		inst.Stop()
 		return nil, err
 	}
@@ -62,18 +87,23 @@ func reserve(listen string) (string, error) {
 	return net.JoinHostPort(host, fmt.Sprint(addr.Port)), nil
 }
 
-// waitReady dials the listener until it accepts a connection, the guest
+// waitReady waits until ready is closed or, when ready is nil, dials the
+// listener until it accepts a connection; it gives up when the guest
 // exits or ReadyTimeout passes.
-func (inst *Instance) waitReady(ctx context.Context) error {
+func (inst *Instance) waitReady(ctx context.Context, ready <-chan struct{}) error {
 	deadline := time.Now().Add(ReadyTimeout)
-	target := dialTarget(inst.Addr)
+	var err error
 	for {
-		conn, err := net.DialTimeout("tcp", target, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil
+		if ready == nil {
+			var conn net.Conn
+			if conn, err = net.DialTimeout(inst.Network, dialTarget(inst.Addr), time.Second); err == nil {
+				conn.Close()
+				return nil
+			}
 		}
 		select {
+		case <-ready:
+			return nil
 		case <-inst.done:
 			if inst.err != nil {
 				return fmt.Errorf("guest stopped before listening on %s: %w", inst.Addr, inst.err)
@@ -84,6 +114,9 @@ func (inst *Instance) waitReady(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("it never waited for a connection")
+			}
 			return fmt.Errorf("guest not listening on %s after %s: %w", inst.Addr, ReadyTimeout, err)
 		}
 	}
@@ -104,8 +137,12 @@ func dialTarget(addr string) string {
 	return addr
 }
 
-// URL is the instance's base URL for clients.
+// URL is the instance's base URL for TCP clients; for a Unix socket it
+// is "unix:" and the socket's path.
 func (inst *Instance) URL() string {
+	if inst.Network == "unix" {
+		return "unix:" + inst.Addr
+	}
 	return "http://" + dialTarget(inst.Addr)
 }
 
@@ -116,6 +153,13 @@ func (inst *Instance) Done() <-chan struct{} { return inst.done }
 func (inst *Instance) Wait() error {
 	<-inst.done
 	return inst.err
+}
+
+// Drain asks the guest to stop taking connections and finish those it has
+// (see Config.Drain) and returns at once: wait on Done, and Stop a guest
+// that takes too long.
+func (inst *Instance) Drain() {
+	inst.drainOnce.Do(func() { close(inst.drain) })
 }
 
 // Stop stops the guest and waits for it.

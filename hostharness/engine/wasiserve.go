@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
@@ -61,15 +62,23 @@ type wasiserveModule struct {
 	*wazeroModule
 }
 
-// Run binds cfg.Listen itself and gives the listener to the guest at
-// cfg.ListenerFD(), after the preopened directories.
+// Run serves cfg.Listener, or binds cfg.Listen itself, and gives the
+// listener to the guest at cfg.ListenerFD(), after the preopened
+// directories.
 func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 	modCfg, closeFS, err := m.moduleConfig(cfg, hostsock.Reserve)
 	if err != nil {
 		return err
 	}
 	defer closeFS()
-	table, err := hostsock.Listen(ctx, cfg.Listen, cfg.ListenerFD())
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("%s: listen %s: %w", Wasiserve, cfg.Listen, err)
+		}
+		defer ln.Close()
+	}
+	table, err := hostsock.NewTable(ctx, ln, cfg.ListenerFD())
 	if err != nil {
 		return fmt.Errorf("%s: %w", Wasiserve, err)
 	}
@@ -79,8 +88,26 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 			cfg.logger().Warn("closing guest sockets", "engine", Wasiserve, "err", err)
 		}
 	}()
+	if err := table.SetPolicy(hostsock.Policy{Dial: cfg.AllowDial, Listen: cfg.AllowListen, Logger: cfg.logger()}); err != nil {
+		return fmt.Errorf("%s: %w", Wasiserve, err)
+	}
+	if cfg.onReady != nil {
+		defer afterClose(table.Ready(), cfg.onReady)()
+	}
+	defer afterClose(cfg.Drain, func() {
+		table.Drain()
+		if cfg.Listener == nil { // a lent listener is its owner's to stop
+			if err := StopAccepting(ln); err != nil {
+				cfg.logger().Warn("draining: the listener still queues connections", "engine", Wasiserve, "err", err)
+			}
+		}
+	})()
 	return m.instantiate(hostsock.WithTable(ctx, table), modCfg)
 }
+
+// reportsReady: Run calls cfg.onReady when the guest first waits for a
+// connection.
+func (m *wasiserveModule) reportsReady() {}
 
 // withWasiserve appends the wasiserve engine to names where its host
 // socket layer runs (linux).

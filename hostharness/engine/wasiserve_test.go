@@ -198,7 +198,7 @@ func TestMaxConnsRefused(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			err := runToExit(t, name, built.echo, engine.Config{MaxConns: 4})
-			if err == nil || !strings.Contains(err.Error(), "--max-conns needs") {
+			if err == nil || !strings.Contains(err.Error(), "--max-conns needs an engine whose host owns") {
 				t.Fatalf("MaxConns on %s: %v, want a refusal naming the engine to use", name, err)
 			}
 		})

@@ -132,8 +132,8 @@ type wasmtimeModule struct {
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
-	if cfg.MaxConns > 0 {
-		return errMaxConns(Wasmtime)
+	if err := cfg.onlyEngineSockets(Wasmtime); err != nil {
+		return err
 	}
 	eng := newEngine()
 	mod, err := wasmtime.NewModuleDeserializeFile(eng, m.code)
@@ -171,10 +171,20 @@ func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		select {
-		case <-ctx.Done():
-			interrupt(eng, cfg.Listen)
-		case <-stopped:
+		drain := cfg.Drain
+		for {
+			select {
+			case <-ctx.Done():
+				interrupt(eng, cfg.Listen)
+				return
+			case <-drain:
+				drain = nil
+				if err := stopListeningAt(cfg.Listen); err != nil {
+					cfg.logger().Warn("wasmtime: cannot stop the guest's listener; it serves until the drain timeout", "err", err)
+				}
+			case <-stopped:
+				return
+			}
 		}
 	}()
 	_, err = start.Call(store)

@@ -77,9 +77,10 @@ type wazeroModule struct {
 }
 
 func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
-	if cfg.MaxConns > 0 {
-		return errMaxConns(Wazero)
+	if err := cfg.onlyEngineSockets(Wazero); err != nil {
+		return err
 	}
+	defer cfg.logNoDrain(Wazero)()
 	host, portText, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %q: %w", cfg.Listen, err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/child"
@@ -51,15 +52,19 @@ func NativeTarget(name, binary string, gomaxprocs int) Target {
 }
 
 // HarnessTarget serves wasm with "harness serve --engine engineName" on a
-// free loopback port, harness being a hostharness executable.
-func HarnessTarget(harness, engineName, wasm string) Target {
+// free loopback port, harness being a hostharness executable; serveArgs
+// (such as "--instances", "2") are added to serve's flags and to the
+// target's name.
+func HarnessTarget(harness, engineName, wasm string, serveArgs ...string) Target {
+	name := strings.Join(append([]string{"wasm", engineName}, serveArgs...), " ")
 	return Target{
-		Name:   "wasm " + engineName,
+		Name:   name,
 		Engine: engineName,
 		Binary: harness,
 		Wasm:   wasm,
 		Args: func(cacheDir string) []string {
-			return []string{"serve", "--engine", engineName, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, wasm}
+			args := append([]string{"serve", "--engine", engineName, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir}, serveArgs...)
+			return append(args, wasm)
 		},
 		Addr: harnessAddr,
 	}

@@ -24,7 +24,8 @@ func CacheDir() string {
 type Guest struct {
 	// Pkg is the package to build, as go build takes it.
 	Pkg string
-	// Target is the platform: guestbuild.WASI, or the zero Target (native).
+	// Target is the platform: guestbuild.WASI (or a WASI target with build
+	// tags, such as guestbuild.WASIWasmEdge), or the zero Target (native).
 	Target guestbuild.Target
 	// Path receives the built file's path.
 	Path *string
@@ -41,7 +42,7 @@ func Main(m *testing.M, guests ...Guest) int {
 	defer os.RemoveAll(dir)
 	for i, g := range guests {
 		*g.Path = filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(g.Pkg)))
-		if g.Target == guestbuild.WASI {
+		if g.Target.IsWASI() {
 			*g.Path += ".wasm"
 		}
 		if err := guestbuild.Build(context.Background(), g.Pkg, g.Target, *g.Path); err != nil {

@@ -15,13 +15,30 @@ import (
 // Package is the import path of the echo guest's main package.
 const Package = "github.com/wasiserve/wasiserve/guest"
 
-// Target is a GOOS/GOARCH pair; the zero Target is the host.
+// Target is a GOOS/GOARCH pair and build tags; the zero Target is the
+// host without tags.
 type Target struct {
 	GOOS, GOARCH string
+	// Tags is a comma-separated list of build tags.
+	Tags string
 }
 
 // WASI is the target of wasm guests.
 var WASI = Target{GOOS: "wasip1", GOARCH: "wasm"}
+
+// WasmEdgeTags select the echo guest's variant for the WasmEdge socket
+// extensions: it can listen on LISTEN_ADDR itself and has the outbound
+// GET /fetch route, with github.com/stealthrocket/net, which resolves
+// names with sock_getaddrinfo under the getaddrinfo tag.
+// scripts/build.sh (mode wasm-wasmedge) builds with the same tags.
+const WasmEdgeTags = "wasmedge,getaddrinfo"
+
+// WASIWasmEdge is the target of that variant: only hosts with the socket
+// extensions (WasmEdge, the wasiserve engine) can instantiate it.
+var WASIWasmEdge = Target{GOOS: "wasip1", GOARCH: "wasm", Tags: WasmEdgeTags}
+
+// IsWASI reports whether t builds wasm guests.
+func (t Target) IsWASI() bool { return t.GOOS == WASI.GOOS }
 
 // Build compiles pkg for target into out. It must run inside the wasiserve
 // module (any directory of the checkout); extraEnv adds variables such as
@@ -34,7 +51,11 @@ func Build(ctx context.Context, pkg string, target Target, out string, extraEnv 
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("build %s: %w", pkg, err)
 	}
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", out, pkg)
+	args := []string{"build", "-o", out}
+	if target.Tags != "" {
+		args = append(args, "-tags", target.Tags)
+	}
+	cmd := exec.CommandContext(ctx, goCmd, append(args, pkg)...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	if target.GOOS != "" {
 		cmd.Env = append(cmd.Env, "GOOS="+target.GOOS, "GOARCH="+target.GOARCH)
@@ -52,10 +73,14 @@ func Build(ctx context.Context, pkg string, target Target, out string, extraEnv 
 }
 
 func (t Target) String() string {
-	if t.GOOS == "" {
-		return "host"
+	s := "host"
+	if t.GOOS != "" {
+		s = t.GOOS + "/" + t.GOARCH
 	}
-	return t.GOOS + "/" + t.GOARCH
+	if t.Tags != "" {
+		s += " (tags " + t.Tags + ")"
+	}
+	return s
 }
 
 // DefaultOutput is where the harness keeps a built guest named name.

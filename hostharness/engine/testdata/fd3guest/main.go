@@ -1,8 +1,10 @@
 // Command fd3guest is a wasip1 guest written without wasiserve's shim, the
 // way many tutorials do it: it takes its listener as a bare fd 3. With
 // EXIT_CODE set it exits at once with that code instead; with ALLOC_MB set
-// it first allocates and touches that many MiB; with NO_ACCEPT set it never
-// accepts, so connections pile up in the listener's backlog.
+// it first allocates and touches that many MiB; with NO_ACCEPT set it tries
+// one accept at once and then never again, so connections pile up in the
+// listener's backlog. Responses
+// start with REPLY_PREFIX ("fd3:" by default), which tells instances apart.
 package main
 
 import (
@@ -32,6 +34,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fd3guest: allocated", len(hog), "MiB")
 	}
 	if os.Getenv("NO_ACCEPT") != "" {
+		// One try, so that hosts that watch for the guest's first accept
+		// see it waiting; then never again.
+		syscall.SetNonblock(3, true)
+		syscall.Accept(3)
 		for { // short sleeps, so that the host can still interrupt the guest
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -42,8 +48,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fd3guest:", err)
 		os.Exit(1)
 	}
+	prefix := os.Getenv("REPLY_PREFIX")
+	if prefix == "" {
+		prefix = "fd3:"
+	}
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "fd3:")
+		io.WriteString(w, prefix)
 		io.Copy(w, r.Body)
 	}))
 }

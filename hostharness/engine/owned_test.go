@@ -1,0 +1,177 @@
+package engine_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+)
+
+// TestSharedListener serves one host listener with two instances of a
+// guest: connections reach both, and when one stops the other serves alone.
+func TestSharedListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	eng := newEngine(t, engine.Wasiserve)
+	a := serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=a:"}})
+	serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=b:"}})
+	url := "http://" + ln.Addr().String()
+	if a.Addr != ln.Addr().String() {
+		t.Fatalf("instance address %s, want the listener's %s", a.Addr, ln.Addr())
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	seen := map[string]int{}
+	for i := 0; i < 400 && (seen["a"] == 0 || seen["b"] == 0); i++ {
+		seen[echoPrefix(t, client, url, fmt.Sprint(i))]++
+	}
+	if seen["a"] == 0 || seen["b"] == 0 {
+		t.Fatalf("answers by instance: %v; want both instances to accept from the shared listener", seen)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if who := echoPrefix(t, client, url, fmt.Sprint(i)); who != "b" {
+			t.Fatalf("request %d after instance a stopped was answered by %q", i, who)
+		}
+	}
+}
+
+// echoPrefix posts body to the fd3 guest and returns the instance prefix
+// of its answer.
+func echoPrefix(t *testing.T, client *http.Client, url, body string) string {
+	t.Helper()
+	resp, err := client.Post(url, "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	who, echoed, ok := strings.Cut(string(got), ":")
+	if err != nil || !ok || echoed != body {
+		t.Fatalf("answer %q, %v; want PREFIX:%s", got, err, body)
+	}
+	return who
+}
+
+// TestUnixListener serves the echo guest on a Unix socket.
+func TestUnixListener(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "echo.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	inst := serve(t, newEngine(t, engine.Wasiserve), built.echo, engine.Config{Listener: ln})
+	if inst.Network != "unix" || inst.URL() != "unix:"+path {
+		t.Fatalf("instance %s %s, URL %s; want unix %s", inst.Network, inst.Addr, inst.URL(), path)
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+	resp, err := client.Post("http://echo/", "text/plain", strings.NewReader("over unix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "over unix" {
+		t.Fatalf("echo over a Unix socket: %q", got)
+	}
+}
+
+// TestOwnedListenerRefused checks that engines which bind their listener
+// themselves refuse one the host owns, naming the engine that can.
+func TestOwnedListenerRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, name := range engine.Embedded() {
+		if name == engine.Wasiserve {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			err := runToExit(t, name, built.echo, engine.Config{Listener: ln})
+			if err == nil || !strings.Contains(err.Error(), "host-owned listener") || !strings.Contains(err.Error(), "--engine "+engine.Wasiserve) {
+				t.Fatalf("Listener on %s: %v, want a refusal naming the engine to use", name, err)
+			}
+		})
+	}
+}
+
+// TestDrain starts a request, drains the guest, and checks that new
+// connections are refused while the request in flight completes and the
+// guest then exits by itself, on each engine that can drain.
+func TestDrain(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		if name == engine.Wazero {
+			continue // wazero's listener is out of the host's reach: it cannot drain
+		}
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
+			conn, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			// 64 KiB are enough for the streamed echo to flush its start.
+			first := bytes.Repeat([]byte("a"), 64<<10)
+			fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len("-last"))
+			conn.Write(first)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if _, err := io.ReadFull(resp.Body, make([]byte, len(first))); err != nil {
+				t.Fatalf("echo of the first part: %v", err)
+			}
+			inst.Drain()
+			refused := waitFor(10*time.Second, func() bool {
+				c, err := net.DialTimeout("tcp", inst.Addr, time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			})
+			if !refused {
+				t.Error("the draining guest's listener still accepts connections")
+			}
+			select {
+			case <-inst.Done():
+				t.Fatalf("the guest exited with a request in flight: %v", inst.Wait())
+			default:
+			}
+			fmt.Fprint(conn, "-last")
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != "-last" {
+				t.Fatalf("the request in flight ended with %q, %v; want the rest of its echo", rest, err)
+			}
+			select {
+			case <-inst.Done():
+				if err := inst.Wait(); err != nil {
+					t.Fatalf("drained guest: %v, want a clean exit", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the drained guest did not exit")
+			}
+		})
+	}
+}

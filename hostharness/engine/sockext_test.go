@@ -1,0 +1,240 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wasiserve/wasiserve/guest/echo"
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+)
+
+// freeAddr returns a loopback address (network "tcp4" or "tcp6") with a
+// port that was free a moment ago, or skips the test when the host has no
+// such loopback.
+func freeAddr(t *testing.T, network, host string) string {
+	t.Helper()
+	ln, err := net.Listen(network, net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Skipf("no %s loopback: %v", network, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// upstream is a local HTTP server that counts the connections it accepts.
+type upstream struct {
+	*httptest.Server
+	conns atomic.Int32
+}
+
+func newUpstream(t *testing.T) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "upstream says hello to "+r.URL.Path)
+	}))
+	u.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			u.conns.Add(1)
+		}
+	}
+	u.Start()
+	t.Cleanup(u.Close)
+	return u
+}
+
+// port is the upstream's port.
+func (u *upstream) port() string {
+	_, port, _ := net.SplitHostPort(u.Listener.Addr().String())
+	return port
+}
+
+// fetch asks the guest at base to fetch target and returns the status and
+// body.
+func fetch(t *testing.T, base, target string) (int, string) {
+	t.Helper()
+	resp, body := get(t, base+"/fetch?url="+url.QueryEscape(target))
+	return resp.StatusCode, string(body)
+}
+
+// TestSockExtListen serves the socket-extension guest on an address it
+// binds itself (LISTEN_ADDR), allowed by AllowListen, over IPv4 and IPv6.
+func TestSockExtListen(t *testing.T) {
+	eng := newEngine(t, engine.Wasiserve)
+	for _, tc := range []struct{ network, host string }{{"tcp4", "127.0.0.1"}, {"tcp6", "::1"}} {
+		t.Run(tc.network, func(t *testing.T) {
+			addr := freeAddr(t, tc.network, tc.host)
+			serve(t, eng, built.wasmedge, engine.Config{
+				Env:         []string{"LISTEN_ADDR=" + addr},
+				AllowListen: []string{addr},
+			})
+			base := "http://" + addr
+			resp, body := post(t, base+"/any/path", "text/plain", []byte("echo over "+tc.network))
+			if resp.StatusCode != http.StatusOK || string(body) != "echo over "+tc.network {
+				t.Fatalf("echo on the guest's own listener: %d %q", resp.StatusCode, body)
+			}
+			_, body = get(t, base+"/listener")
+			var report echo.Report
+			if err := json.Unmarshal(body, &report); err != nil {
+				t.Fatal(err)
+			}
+			if report.Listener.Source != "address" || report.Listener.Addr != addr {
+				t.Errorf("GET /listener: %+v, want source address at %s", report.Listener, addr)
+			}
+		})
+	}
+}
+
+// TestSockExtFetch has the guest fetch from a local server that
+// AllowDial allows, by address and by a name that sock_getaddrinfo
+// resolves on the host.
+func TestSockExtFetch(t *testing.T) {
+	up := newUpstream(t)
+	inst := serve(t, newEngine(t, engine.Wasiserve), built.wasmedge, engine.Config{
+		AllowDial: []string{"127.0.0.1:" + up.port(), "localhost:" + up.port()},
+	})
+	for _, target := range []string{up.URL + "/by-address", "http://localhost:" + up.port() + "/by-name"} {
+		status, body := fetch(t, inst.URL(), target)
+		want := "upstream says hello to /" + strings.SplitN(target, "/", 4)[3]
+		if status != http.StatusOK || body != want {
+			t.Errorf("fetch %s: %d %q, want 200 %q", target, status, body, want)
+		}
+	}
+	// The echo service is unchanged beside the new route.
+	if resp, body := post(t, inst.URL()+"/fetch", "text/plain", []byte("posted")); resp.StatusCode != http.StatusOK || string(body) != "posted" {
+		t.Errorf("POST /fetch: %d %q, want the echo", resp.StatusCode, body)
+	}
+}
+
+// TestSockExtDialDenied checks that dials the policy does not allow fail
+// with EACCES (a 502 from the guest) without a connection reaching the
+// server, that names no pattern allows are not resolved, and that each
+// denial is logged.
+func TestSockExtDialDenied(t *testing.T) {
+	up := newUpstream(t)
+	for _, tc := range []struct {
+		name     string
+		allow    []string
+		target   string
+		wantBody string
+		wantLog  string
+	}{
+		{"no pattern", nil, up.URL + "/", "permission denied", "op=connect addr=" + up.Listener.Addr().String()},
+		{"other port", []string{"127.0.0.1:1"}, up.URL + "/", "permission denied", "denied by the dial policy"},
+		{"name not allowed", []string{"127.0.0.1:" + up.port()}, "http://localhost:" + up.port() + "/", "lookup localhost", "op=getaddrinfo name=localhost"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncbuf.Buffer
+			inst := serve(t, newEngine(t, engine.Wasiserve), built.wasmedge, engine.Config{
+				AllowDial: tc.allow,
+				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+			})
+			status, body := fetch(t, inst.URL(), tc.target)
+			if status != http.StatusBadGateway || !strings.Contains(body, tc.wantBody) {
+				t.Errorf("fetch %s: %d %q, want 502 with %q", tc.target, status, body, tc.wantBody)
+			}
+			if !strings.Contains(logs.String(), tc.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tc.wantLog, logs.String())
+			}
+		})
+	}
+	if n := up.conns.Load(); n != 0 {
+		t.Errorf("the upstream saw %d connections, want none", n)
+	}
+}
+
+// TestSockExtBindDenied checks that the guest cannot listen on an address
+// no AllowListen pattern allows: its listen fails with EACCES and it exits.
+func TestSockExtBindDenied(t *testing.T) {
+	addr := freeAddr(t, "tcp4", "127.0.0.1")
+	_, port, _ := net.SplitHostPort(addr)
+	other, _ := strconv.Atoi(port)
+	for _, allow := range [][]string{nil, {fmt.Sprintf("127.0.0.1:%d", other+1)}, {"[::1]:" + port}} {
+		t.Run(fmt.Sprint(allow), func(t *testing.T) {
+			var stderr syncbuf.Buffer
+			err := runToExit(t, engine.Wasiserve, built.wasmedge, engine.Config{
+				Env:         []string{"LISTEN_ADDR=" + addr},
+				AllowListen: allow,
+				Stderr:      &stderr,
+			})
+			var exit *engine.ExitError
+			if !errors.As(err, &exit) || !strings.Contains(stderr.String(), "bind: permission denied") {
+				t.Fatalf("guest listening on %s with AllowListen %q: %v, stderr:\n%s\nwant an exit after bind: permission denied", addr, allow, err, stderr.String())
+			}
+			if conn, err := net.Dial("tcp", addr); err == nil {
+				conn.Close()
+				t.Errorf("something listens on %s", addr)
+			}
+		})
+	}
+}
+
+// TestSockExtRefused checks that the engines without the socket
+// extensions refuse the variant at Load, naming an extension import, and
+// refuse the policy fields at Run, naming the engine to use.
+func TestSockExtRefused(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		if name == engine.Wasiserve {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			_, err := newEngine(t, name).Load(context.Background(), built.wasmedge)
+			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") {
+				t.Errorf("Load of the socket-extension guest: %v, want an error naming a sock_ import", err)
+			}
+			for _, cfg := range []engine.Config{{AllowDial: []string{"*:*"}}, {AllowListen: []string{"*:*"}}} {
+				err := runToExit(t, name, built.echo, cfg)
+				if err == nil || !strings.Contains(err.Error(), "needs an engine whose host owns the sockets; use --engine wasiserve") {
+					t.Errorf("%+v on %s: %v, want a refusal naming --engine wasiserve", cfg, name, err)
+				}
+			}
+		})
+	}
+}
+
+// TestDefaultGuestImports checks that the default echo guest imports no
+// socket extension, so that every runtime can run it, and that the
+// variant does.
+func TestDefaultGuestImports(t *testing.T) {
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	for _, tc := range []struct {
+		wasm string
+		want bool
+	}{{built.echo, false}, {built.wasmedge, true}} {
+		wasm, err := os.ReadFile(tc.wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compiled, err := rt.CompileModule(ctx, wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := false
+		for _, f := range compiled.ImportedFunctions() {
+			if _, name, _ := f.Import(); name == "sock_open" || name == "sock_connect" {
+				got = true
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s imports the socket extensions: %v, want %v", tc.wasm, got, tc.want)
+		}
+	}
+}

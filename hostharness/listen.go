@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/wasiserve/wasiserve/guest/wasisock"
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+)
+
+// systemdListen is the --listen value that serves a socket passed by
+// systemd socket activation; "systemd:NAME" picks one by its
+// LISTEN_FDNAMES entry (FileDescriptorName= in the .socket unit).
+const systemdListen = "systemd"
+
+// activationVars are the variables of systemd's socket activation.
+var activationVars = []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}
+
+// activated reports whether systemd passed this process listening sockets:
+// LISTEN_FDS is a positive count and LISTEN_PID is this process.
+func activated(getenv func(string) string) bool {
+	n, err := strconv.Atoi(getenv("LISTEN_FDS"))
+	return err == nil && n > 0 && getenv("LISTEN_PID") == strconv.Itoa(os.Getpid())
+}
+
+// withoutActivation drops the socket-activation variables from env: they
+// describe the host's descriptors, not the guest's.
+func withoutActivation(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		key, _, _ := strings.Cut(kv, "=")
+		if !isActivationVar(key) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func isActivationVar(key string) bool { return slices.Contains(activationVars, key) }
+
+// ownedListenSpec reports whether the --listen value names a listener only
+// the host can hold (a Unix socket, or one from systemd) rather than an
+// address an engine can bind.
+func ownedListenSpec(spec string) bool {
+	return strings.HasPrefix(spec, "unix:") || spec == systemdListen || strings.HasPrefix(spec, systemdListen+":")
+}
+
+// openListener opens what a --listen value names: "host:port", "unix:/path",
+// or "systemd[:NAME]". It uses the guest shim's own code (package wasisock),
+// natively, so that host and guest read LISTEN_FDS alike.
+func openListener(spec string, getenv func(string) string) (net.Listener, error) {
+	if spec == systemdListen || strings.HasPrefix(spec, systemdListen+":") {
+		if !activated(getenv) {
+			return nil, fmt.Errorf("listen %s: systemd passed no socket to this process (LISTEN_FDS, LISTEN_PID=%d)", spec, os.Getpid())
+		}
+		name, _ := strings.CutPrefix(strings.TrimPrefix(spec, systemdListen), ":")
+		ln, _, err := wasisock.Listen(wasisock.Config{Name: name, Getenv: getenv})
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", spec, err)
+		}
+		return ln, nil
+	}
+	noActivation := func(key string) string {
+		if isActivationVar(key) {
+			return ""
+		}
+		return getenv(key)
+	}
+	ln, _, err := wasisock.Listen(wasisock.Config{Addr: spec, Getenv: noActivation})
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", spec, err)
+	}
+	return ln, nil
+}
+
+// needsOwnedListener reports whether the serve flags ask for something
+// only an engine whose host owns the listener can do.
+func needsOwnedListener(cfg engine.Config, opts serveOptions) bool {
+	return ownedListenSpec(cfg.Listen) || opts.instances > 1 || cfg.MaxConns > 0
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+)
+
+// testCacheDir is the compilation cache shared with the engine tests.
+var testCacheDir = filepath.Join(os.TempDir(), "wasiserve-test-cache")
+
+// TestServeUnixInstancesDrain serves the echo guest on a Unix socket with
+// two instances and no --engine (so serve picks the engine that can), then
+// interrupts it with a request in flight: the request must complete, serve
+// exit 0, and the socket file be gone.
+func TestServeUnixInstancesDrain(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "echo.wasm")
+	if err := guestbuild.Build(context.Background(), guestbuild.Package, guestbuild.WASI, wasm); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "echo.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdoutR, stdoutW := io.Pipe()
+	var logs syncbuf.Buffer
+	env := &cliEnv{stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, env, []string{"serve", "--listen", "unix:" + sock, "--instances", "2", "--cache-dir", testCacheDir, wasm})
+		stdoutW.Close()
+	}()
+	lines := bufio.NewScanner(stdoutR)
+	if !lines.Scan() {
+		t.Fatalf("no serving line; exit %d, logs:\n%s", <-code, logs.String())
+	}
+	if want := fmt.Sprintf("serving %s at unix:%s (engine %s)", wasm, sock, engine.Wasiserve); lines.Text() != want {
+		t.Fatalf("serving line %q, want %q", lines.Text(), want)
+	}
+	if got := strings.Count(logs.String(), "echo guest serving"); got != 2 {
+		t.Errorf("%d guest instances started, want 2; logs:\n%s", got, logs.String())
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	for i := range 10 {
+		body := fmt.Sprint("unix ", i)
+		resp, err := client.Post("http://echo/", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(got) != body {
+			t.Fatalf("echo %q, want %q", got, body)
+		}
+	}
+
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	// 64 KiB are enough for the streamed echo to flush its start.
+	first := bytes.Repeat([]byte("a"), 64<<10)
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len("-last"))
+	conn.Write(first)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, len(first))); err != nil {
+		t.Fatalf("echo of the first part: %v", err)
+	}
+	cancel() // as SIGTERM does
+	for !strings.Contains(logs.String(), "listener stopped by the host") {
+		select {
+		case c := <-code:
+			t.Fatalf("serve exited (%d) with a request in flight; logs:\n%s", c, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	fmt.Fprint(conn, "-last")
+	if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "-last" {
+		t.Fatalf("request in flight ended with %q, %v", rest, err)
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d after draining, want 0; logs:\n%s", c, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not stop after draining; logs:\n%s", logs.String())
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left behind: %v", err)
+	}
+	if strings.Contains(logs.String(), "drain timeout") {
+		t.Errorf("a guest was stopped by the drain timeout instead of draining:\n%s", logs.String())
+	}
+}
+
+// TestServeSystemdActivation runs the hostharness binary the way systemd
+// socket activation does: the listening socket at fd 3, LISTEN_FDS=1 and
+// LISTEN_PID set to the process itself, and no --listen.
+func TestServeSystemdActivation(t *testing.T) {
+	dir := t.TempDir()
+	bin, wasm := filepath.Join(dir, "hostharness"), filepath.Join(dir, "echo.wasm")
+	if err := guestbuild.Build(context.Background(), ".", guestbuild.Target{}, bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := guestbuild.Build(context.Background(), guestbuild.Package, guestbuild.WASI, wasm); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnFile, err := ln.(*net.TCPListener).File()
+	ln.Close() // the child holds the socket now, through lnFile
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnFile.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// LISTEN_PID must be the pid of hostharness itself: sh sets it to its
+	// own pid ($$) and execs hostharness, which keeps that pid.
+	cmd := exec.CommandContext(ctx, "sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`,
+		bin, "serve", "--engine", engine.Wasiserve, "--cache-dir", testCacheDir, wasm)
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "LISTEN_") }),
+		"LISTEN_FDS=1", "LISTEN_FDNAMES=web")
+	cmd.ExtraFiles = []*os.File{lnFile}
+	var logs syncbuf.Buffer
+	cmd.Stderr = &logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		cmd.Wait()
+		t.Fatalf("no serving line; logs:\n%s", logs.String())
+	}
+	want := regexp.MustCompile(`^serving \S+ at http://` + regexp.QuoteMeta(ln.Addr().String()) + ` \(engine wasiserve\)$`)
+	if !want.MatchString(lines.Text()) {
+		t.Fatalf("serving line %q, want the inherited socket's address %s", lines.Text(), ln.Addr())
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Post("http://"+ln.Addr().String(), "text/plain", strings.NewReader("activated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "activated" {
+		t.Fatalf("echo %q", got)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v; logs:\n%s", err, logs.String())
+	}
+}
+
+func TestActivated(t *testing.T) {
+	pid := fmt.Sprint(os.Getpid())
+	for _, tc := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{"LISTEN_FDS": "1", "LISTEN_PID": pid}, true},
+		{map[string]string{"LISTEN_FDS": "1", "LISTEN_PID": "1"}, false}, // meant for another process
+		{map[string]string{"LISTEN_FDS": "1"}, false},
+		{map[string]string{"LISTEN_FDS": "0", "LISTEN_PID": pid}, false},
+		{map[string]string{"LISTEN_FDS": "x", "LISTEN_PID": pid}, false},
+		{map[string]string{}, false},
+	} {
+		if got := activated(func(k string) string { return tc.env[k] }); got != tc.want {
+			t.Errorf("activated(%v) = %v, want %v", tc.env, got, tc.want)
+		}
+	}
+	env := withoutActivation([]string{"A=1", "LISTEN_FDS=1", "LISTEN_PID=2", "LISTEN_FDNAMES=web", "LISTEN_X=3"})
+	if !slices.Equal(env, []string{"A=1", "LISTEN_X=3"}) {
+		t.Errorf("withoutActivation kept %v", env)
+	}
+}
