@@ -101,6 +101,10 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	if c, err := net.Dial("unix", sock); err == nil {
+		c.Close()
+		t.Error("a new client could connect to the draining server")
+	}
 	fmt.Fprint(conn, "-last")
 	if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "-last" {
 		t.Fatalf("request in flight ended with %q, %v", rest, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -173,5 +174,27 @@ func TestDrain(t *testing.T) {
 				t.Fatal("the drained guest did not exit")
 			}
 		})
+	}
+}
+
+// TestReadyWhenAccepting checks that Serve on wasiserve waits for the guest
+// to wait for a connection, not just for the kernel to queue one: a guest
+// that never accepts never becomes ready.
+func TestReadyWhenAccepting(t *testing.T) {
+	eng := newEngine(t, engine.Wasiserve)
+	mod, err := eng.Load(context.Background(), built.fd3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Env: []string{"NO_ACCEPT=never"}})
+	if err == nil {
+		inst.Stop()
+		t.Fatal("Serve reported ready a guest that never waits for a connection")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Serve: %v, want it to wait until the context's deadline", err)
 	}
 }

@@ -2,8 +2,8 @@
 // way many tutorials do it: it takes its listener as a bare fd 3. With
 // EXIT_CODE set it exits at once with that code instead; with ALLOC_MB set
 // it first allocates and touches that many MiB; with NO_ACCEPT set it tries
-// one accept at once and then never again, so connections pile up in the
-// listener's backlog. Responses
+// one accept at once (none with NO_ACCEPT=never) and then never again, so
+// connections pile up in the listener's backlog. Responses
 // start with REPLY_PREFIX ("fd3:" by default), which tells instances apart.
 package main
 
@@ -36,8 +36,11 @@ func main() {
 	if os.Getenv("NO_ACCEPT") != "" {
 		// One try, so that hosts that watch for the guest's first accept
 		// see it waiting; then never again.
-		syscall.SetNonblock(3, true)
-		syscall.Accept(3)
+		// With NO_ACCEPT=never, not even that.
+		if os.Getenv("NO_ACCEPT") != "never" {
+			syscall.SetNonblock(3, true)
+			syscall.Accept(3)
+		}
 		for { // short sleeps, so that the host can still interrupt the guest
 			time.Sleep(100 * time.Millisecond)
 		}
