@@ -49,7 +49,10 @@ func (g *group) run(ctx context.Context) error {
 			wg.Wait()
 			return errors.Join(errs...)
 		}
-		at = inst.URL()
+		at = "http://" + inst.Addr // as bound: 0.0.0.0 stays, unlike in URL
+		if inst.Network == "unix" {
+			at = inst.URL()
+		}
 	}
 	fmt.Fprintf(g.env.stdout, "serving %s at %s (engine %s)\n", g.path, at, g.opts.engine)
 	if g.opts.instances > 1 {
