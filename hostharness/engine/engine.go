@@ -145,6 +145,16 @@ func (cfg Config) logNoDrain(engine string) (stop func()) {
 	})
 }
 
+// errMissingImport is Load's error for a guest that imports a function the
+// engine does not provide (a WasmEdge socket extension, say).
+func errMissingImport(path, module, name, engine string) error {
+	hint := ""
+	if module == "wasi_snapshot_preview1" && strings.HasPrefix(name, "sock_") {
+		hint = "; guests built with the WasmEdge socket extensions run with --engine " + Wasiserve
+	}
+	return fmt.Errorf("load %s: it imports %s.%s, which the %s engine does not provide%s", path, module, name, engine, hint)
+}
+
 // ListenerFD is the guest fd number at which cfg's listener is preopened.
 func (cfg Config) ListenerFD() uint32 {
 	return uint32(3 + len(cfg.Dirs))

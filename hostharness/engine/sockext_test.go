@@ -135,8 +135,8 @@ func TestSockExtDialDenied(t *testing.T) {
 		wantBody string
 		wantLog  string
 	}{
-		{"no pattern", nil, up.URL + "/", "permission denied", "op=connect addr=" + up.Listener.Addr().String()},
-		{"other port", []string{"127.0.0.1:1"}, up.URL + "/", "permission denied", "denied by the dial policy"},
+		{"no pattern", nil, up.URL + "/", "connect: Permission denied", "op=connect addr=" + up.Listener.Addr().String()},
+		{"other port", []string{"127.0.0.1:1"}, up.URL + "/", "connect: Permission denied", "denied by the dial policy"},
 		{"name not allowed", []string{"127.0.0.1:" + up.port()}, "http://localhost:" + up.port() + "/", "lookup localhost", "op=getaddrinfo name=localhost"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,8 +174,8 @@ func TestSockExtBindDenied(t *testing.T) {
 				Stderr:      &stderr,
 			})
 			var exit *engine.ExitError
-			if !errors.As(err, &exit) || !strings.Contains(stderr.String(), "bind: permission denied") {
-				t.Fatalf("guest listening on %s with AllowListen %q: %v, stderr:\n%s\nwant an exit after bind: permission denied", addr, allow, err, stderr.String())
+			if !errors.As(err, &exit) || !strings.Contains(stderr.String(), "bind: Permission denied") {
+				t.Fatalf("guest listening on %s with AllowListen %q: %v, stderr:\n%s\nwant an exit after bind: Permission denied", addr, allow, err, stderr.String())
 			}
 			if conn, err := net.Dial("tcp", addr); err == nil {
 				conn.Close()
@@ -195,8 +195,8 @@ func TestSockExtRefused(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			_, err := newEngine(t, name).Load(context.Background(), built.wasmedge)
-			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") {
-				t.Errorf("Load of the socket-extension guest: %v, want an error naming a sock_ import", err)
+			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") || !strings.Contains(err.Error(), "--engine wasiserve") {
+				t.Errorf("Load of the socket-extension guest: %v, want an error naming a sock_ import and the engine to use", err)
 			}
 			for _, cfg := range []engine.Config{{AllowDial: []string{"*:*"}}, {AllowListen: []string{"*:*"}}} {
 				err := runToExit(t, name, built.echo, cfg)

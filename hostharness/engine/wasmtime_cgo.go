@@ -85,13 +85,17 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
 	code := filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
 	m := &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}
-	if _, err := wasmtime.NewModuleDeserializeFile(newEngine(), code); err == nil {
-		return m, nil
+	eng := newEngine()
+	if mod, err := wasmtime.NewModuleDeserializeFile(eng, code); err == nil {
+		return m, checkWasmtimeImports(eng, mod, path)
 	}
 	// Not cached, or cached by an incompatible build: compile afresh.
-	mod, err := wasmtime.NewModule(newEngine(), wasm)
+	mod, err := wasmtime.NewModule(eng, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wasmtime: %w", path, err)
+	}
+	if err := checkWasmtimeImports(eng, mod, path); err != nil {
+		return nil, err
 	}
 	serialised, err := mod.Serialize()
 	if err != nil {
@@ -101,6 +105,27 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 		return nil, fmt.Errorf("cache compiled %s: %w", path, err)
 	}
 	return m, nil
+}
+
+// checkWasmtimeImports reports an import that wasmtime's WASI does not
+// define (a WasmEdge socket extension, say) at Load, as the wazero engine
+// does, rather than at every Run.
+func checkWasmtimeImports(eng *wasmtime.Engine, mod *wasmtime.Module, path string) error {
+	linker := wasmtime.NewLinker(eng)
+	if err := linker.DefineWasi(); err != nil {
+		return fmt.Errorf("load %s: wasmtime WASI: %w", path, err)
+	}
+	store := wasmtime.NewStore(eng)
+	for _, imp := range mod.Imports() {
+		name := ""
+		if n := imp.Name(); n != nil {
+			name = *n
+		}
+		if linker.Get(store, imp.Module(), name) == nil {
+			return errMissingImport(path, imp.Module(), name, Wasmtime)
+		}
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to path through a temporary file and a

@@ -59,7 +59,7 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 		module, name, _ := f.Import()
 		if m := e.runtime.Module(module); m == nil || m.ExportedFunctionDefinitions()[name] == nil {
 			compiled.Close(ctx)
-			return nil, fmt.Errorf("load %s: it imports %s.%s, which the wazero engine does not provide", path, module, name)
+			return nil, errMissingImport(path, module, name, Wazero)
 		}
 	}
 	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path)}, nil
