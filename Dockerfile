@@ -10,6 +10,11 @@
 #   wasmtime   docker build --target wasmtime -t wasiserve:wasmtime .
 #              hostharness with embedded wasmtime 19 (cgo) on distroless/cc
 #              (glibc), run as its nonroot user.
+#   wasm       docker build --target wasm --platform wasi/wasm -t wasiserve:wasm .
+#              FROM scratch with only echo-wasmedge.wasm, the guest's variant for
+#              the WasmEdge socket extensions, for Docker's WasmEdge runtime:
+#              docker run --rm --runtime=io.containerd.wasmedge.v1 --platform=wasi/wasm \
+#                -e LISTEN_ADDR=0.0.0.0:8080 -p 8080:8080 wasiserve:wasm
 #
 # Both run scripts/build.sh, the same script CI runs, so CI proves what the
 # images contain. The command (CMD) is "--engine=NAME /echo.wasm": serve
@@ -44,6 +49,22 @@ USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
 CMD ["--engine=wasmtime", "/echo.wasm"]
+
+# ---- build-wasm: the echo guest's variant for the WasmEdge socket extensions ----
+FROM ${GO_IMAGE} AS build-wasm
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    scripts/build.sh --out /out wasm-wasmedge
+
+# ---- wasm: only the .wasm, run by the runtime itself (WasmEdge) ----
+# The guest binds LISTEN_ADDR with the socket extensions; GET /fetch?url=...
+# dials out wherever the runtime lets it.
+FROM scratch AS wasm
+COPY --from=build-wasm /out/echo-wasmedge.wasm /echo-wasmedge.wasm
+ENV LISTEN_ADDR=0.0.0.0:8080
+EXPOSE 8080
+ENTRYPOINT ["/echo-wasmedge.wasm"]
 
 # ---- default: scratch, static hostharness with the wasiserve engine (pure Go, on wazero) ----
 FROM scratch

@@ -22,6 +22,10 @@ modes (default: guest host):
                   stripped cgo DIR/hostharness linking embedded wasmtime 19
                   (needs gcc; the binary needs glibc: libc, libm, libdl,
                   libpthread, libgcc_s); prints the image payload size
+  wasm-wasmedge   DIR/echo-wasmedge.wasm: the echo guest's variant for the WasmEdge
+                  socket extensions (-tags wasmedge,getaddrinfo: listens on LISTEN_ADDR
+                  itself, has GET /fetch); what the "wasm" image target holds. Only
+                  WasmEdge and hostharness's wasiserve engine can run it
 
 examples:
   scripts/build.sh                     # bin/echo.wasm and bin/hostharness
@@ -39,7 +43,7 @@ while (($#)); do
 		[[ $# -ge 2 ]] || { echo "build.sh: $1 needs a directory" >&2; exit 2; }
 		out=$2; shift 2 ;;
 	--out=*) out=${1#--out=}; shift ;;
-	guest | host | image | image-wasmtime) modes+=("$1"); shift ;;
+	guest | host | image | image-wasmtime | wasm-wasmedge) modes+=("$1"); shift ;;
 	*) echo "build.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -54,6 +58,13 @@ cd "$root"
 build_guest() {
 	echo "== guest: $out/echo.wasm"
 	GOOS=wasip1 GOARCH=wasm go build -o "$out/echo.wasm" ./guest
+}
+
+# build_wasmedge builds the socket-extension variant; its tags are
+# guestbuild.WasmEdgeTags in hostharness/internal/guestbuild.
+build_wasmedge() {
+	echo "== guest (WasmEdge socket extensions): $out/echo-wasmedge.wasm"
+	GOOS=wasip1 GOARCH=wasm go build -tags wasmedge,getaddrinfo -o "$out/echo-wasmedge.wasm" ./guest
 }
 
 # build_host CGO [go build flags...] builds hostharness; CGO is 0, 1 or
@@ -93,5 +104,6 @@ for mode in "${modes[@]}"; do
 		build_guest
 		build_host 1 -ldflags=-s\ -w
 		report "$mode" ;;
+	wasm-wasmedge) build_wasmedge ;;
 	esac
 done
