@@ -78,7 +78,8 @@ func openListener(spec string, getenv func(string) string) (net.Listener, error)
 }
 
 // needsOwnedListener reports whether the serve flags ask for something
-// only an engine whose host owns the listener can do.
+// only an engine whose host owns the sockets can do.
 func needsOwnedListener(cfg engine.Config, opts serveOptions) bool {
-	return ownedListenSpec(cfg.Listen) || opts.instances > 1 || cfg.MaxConns > 0
+	return ownedListenSpec(cfg.Listen) || opts.instances > 1 || cfg.MaxConns > 0 ||
+		len(cfg.AllowDial) > 0 || len(cfg.AllowListen) > 0
 }

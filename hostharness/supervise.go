@@ -135,7 +135,10 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 // drain asks inst to finish its requests and exit, and stops it once
 // opts.drainTimeout has passed.
 func (g *group) drain(log *slog.Logger, inst *engine.Instance) error {
-	inst.Drain()
+	if !inst.Drain() {
+		log.Info("this engine cannot stop the guest's listener: stopping the guest now", "engine", g.opts.engine)
+		return inst.Stop()
+	}
 	timer := time.NewTimer(g.opts.drainTimeout)
 	defer timer.Stop()
 	select {

@@ -116,7 +116,6 @@ func (m *cliModule) Run(ctx context.Context, cfg Config) error {
 	if err := cfg.onlyEngineSockets(m.engine.name); err != nil {
 		return err
 	}
-	defer cfg.logNoDrain(m.engine.name)()
 	rt := m.engine.runtime
 	cfg.logger().Info("running guest with an installed runtime", "command", m.engine.path, "note", rt.note)
 	cmd := exec.CommandContext(ctx, m.engine.path, rt.args(m.wasm, cfg)...)

@@ -88,8 +88,8 @@ type Config struct {
 	// fail (EINVAL, as accept(2) on a socket that no longer listens) so
 	// that it finishes the requests it has and exits, and a listener the
 	// engine bound itself refuses new connections. Run still returns only
-	// when the guest exits or ctx is done. Engines that cannot do this log
-	// it and go on serving until ctx is done.
+	// when the guest exits or ctx is done. Engines that cannot do this
+	// ignore it (Instance.Drain reports that).
 	Drain <-chan struct{}
 	// onReady, set by Serve for modules that are readyReporters, is called
 	// once when the guest first waits for a connection.
@@ -135,14 +135,6 @@ func afterClose(ch <-chan struct{}, f func()) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
-}
-
-// logNoDrain is how engines that cannot drain a guest say so, once
-// cfg.Drain is closed; call the returned function when Run ends.
-func (cfg Config) logNoDrain(engine string) (stop func()) {
-	return afterClose(cfg.Drain, func() {
-		cfg.logger().Warn("this engine cannot stop the guest's listener: it serves until the drain timeout", "engine", engine)
-	})
 }
 
 // errMissingImport is Load's error for a guest that imports a function the

@@ -24,7 +24,11 @@ type Instance struct {
 	err       error
 	drain     chan struct{}
 	drainOnce sync.Once
+	drains    bool
 }
+
+// drainer is a Module whose Run acts on Config.Drain.
+type drainer interface{ drains() }
 
 // readyReporter is a Module whose Run calls Config.onReady when the guest
 // first waits for a connection: a truer sign of readiness than a
@@ -51,6 +55,7 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 		inst.Addr, cfg.Listen = addr, addr
 	}
 	cfg.Drain = inst.drain
+	_, inst.drains = mod.(drainer)
 	var ready chan struct{}
 	if _, ok := mod.(readyReporter); ok {
 		ready = make(chan struct{})
@@ -157,9 +162,13 @@ func (inst *Instance) Wait() error {
 
 // Drain asks the guest to stop taking connections and finish those it has
 // (see Config.Drain) and returns at once: wait on Done, and Stop a guest
-// that takes too long.
-func (inst *Instance) Drain() {
-	inst.drainOnce.Do(func() { close(inst.drain) })
+// that takes too long. It returns false, and does nothing, on engines that
+// cannot drain (their listener is out of the host's reach): Stop those.
+func (inst *Instance) Drain() bool {
+	if inst.drains {
+		inst.drainOnce.Do(func() { close(inst.drain) })
+	}
+	return inst.drains
 }
 
 // Stop stops the guest and waits for it.

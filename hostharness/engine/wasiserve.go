@@ -109,6 +109,9 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 // connection.
 func (m *wasiserveModule) reportsReady() {}
 
+// drains: Run acts on cfg.Drain.
+func (m *wasiserveModule) drains() {}
+
 // withWasiserve appends the wasiserve engine to names where its host
 // socket layer runs (linux).
 func withWasiserve(names []string) []string {

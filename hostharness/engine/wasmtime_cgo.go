@@ -156,6 +156,9 @@ type wasmtimeModule struct {
 
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 
+// drains: Run stops the listener wasmtime bound when cfg.Drain is closed.
+func (m *wasmtimeModule) drains() {}
+
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	if err := cfg.onlyEngineSockets(Wasmtime); err != nil {
 		return err

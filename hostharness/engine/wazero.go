@@ -80,7 +80,6 @@ func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 	if err := cfg.onlyEngineSockets(Wazero); err != nil {
 		return err
 	}
-	defer cfg.logNoDrain(Wazero)()
 	host, portText, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %q: %w", cfg.Listen, err)
