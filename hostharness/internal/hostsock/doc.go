@@ -28,14 +28,15 @@
 //
 // # Waiting
 //
-// poll_oneoff answers a call itself when one of its fd subscriptions is on
-// an owned socket, or when it has clocks only: it waits in ppoll(2) on the
-// owned sockets (readable or writable), the nearest clock deadline, and an
-// eventfd that the Table's context fires when it is cancelled. A call whose
-// fd subscriptions are all on other fds (stdin, files) goes to wazero.
-// In a call mixing both, the other fds are reported ready at once (as
-// POSIX poll does for regular files), so no wait hangs on an fd the host
-// cannot poll. A guest that keeps an owned fd blocking (no FDFLAGS_NONBLOCK)
+// poll_oneoff answers every call itself, except one that reads stdin and
+// has no owned fd, which goes to wazero: it waits in ppoll(2) on the owned
+// sockets (readable or writable), the nearest clock deadline, an eventfd
+// that the Table's context fires when it is cancelled, and one that Drain
+// fires. Subscriptions on other fds (stdout, files) are reported ready at
+// once (as POSIX poll does for regular files), so no wait hangs on an fd
+// the host cannot poll. (wazero's own poll_oneoff sleeps forever on a call
+// such as fd_write on stdout alone, whose fds are all ready and which has
+// no clock.) A guest that keeps an owned fd blocking (no FDFLAGS_NONBLOCK)
 // has its reads, writes and accepts wait the same way.
 //
 // Host sockets are always non-blocking; every guest pointer and length is

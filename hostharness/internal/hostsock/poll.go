@@ -8,16 +8,15 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// pollOneoff replaces poll_oneoff. It answers a call itself when the
-// context has a Table and the call has a subscription on one of its fds or
-// only clock subscriptions: it then blocks in the kernel (ppoll) on the
-// owned sockets, the nearest clock deadline and the table's waker, so a
-// guest that waits costs no CPU. A call whose fd subscriptions are all on
-// fds the table does not own (stdin, files) goes to wazero's poll_oneoff
-// unchanged. In a call that mixes both, the foreign fds are reported ready
-// at once, as POSIX poll does for regular files and wazero does for its
-// non-blocking fds: the guest's next read or write then tells the truth,
-// and no wait can hang on an fd the host cannot poll.
+// pollOneoff replaces poll_oneoff. When the context has a Table it answers
+// every call itself except one that waits to read stdin with no owned fd
+// (see answers): it blocks in the kernel (ppoll) on the owned sockets, the
+// nearest clock deadline and the table's waker, so a guest that waits
+// costs no CPU. Subscriptions on fds the table does not own (stdout,
+// files) are reported ready at once, as POSIX poll does for regular files
+// and wazero does for its non-blocking fds: the guest's next read or
+// write then tells the truth, and no wait can hang on an fd the host
+// cannot poll. Calls that need stdin go to wazero's poll_oneoff unchanged.
 func pollOneoff(delegate api.GoModuleFunction) api.GoModuleFunction {
 	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 		t := tableFrom(ctx)
@@ -60,10 +59,16 @@ func pollOneoff(delegate api.GoModuleFunction) api.GoModuleFunction {
 // because the guest is at its connection limit.
 const heldBack = -2
 
-// answers reports whether the table handles subs itself: some subscription
-// is on an owned fd, or there are clocks only.
+// stdinFD is the guest's standard input.
+const stdinFD = 0
+
+// answers reports whether the table handles subs itself: always, unless
+// no subscription is on an owned fd and one is a read of stdin, which only
+// wazero can wait on. (wazero's poll_oneoff also sleeps forever on a call
+// whose fd subscriptions are all ready at once and that has no clock, such
+// as fd_write on stdout alone; the table answers those at once.)
 func (t *Table) answers(subs []subscription) bool {
-	foreign := false
+	stdin := false
 	for _, s := range subs {
 		if s.tag == eventtypeClock {
 			continue
@@ -71,9 +76,9 @@ func (t *Table) answers(subs []subscription) bool {
 		if _, ok := t.lookup(s.fd); ok {
 			return true
 		}
-		foreign = true
+		stdin = stdin || s.tag == eventtypeFdRead && s.fd == stdinFD
 	}
-	return !foreign
+	return !stdin
 }
 
 // pollSubs waits for subs and writes their events into out, returning the

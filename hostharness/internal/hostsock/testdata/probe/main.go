@@ -120,6 +120,9 @@ func main() {
 	// A 30 ms clock alone times out; a clock beside the listener does too
 	// while no client has connected.
 	poll("poll.clock", subscription{userdata: 7, tag: 0, fdOrClock: 1, timeout: 30e6})
+	// fd_write on stdout alone is ready at once (wazero's own poll_oneoff
+	// sleeps forever on it: it has no clock to bound the wait).
+	poll("poll.stdout", subscription{userdata: 13, tag: 2, fdOrClock: 1})
 	// Wait (no clock) until the client connects.
 	poll("poll.listener", subscription{userdata: 9, tag: 1, fdOrClock: listener})
 	report("accept.badptr", sockAccept(listener, 0, bad))
