@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
@@ -80,19 +80,7 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	// 64 KiB are enough for the streamed echo to flush its start.
-	first := bytes.Repeat([]byte("a"), 64<<10)
-	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len("-last"))
-	conn.Write(first)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := io.ReadFull(resp.Body, make([]byte, len(first))); err != nil {
-		t.Fatalf("echo of the first part: %v", err)
-	}
+	finish := enginetest.StartEcho(t, conn)
 	cancel() // as SIGTERM does
 	for !strings.Contains(logs.String(), "listener stopped by the host") {
 		select {
@@ -105,9 +93,8 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 		c.Close()
 		t.Error("a new client could connect to the draining server")
 	}
-	fmt.Fprint(conn, "-last")
-	if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "-last" {
-		t.Fatalf("request in flight ended with %q, %v", rest, err)
+	if rest := finish(); rest != "-last" {
+		t.Fatalf("request in flight ended with %q, want the rest of its echo", rest)
 	}
 	select {
 	case c := <-code:

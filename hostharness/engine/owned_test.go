@@ -1,8 +1,6 @@
 package engine_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 )
 
 // TestSharedListener serves one host listener with two instances of a
@@ -135,19 +134,7 @@ func TestDrain(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(30 * time.Second))
-			// 64 KiB are enough for the streamed echo to flush its start.
-			first := bytes.Repeat([]byte("a"), 64<<10)
-			fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len("-last"))
-			conn.Write(first)
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			if _, err := io.ReadFull(resp.Body, make([]byte, len(first))); err != nil {
-				t.Fatalf("echo of the first part: %v", err)
-			}
+			finish := enginetest.StartEcho(t, conn)
 			if !inst.Drain() {
 				t.Fatal("Drain = false, want true")
 			}
@@ -166,10 +153,8 @@ func TestDrain(t *testing.T) {
 				t.Fatalf("the guest exited with a request in flight: %v", inst.Wait())
 			default:
 			}
-			fmt.Fprint(conn, "-last")
-			rest, err := io.ReadAll(resp.Body)
-			if err != nil || string(rest) != "-last" {
-				t.Fatalf("the request in flight ended with %q, %v; want the rest of its echo", rest, err)
+			if rest := finish(); rest != "-last" {
+				t.Fatalf("the request in flight ended with %q, want the rest of its echo", rest)
 			}
 			select {
 			case <-inst.Done():

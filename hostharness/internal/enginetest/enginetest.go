@@ -4,11 +4,17 @@
 package enginetest
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
@@ -90,4 +96,38 @@ func Serve(t testing.TB, eng engine.Engine, wasm string, cfg engine.Config) (*en
 		}
 	})
 	return inst, nil
+}
+
+// StartEcho sends the echo guest on conn a POST whose body it sends only
+// in part: 64 KiB, enough for the streamed echo to flush its start. Once
+// that part has come back the request is in flight in the guest. finish
+// sends the rest ("-last") and returns what the rest of the echo was.
+func StartEcho(t testing.TB, conn net.Conn) (finish func() string) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	first := bytes.Repeat([]byte("a"), 64<<10)
+	const last = "-last"
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len(last))
+	if _, err := conn.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if _, err := io.ReadFull(resp.Body, make([]byte, len(first))); err != nil {
+		t.Fatalf("echo of the first part: %v", err)
+	}
+	return func() string {
+		t.Helper()
+		if _, err := io.WriteString(conn, last); err != nil {
+			t.Fatal(err)
+		}
+		rest, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("rest of the echo: %v", err)
+		}
+		return string(rest)
+	}
 }

@@ -228,6 +228,17 @@ func sockRecv(t *Table, mem api.Memory, _ uint32, e *entry, stack []uint64) uint
 	if _, ok := mem.Read(roFlags, 2); !ok {
 		return errnoFault
 	}
+	// MSG_WAITALL reaches the host as is; as host sockets are
+	// non-blocking, it returns what has arrived rather than waiting.
+	errno := recvInto(t, mem, e, stack, recvFlags(riFlags), uint32(stack[4]))
+	if errno == errnoSuccess {
+		mem.WriteUint16Le(roFlags, 0)
+	}
+	return errno
+}
+
+// recvFlags maps WASI ri_flags to recvmsg(2) flags.
+func recvFlags(riFlags uint32) int {
 	var flags int
 	if riFlags&riRecvPeek != 0 {
 		flags |= msgPeek
@@ -235,13 +246,7 @@ func sockRecv(t *Table, mem api.Memory, _ uint32, e *entry, stack []uint64) uint
 	if riFlags&riRecvWaitall != 0 {
 		flags |= msgWaitall
 	}
-	// MSG_WAITALL reaches the host as is; as host sockets are
-	// non-blocking, it returns what has arrived rather than waiting.
-	errno := recvInto(t, mem, e, stack, flags, uint32(stack[4]))
-	if errno == errnoSuccess {
-		mem.WriteUint16Le(roFlags, 0)
-	}
-	return errno
+	return flags
 }
 
 // recvInto reads from e into the iovecs at stack[1], stack[2] and writes the

@@ -301,13 +301,7 @@ func sockRecvFrom(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 	if errno != errnoSuccess {
 		return errno
 	}
-	var flags int
-	if riFlags&riRecvPeek != 0 {
-		flags |= msgPeek
-	}
-	if riFlags&riRecvWaitall != 0 {
-		flags |= msgWaitall
-	}
+	flags := recvFlags(riFlags)
 	// A datagram socket that was neither bound under the listen policy nor
 	// connected gets datagrams only from where the dial policy lets it
 	// send: the others are dropped unseen.
