@@ -29,17 +29,22 @@ func runSoak(ctx context.Context, env *cliEnv, args []string) int {
 	seed := flags.Uint64("seed", 1, "seed of the bodies and aborts")
 	jsonPath := flags.String("json", "", "also write the report as JSON to this file")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
+	instances := flags.Int("instances", 1, "serve the guest with serve --instances N ("+engine.Wasiserve+" engine)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
-	if flags.NArg() > 0 || *duration <= 0 || *conns <= 0 || *abortRate < 0 || *abortRate > 1 {
+	if flags.NArg() > 0 || *duration <= 0 || *conns <= 0 || *abortRate < 0 || *abortRate > 1 || *instances < 1 {
 		fmt.Fprintln(env.stderr, "hostharness soak: takes no arguments; --duration and --conns must be positive, --abort-rate within 0..1")
 		return 2
 	}
 	if *sampleEvery <= 0 {
 		*sampleEvery = min(max(*duration/30, time.Second), 20*time.Second)
 	}
-	target, err := soakTarget(ctx, env, *engineName, *cacheDir)
+	var serveArgs []string
+	if *instances > 1 {
+		serveArgs = []string{"--instances", fmt.Sprint(*instances)}
+	}
+	target, err := soakTarget(ctx, env, *engineName, *cacheDir, serveArgs...)
 	if err != nil {
 		env.logger.Error("soak failed", "err", err)
 		return 1
@@ -68,7 +73,7 @@ func runSoak(ctx context.Context, env *cliEnv, args []string) int {
 
 // soakTarget builds the guest the soak serves: natively, or as wasm served
 // by this executable's serve command under the named engine.
-func soakTarget(ctx context.Context, env *cliEnv, engineName, cacheDir string) (bench.Target, error) {
+func soakTarget(ctx context.Context, env *cliEnv, engineName, cacheDir string, serveArgs ...string) (bench.Target, error) {
 	if engineName == nativeEngine {
 		native, err := nativeGuestPath(ctx, env.logger, cacheDir)
 		if err != nil {
@@ -87,5 +92,5 @@ func soakTarget(ctx context.Context, env *cliEnv, engineName, cacheDir string) (
 	if err != nil {
 		return bench.Target{}, err
 	}
-	return bench.HarnessTarget(harness, engineName, wasm), nil
+	return bench.HarnessTarget(harness, engineName, wasm, serveArgs...), nil
 }
