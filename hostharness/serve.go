@@ -34,8 +34,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&envs, "env", "KEY=VALUE for the guest's environment (repeatable); the guest sees no other variable")
 	flags.Var(&dirs, "dir", "host[:guest][:ro|:rw] directory to preopen for the guest (repeatable; default rw); the guest sees no other")
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
-	maxMemory := flags.String("max-memory", "", "cap the guest's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
-	maxConns := flags.Int("max-conns", 0, "bound the guest's open connections; more wait in the kernel backlog (wasiserve engine; 0: no limit)")
+	maxMemory := flags.String("max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
+	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (wasiserve engine; 0: no limit)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
 	var allowDial, allowListen stringList
 	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
