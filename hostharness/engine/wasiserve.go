@@ -29,11 +29,12 @@ func newWasiserve(ctx context.Context, opts Options) (Engine, error) {
 	if err := hostsock.Supported(); err != nil {
 		return nil, fmt.Errorf("engine %s: %w", Wasiserve, err)
 	}
-	eng, err := newWazero(ctx, opts)
+	// The guest is stopped at its next call of a hostsock function rather
+	// than by checks in compiled code (see hostsock's Table).
+	we, err := newWazeroEngine(ctx, opts, false)
 	if err != nil {
 		return nil, err
 	}
-	we := eng.(*wazeroEngine)
 	if wasi := we.runtime.Module(wasi_snapshot_preview1.ModuleName); wasi != nil {
 		if err := wasi.Close(ctx); err != nil {
 			we.Close(ctx)

@@ -19,7 +19,7 @@ import (
 // cannot poll. Calls that need stdin go to wazero's poll_oneoff unchanged.
 func pollOneoff(delegate api.GoModuleFunction) api.GoModuleFunction {
 	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-		t := tableFrom(ctx)
+		t := tableFor(ctx, mod)
 		if t == nil {
 			delegate.Call(ctx, mod, stack)
 			return

@@ -86,7 +86,7 @@ type fdFunc func(t *Table, mem api.Memory, fd uint32, e *entry, stack []uint64) 
 func owned(fn fdFunc) func(api.GoModuleFunction) api.GoModuleFunction {
 	return func(delegate api.GoModuleFunction) api.GoModuleFunction {
 		return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-			if t := tableFrom(ctx); t != nil {
+			if t := tableFor(ctx, mod); t != nil {
 				fd := uint32(stack[0])
 				if e, ok := t.lookup(fd); ok {
 					stack[0] = uint64(fn(t, mod.Memory(), fd, e, stack))
@@ -104,7 +104,7 @@ func owned(fn fdFunc) func(api.GoModuleFunction) api.GoModuleFunction {
 func refuse(errno uint32, fdParams ...int) func(api.GoModuleFunction) api.GoModuleFunction {
 	return func(delegate api.GoModuleFunction) api.GoModuleFunction {
 		return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-			if t := tableFrom(ctx); t != nil {
+			if t := tableFor(ctx, mod); t != nil {
 				for _, i := range fdParams {
 					if _, ok := t.lookup(uint32(stack[i])); ok {
 						stack[0] = uint64(errno)

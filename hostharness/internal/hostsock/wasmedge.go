@@ -79,7 +79,7 @@ func exportExtensions(b wazero.HostModuleBuilder) {
 		fn := x.fn
 		b.NewFunctionBuilder().
 			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-				t := tableFrom(ctx)
+				t := tableFor(ctx, mod)
 				if t == nil {
 					stack[0] = uint64(errnoNotsup)
 					return
