@@ -199,3 +199,54 @@ func TestActivated(t *testing.T) {
 		t.Errorf("withoutActivation kept %v", env)
 	}
 }
+
+// busyModule is a WASI command whose _start spins forever without a host
+// call: (module (func (export "_start") (loop (br 0)))).
+var busyModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
+	0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+	0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // export _start
+	0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0
+}
+
+// TestServeBusyGuestStops runs, as its own process, serve of a guest that
+// spins without ever calling the host, which the wasiserve engine cannot
+// interrupt: SIGTERM must still end serve, after Instance.Stop gives up.
+func TestServeBusyGuestStops(t *testing.T) {
+	dir := t.TempDir()
+	bin, wasm := filepath.Join(dir, "hostharness"), filepath.Join(dir, "busy.wasm")
+	if err := guestbuild.Build(context.Background(), ".", guestbuild.Target{}, bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wasm, busyModule, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--engine", engine.Wasiserve, "--listen", "127.0.0.1:0", "--cache-dir", testCacheDir, wasm)
+	var logs syncbuf.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for !strings.Contains(logs.String(), "compiled guest") {
+		if ctx.Err() != nil {
+			t.Fatalf("the guest was not compiled; logs:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the guest is spinning
+	cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(engine.StopTimeout + 15*time.Second):
+		t.Fatalf("serve did not exit after SIGTERM with a spinning guest; logs:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "did not stop") {
+		t.Errorf("serve did not say that the guest did not stop; logs:\n%s", logs.String())
+	}
+}

@@ -83,7 +83,21 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 	backoff := minRestartBackoff
 	for restarts := 0; ; restarts++ {
 		begun := time.Now()
-		inst, err := engine.Serve(runCtx, g.mod, cfg)
+		// A signal while the guest starts stops it at once: there is
+		// nothing to drain yet.
+		instCtx, cancelInst := context.WithCancel(runCtx)
+		stopStarting := context.AfterFunc(ctx, cancelInst)
+		inst, err := engine.Serve(instCtx, g.mod, cfg)
+		stopStarting()
+		if err != nil {
+			if ctx.Err() != nil { // interrupted while starting
+				if first != nil {
+					close(first)
+				}
+				log.Info("guest stopped while starting", "reason", context.Cause(ctx), "err", err)
+				return nil
+			}
+		}
 		var exit *engine.ExitError
 		if err != nil && (!errors.As(err, &exit) || first != nil && !g.opts.restart) {
 			if first != nil {
@@ -104,6 +118,7 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 			}
 			err = inst.Wait()
 		}
+		cancelInst()
 		switch {
 		case err == nil:
 			log.Info("guest exited", "code", 0)
@@ -137,7 +152,7 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 func (g *group) drain(log *slog.Logger, inst *engine.Instance) error {
 	if !inst.Drain() {
 		log.Info("this engine cannot stop the guest's listener: stopping the guest now", "engine", g.opts.engine)
-		return stop(log, inst)
+		return inst.Stop()
 	}
 	timer := time.NewTimer(g.opts.drainTimeout)
 	defer timer.Stop()
@@ -148,27 +163,6 @@ func (g *group) drain(log *slog.Logger, inst *engine.Instance) error {
 		return err
 	case <-timer.C:
 		log.Warn("drain timeout: stopping the guest with requests still in flight", "timeout", g.opts.drainTimeout)
-		return stop(log, inst)
-	}
-}
-
-// stopGrace bounds how long a guest may take to stop once told to.
-const stopGrace = 5 * time.Second
-
-// errGuestStuck is returned for a guest that did not stop within stopGrace.
-var errGuestStuck = errors.New("the guest did not stop")
-
-// stop stops inst, waiting at most stopGrace: engines that stop a guest at
-// its next host call (wasiserve) cannot stop one that spins without making
-// any; it then ends with this process.
-func stop(log *slog.Logger, inst *engine.Instance) error {
-	stopped := make(chan error, 1)
-	go func() { stopped <- inst.Stop() }()
-	select {
-	case err := <-stopped:
-		return err
-	case <-time.After(stopGrace):
-		log.Error("the guest does not stop: it has made no host call since it was told to (a busy loop?); it ends with this process", "waited", stopGrace)
-		return errGuestStuck
+		return inst.Stop()
 	}
 }

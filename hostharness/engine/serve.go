@@ -69,8 +69,7 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 		inst.err = mod.Run(runCtx, cfg)
 	}()
 	if err := inst.waitReady(ctx, ready); err != nil {
-		inst.Stop()
-		return nil, err
+		return nil, errors.Join(err, inst.Stop())
 	}
 	return inst, nil
 }
@@ -171,10 +170,24 @@ func (inst *Instance) Drain() bool {
 	return inst.drains
 }
 
-// Stop stops the guest and waits for it.
+// StopTimeout bounds how long Stop waits for a guest to stop.
+const StopTimeout = 5 * time.Second
+
+// ErrNotStopped is returned (wrapped) by Stop for a guest still running
+// StopTimeout after it was told to stop. The wasiserve engine stops a
+// guest at its next host call (see hostsock), so a guest spinning without
+// any keeps its goroutine, and a core, until the process exits.
+var ErrNotStopped = errors.New("the guest did not stop: it made no host call since it was told to (a busy loop?)")
+
+// Stop stops the guest and waits for it, at most StopTimeout.
 func (inst *Instance) Stop() error {
 	inst.cancel()
-	return inst.Wait()
+	select {
+	case <-inst.done:
+		return inst.err
+	case <-time.After(StopTimeout):
+		return fmt.Errorf("stop %s: %w; it runs until this process exits", inst.Addr, ErrNotStopped)
+	}
 }
 
 // ExitCode maps a Run result to a process exit status.
