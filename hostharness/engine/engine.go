@@ -281,9 +281,9 @@ func Embedded() []string {
 
 // Default is the engine used when none is named, chosen from what the
 // project measured (docs/BENCHMARKS.md): wasmtime where it is linked in
-// (about 3x the throughput of the others, no idle CPU); otherwise
-// wasiserve where its socket layer runs (no idle CPU, and no lost echo
-// tails, unlike plain wazero at the same throughput); otherwise wazero.
+// (about 2.4x wasiserve's small-echo throughput, no idle CPU); otherwise
+// wasiserve where its socket layer runs (no idle CPU, no lost echo tails,
+// and 1.8x plain wazero's throughput); otherwise wazero.
 func Default() string {
 	embedded := Embedded()
 	if !slices.Contains(embedded, Wasmtime) && slices.Contains(embedded, Wasiserve) {
