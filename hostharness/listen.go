@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
@@ -64,6 +68,11 @@ func openListener(spec string, getenv func(string) string) (net.Listener, error)
 		}
 		return ln, nil
 	}
+	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
+		if err := removeStaleSocket(path); err != nil {
+			return nil, fmt.Errorf("listen %s: %w", spec, err)
+		}
+	}
 	noActivation := func(key string) string {
 		if isActivationVar(key) {
 			return ""
@@ -82,4 +91,27 @@ func openListener(spec string, getenv func(string) string) (net.Listener, error)
 func needsOwnedListener(cfg engine.Config, opts serveOptions) bool {
 	return ownedListenSpec(cfg.Listen) || opts.instances > 1 || cfg.MaxConns > 0 ||
 		len(cfg.AllowDial) > 0 || len(cfg.AllowListen) > 0
+}
+
+// removeStaleSocket removes the Unix socket file at path when nothing
+// listens on it any more (a server that crashed left it behind), so that
+// binding it again works. A file that is not a socket, or a socket that
+// still accepts, is left alone: binding then fails with the system's error.
+func removeStaleSocket(path string) error {
+	info, err := os.Lstat(path)
+	if err != nil || info.Mode().Type() != fs.ModeSocket {
+		return nil
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return nil
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	return nil
 }

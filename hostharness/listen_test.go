@@ -250,3 +250,31 @@ func TestServeBusyGuestStops(t *testing.T) {
 		t.Errorf("serve did not say that the guest did not stop; logs:\n%s", logs.String())
 	}
 }
+
+// TestOpenListenerStaleSocket binds a Unix socket whose file a crashed
+// server left behind, and refuses one that a server still listens on.
+func TestOpenListenerStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.sock")
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close() // the file stays, as after a crash
+	ln, err := openListener("unix:"+path, os.Getenv)
+	if err != nil {
+		t.Fatalf("listen on a stale socket file: %v", err)
+	}
+	defer ln.Close()
+	if _, err := openListener("unix:"+path, os.Getenv); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("listen on a socket in use: %v, want address already in use", err)
+	}
+	regular := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(regular, nil, 0o644)
+	if _, err := openListener("unix:"+regular, os.Getenv); err == nil {
+		t.Fatal("listen over a regular file succeeded; it must be left alone")
+	}
+	if _, err := os.Stat(regular); err != nil {
+		t.Fatalf("the regular file was removed: %v", err)
+	}
+}
