@@ -33,12 +33,9 @@ type cliEnv struct {
 }
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		{"serve", "serve a guest on a listening socket until interrupted", runServe},
-		{"compare", "check the wasm guest answers a request corpus like the native build", runCompare},
-		{"bench", "measure the guest natively and under each engine, with ratios to native", runBench},
-		{"soak", "run mixed echo load with client aborts; verify every echo and watch RSS and descriptors", runSoak},
-	}
+	}, toolCommands()...)
 }
 
 func main() {

@@ -16,10 +16,11 @@ modes (default: guest host):
   host            DIR/hostharness with go's default cgo setting: both embedded
                   engines (wasmtime, wazero) when gcc is present, wazero otherwise
   image           what the default container image holds: DIR/echo.wasm and a
-                  static, pure-Go DIR/hostharness (CGO_ENABLED=0, wazero engine,
-                  symbols stripped); prints the image payload size
+                  static, pure-Go DIR/hostharness (CGO_ENABLED=0, wazero engines,
+                  serve only: -tags serveonly, symbols stripped); prints the image
+                  payload size
   image-wasmtime  what the "wasmtime" image target holds: DIR/echo.wasm and a
-                  stripped cgo DIR/hostharness linking embedded wasmtime 19
+                  stripped, serve-only cgo DIR/hostharness linking embedded wasmtime 19
                   (needs gcc; the binary needs glibc: libc, libm, libdl,
                   libpthread, libgcc_s); prints the image payload size
   wasm-wasmedge   DIR/echo-wasmedge.wasm: the echo guest's variant for the WasmEdge
@@ -96,13 +97,13 @@ for mode in "${modes[@]}"; do
 	host) build_host default ;;
 	image)
 		build_guest
-		build_host 0 -ldflags=-s\ -w
+		build_host 0 -tags=serveonly -ldflags=-s\ -w
 		report "$mode" ;;
 	image-wasmtime)
 		command -v "$(go env CC)" >/dev/null ||
 			{ echo "build.sh: image-wasmtime needs a C compiler ($(go env CC)) for cgo" >&2; exit 1; }
 		build_guest
-		build_host 1 -ldflags=-s\ -w
+		build_host 1 -tags=serveonly -ldflags=-s\ -w
 		report "$mode" ;;
 	wasm-wasmedge) build_wasmedge ;;
 	esac
