@@ -53,5 +53,5 @@
 // checked against guest memory (EFAULT), and the result pointer is checked
 // before any byte moves, so a bad pointer never loses data.
 //
-// The package works on Linux; elsewhere Listen and Supported report that.
+// The package works on Linux; elsewhere NewTable and Supported report that.
 package hostsock

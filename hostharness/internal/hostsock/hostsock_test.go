@@ -49,6 +49,7 @@ func TestMain(m *testing.M) {
 
 // probe is a run of testdata/probe on a listener of its own.
 type probe struct {
+	ln    net.Listener
 	table *hostsock.Table
 	// stdout and stderr are the guest's; read them once done has answered.
 	stdout, stderr bytes.Buffer
@@ -75,7 +76,11 @@ func startProbe(t *testing.T, ctx context.Context) *probe {
 		t.Fatal(err)
 	}
 	p := &probe{done: make(chan error, 1)}
-	p.table, err = hostsock.Listen(ctx, "127.0.0.1:0", 3)
+	if p.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.ln.Close() })
+	p.table, err = hostsock.NewTable(ctx, p.ln, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +102,7 @@ func TestProbe(t *testing.T) {
 	defer cancel()
 	p := startProbe(t, ctx)
 	// The connection waits in the listener's backlog until the guest polls.
-	conn, err := net.Dial("tcp", p.table.Addr().String())
+	conn, err := net.Dial("tcp", p.ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,27 +225,29 @@ func TestCancelWakesPoll(t *testing.T) {
 	}
 }
 
-func TestListenErrors(t *testing.T) {
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
+// notSocket is a net.Listener with no host socket behind it.
+type notSocket struct{ net.Listener }
+
+func TestNewTableErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer taken.Close()
+	defer ln.Close()
 	for _, tc := range []struct {
-		addr string
+		ln   net.Listener
 		fd   uint32
 		want string
 	}{
-		{taken.Addr().String(), 3, "address already in use"},
-		{"127.0.0.1:0", hostsock.ConnFDBase, "must be below"},
-		{"no-port", 3, "missing port"},
+		{ln, hostsock.ConnFDBase, "must be below"},
+		{notSocket{ln}, 3, "has no host socket"},
 	} {
-		table, err := hostsock.Listen(context.Background(), tc.addr, tc.fd)
+		table, err := hostsock.NewTable(context.Background(), tc.ln, tc.fd)
 		if err == nil {
 			table.Close()
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Listen(%q, %d) = %v, want an error containing %q", tc.addr, tc.fd, err, tc.want)
+			t.Errorf("NewTable(%T, %d) = %v, want an error containing %q", tc.ln, tc.fd, err, tc.want)
 		}
 	}
 }

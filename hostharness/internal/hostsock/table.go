@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -38,11 +37,8 @@ type entry struct {
 	// host is the host's fd number of the socket, non-blocking on the host
 	// whatever the guest asked for.
 	host int
-	// ln is the host listener of a listener entry; nil for connections.
-	ln net.Listener
-	// owned is what closing the entry closes instead of host: the listener
-	// when the table owns it; nil for a listener the caller lent.
-	owned io.Closer
+	// lent marks the listener NewTable was given: its owner closes it.
+	lent bool
 	// nonblock is the guest's FDFLAGS_NONBLOCK: when false, reads, writes
 	// and accepts wait (in the kernel) until they can proceed.
 	nonblock bool
@@ -77,26 +73,6 @@ type Table struct {
 	slots   []int
 }
 
-// Listen binds a TCP listener on addr ("host:port") and returns a Table
-// that gives it to the guest at fd and closes it with the table. See
-// NewTable for ctx.
-func Listen(ctx context.Context, addr string, fd uint32) (*Table, error) {
-	if err := Supported(); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	t, err := NewTable(ctx, ln, fd)
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-	t.fds[fd].owned = ln
-	return t, nil
-}
-
 // NewTable returns a Table that gives the guest ln (a TCP or Unix
 // listener) at fd. The caller keeps ownership of ln: the table never
 // closes it, so one listener can serve several module instances, each
@@ -125,7 +101,7 @@ func NewTable(ctx context.Context, ln net.Listener, fd uint32) (*Table, error) {
 		return nil, fmt.Errorf("listener %s: %w", ln.Addr(), err)
 	}
 	t := &Table{
-		fds:      map[uint32]*entry{fd: {kind: kindListener, host: host, ln: ln}},
+		fds:      map[uint32]*entry{fd: {kind: kindListener, host: host, lent: true}},
 		nextConn: ConnFDBase,
 		wake:     wake,
 		drain:    drain,
@@ -134,16 +110,6 @@ func NewTable(ctx context.Context, ln net.Listener, fd uint32) (*Table, error) {
 	t.stop = context.AfterFunc(ctx, wake.fire)
 	t.done = ctx.Done()
 	return t, nil
-}
-
-// Addr is the listener's address, with the real port when port 0 was asked.
-func (t *Table) Addr() net.Addr {
-	for _, e := range t.fds {
-		if e.ln != nil {
-			return e.ln.Addr()
-		}
-	}
-	return nil
 }
 
 // Ready is closed when the guest first waits for a connection: its first
@@ -244,11 +210,8 @@ func (t *Table) remove(fd uint32) error {
 }
 
 func (t *Table) closeEntry(e *entry) error {
-	switch {
-	case e.owned != nil:
-		return e.owned.Close()
-	case e.ln != nil:
-		return nil // lent by the caller, who closes it
+	if e.lent {
+		return nil
 	}
 	return closeFD(e.host)
 }
