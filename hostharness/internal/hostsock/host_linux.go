@@ -73,22 +73,34 @@ func accept(host int) (int, uint32) {
 
 // recv reads into bufs with recvmsg(2) flags (MSG_PEEK, MSG_WAITALL).
 func recv(host int, bufs [][]byte, flags int) (int, uint32) {
+	n, _, errno := recvmsg(host, bufs, flags)
+	return n, errno
+}
+
+// recvmsg reads into bufs and returns the sender's address, if any.
+func recvmsg(host int, bufs [][]byte, flags int) (int, unix.Sockaddr, uint32) {
 	for {
-		n, _, _, _, err := unix.RecvmsgBuffers(host, bufs, nil, flags)
+		n, _, _, from, err := unix.RecvmsgBuffers(host, bufs, nil, flags)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return 0, errnoOf(err)
+			return 0, nil, errnoOf(err)
 		}
-		return n, errnoSuccess
+		return n, from, errnoSuccess
 	}
 }
 
-// send writes bufs; a peer that has gone gives EPIPE, never SIGPIPE.
+// send writes bufs to a connected socket.
 func send(host int, bufs [][]byte) (int, uint32) {
+	return sendmsg(host, bufs, nil)
+}
+
+// sendmsg writes bufs, to sa unless it is nil; a peer that has gone gives
+// EPIPE, never SIGPIPE.
+func sendmsg(host int, bufs [][]byte, sa unix.Sockaddr) (int, uint32) {
 	for {
-		n, err := unix.SendmsgBuffers(host, bufs, nil, nil, unix.MSG_NOSIGNAL)
+		n, err := unix.SendmsgBuffers(host, bufs, nil, sa, unix.MSG_NOSIGNAL)
 		if err == unix.EINTR {
 			continue
 		}

@@ -160,16 +160,8 @@ func setOption(host int, name uint32, value int32) uint32 {
 // recvFrom reads one datagram (or stream bytes) into bufs and returns the
 // sender's address (zero for a stream socket).
 func recvFrom(host int, bufs [][]byte, flags int) (int, netip.AddrPort, uint32) {
-	for {
-		n, _, _, from, err := unix.RecvmsgBuffers(host, bufs, nil, flags)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, netip.AddrPort{}, errnoOf(err)
-		}
-		return n, fromSockaddr(from), errnoSuccess
-	}
+	n, from, errno := recvmsg(host, bufs, flags)
+	return n, fromSockaddr(from), errno
 }
 
 // sendTo sends bufs as one datagram to ap.
@@ -178,14 +170,5 @@ func sendTo(host, family int, bufs [][]byte, ap netip.AddrPort) (int, uint32) {
 	if errno != errnoSuccess {
 		return 0, errno
 	}
-	for {
-		n, err := unix.SendmsgBuffers(host, bufs, nil, sa, unix.MSG_NOSIGNAL)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, errnoOf(err)
-		}
-		return n, errnoSuccess
-	}
+	return sendmsg(host, bufs, sa)
 }
