@@ -79,6 +79,11 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 	if g.opts.instances > 1 {
 		log = log.With("instance", id)
 	}
+	defer func() {
+		if first != nil { // it never ran: tell run
+			close(first)
+		}
+	}()
 	cfg := g.cfg
 	backoff := minRestartBackoff
 	for restarts := 0; ; restarts++ {
@@ -91,18 +96,12 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 		stopStarting()
 		if err != nil {
 			if ctx.Err() != nil { // interrupted while starting
-				if first != nil {
-					close(first)
-				}
 				log.Info("guest stopped while starting", "reason", context.Cause(ctx), "err", err)
 				return nil
 			}
 		}
 		var exit *engine.ExitError
 		if err != nil && (!errors.As(err, &exit) || first != nil && !g.opts.restart) {
-			if first != nil {
-				close(first)
-			}
 			return fmt.Errorf("serve %s: %w", g.path, err)
 		}
 		if err == nil {
@@ -126,9 +125,6 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 			log.Error("guest exited", "code", exit.Code, "trap", exit.Trap)
 		}
 		if !g.opts.restart || ctx.Err() != nil {
-			if first != nil {
-				close(first)
-			}
 			return err
 		}
 		if time.Since(begun) > 10*maxRestartBackoff {
@@ -137,9 +133,6 @@ func (g *group) supervise(ctx, runCtx context.Context, id int, first chan<- *eng
 		log.Warn("restarting guest", "restarts", restarts+1, "after", backoff)
 		select {
 		case <-ctx.Done():
-			if first != nil {
-				close(first)
-			}
 			return nil
 		case <-time.After(backoff):
 		}
