@@ -20,22 +20,15 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
-
-// testCacheDir is the compilation cache shared with the engine tests.
-var testCacheDir = filepath.Join(os.TempDir(), "wasiserve-test-cache")
 
 // TestServeUnixInstancesDrain serves the echo guest on a Unix socket with
 // two instances and no --engine (so serve picks the engine that can), then
 // interrupts it with a request in flight: the request must complete, serve
 // exit 0, and the socket file be gone.
 func TestServeUnixInstancesDrain(t *testing.T) {
-	wasm := filepath.Join(t.TempDir(), "echo.wasm")
-	if err := guestbuild.Build(context.Background(), guestbuild.Package, guestbuild.WASI, wasm); err != nil {
-		t.Fatal(err)
-	}
+	wasm := built.echo
 	sock := filepath.Join(t.TempDir(), "echo.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -44,7 +37,7 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 	env := &cliEnv{stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, env, []string{"serve", "--listen", "unix:" + sock, "--instances", "2", "--cache-dir", testCacheDir, wasm})
+		code <- run(ctx, env, []string{"serve", "--listen", "unix:" + sock, "--instances", "2", "--cache-dir", enginetest.CacheDir(), wasm})
 		stdoutW.Close()
 	}()
 	lines := bufio.NewScanner(stdoutR)
@@ -116,14 +109,7 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 // socket activation does: the listening socket at fd 3, LISTEN_FDS=1 and
 // LISTEN_PID set to the process itself, and no --listen.
 func TestServeSystemdActivation(t *testing.T) {
-	dir := t.TempDir()
-	bin, wasm := filepath.Join(dir, "hostharness"), filepath.Join(dir, "echo.wasm")
-	if err := guestbuild.Build(context.Background(), ".", guestbuild.Target{}, bin); err != nil {
-		t.Fatal(err)
-	}
-	if err := guestbuild.Build(context.Background(), guestbuild.Package, guestbuild.WASI, wasm); err != nil {
-		t.Fatal(err)
-	}
+	bin, wasm := built.harness, built.echo
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +125,7 @@ func TestServeSystemdActivation(t *testing.T) {
 	// LISTEN_PID must be the pid of hostharness itself: sh sets it to its
 	// own pid ($$) and execs hostharness, which keeps that pid.
 	cmd := exec.CommandContext(ctx, "sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`,
-		bin, "serve", "--engine", engine.Wasiserve, "--cache-dir", testCacheDir, wasm)
+		bin, "serve", "--engine", engine.Wasiserve, "--cache-dir", enginetest.CacheDir(), wasm)
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "LISTEN_") }),
 		"LISTEN_FDS=1", "LISTEN_FDNAMES=web")
 	cmd.ExtraFiles = []*os.File{lnFile}
@@ -214,17 +200,13 @@ var busyModule = []byte{
 // spins without ever calling the host, which the wasiserve engine cannot
 // interrupt: SIGTERM must still end serve, after Instance.Stop gives up.
 func TestServeBusyGuestStops(t *testing.T) {
-	dir := t.TempDir()
-	bin, wasm := filepath.Join(dir, "hostharness"), filepath.Join(dir, "busy.wasm")
-	if err := guestbuild.Build(context.Background(), ".", guestbuild.Target{}, bin); err != nil {
-		t.Fatal(err)
-	}
+	bin, wasm := built.harness, filepath.Join(t.TempDir(), "busy.wasm")
 	if err := os.WriteFile(wasm, busyModule, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--engine", engine.Wasiserve, "--listen", "127.0.0.1:0", "--cache-dir", testCacheDir, wasm)
+	cmd := exec.CommandContext(ctx, bin, "serve", "--engine", engine.Wasiserve, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), wasm)
 	var logs syncbuf.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,7 +14,7 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
 
@@ -26,10 +25,7 @@ var servingLine = regexp.MustCompile(`^serving (\S+) at http://(127\.0\.0\.1:\d+
 // engine: it must print the serving line, answer the curl echo, and exit 0
 // when interrupted.
 func TestServeCommand(t *testing.T) {
-	wasm := filepath.Join(t.TempDir(), "echo.wasm")
-	if err := guestbuild.Build(context.Background(), guestbuild.Package, guestbuild.WASI, wasm); err != nil {
-		t.Fatal(err)
-	}
+	wasm := built.echo
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -40,7 +36,7 @@ func TestServeCommand(t *testing.T) {
 			code := make(chan int, 1)
 			go func() {
 				code <- run(ctx, env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
-					"--cache-dir", filepath.Join(os.TempDir(), "wasiserve-test-cache"), wasm})
+					"--cache-dir", enginetest.CacheDir(), wasm})
 				stdoutW.Close()
 			}()
 			lines := bufio.NewScanner(stdoutR)
@@ -119,12 +115,8 @@ func TestServeErrors(t *testing.T) {
 // --restart the harness must keep restarting it, logging each restart,
 // until interrupted; without it, serve returns the guest's exit code.
 func TestServeRestart(t *testing.T) {
-	wasm := filepath.Join(t.TempDir(), "fd3guest.wasm")
-	if err := guestbuild.Build(context.Background(), "./engine/testdata/fd3guest", guestbuild.WASI, wasm); err != nil {
-		t.Fatal(err)
-	}
-	cacheDir := filepath.Join(os.TempDir(), "wasiserve-test-cache") // shared with the engine tests
-	args := []string{"serve", "--engine", engine.Wazero, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--env", "EXIT_CODE=3"}
+	wasm := built.fd3
+	args := []string{"serve", "--engine", engine.Wazero, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), "--env", "EXIT_CODE=3"}
 
 	t.Run("without restart", func(t *testing.T) {
 		var logs syncbuf.Buffer
