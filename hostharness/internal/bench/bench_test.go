@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 )
 
@@ -24,7 +26,7 @@ func TestRunNativeAndWazero(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	native, wasm, harness := buildTargets(ctx, t, dir)
+	native, wasm, harness := built.native, built.wasm, built.harness
 	cfg := Config{
 		Targets:    []Target{NativeTarget("native GOMAXPROCS=1", native, 1), HarnessTarget(harness, engine.Wazero, wasm)},
 		Duration:   300 * time.Millisecond,
@@ -88,27 +90,19 @@ func TestRunNativeAndWazero(t *testing.T) {
 	t.Logf("report:\n%s", md.String())
 }
 
-// buildTargets builds into dir the native echo guest, the wasm one, and a
-// hostharness without cgo (only wazero, and a quicker link than with
-// wasmtime) to serve it.
-func buildTargets(ctx context.Context, t *testing.T, dir string) (native, wasm, harness string) {
-	t.Helper()
-	native = filepath.Join(dir, "echo-native")
-	wasm = filepath.Join(dir, "echo.wasm")
-	harness = filepath.Join(dir, "hostharness")
-	for _, b := range []struct {
-		pkg, out string
-		target   guestbuild.Target
-	}{
-		{guestbuild.Package, native, guestbuild.Target{}},
-		{guestbuild.Package, wasm, guestbuild.WASI},
-		{"github.com/wasiserve/wasiserve/hostharness", harness, guestbuild.Target{}},
-	} {
-		if err := guestbuild.Build(ctx, b.pkg, b.target, b.out, "CGO_ENABLED=0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return native, wasm, harness
+// built holds the servers the tests measure, built once per test binary
+// without cgo: the native echo guest, the wasm one, and a hostharness.
+var built struct {
+	native, wasm, harness string
+}
+
+func TestMain(m *testing.M) {
+	noCgo := []string{"CGO_ENABLED=0"}
+	os.Exit(enginetest.Main(m,
+		enginetest.Guest{Pkg: guestbuild.Package, Path: &built.native, Env: noCgo},
+		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &built.wasm, Env: noCgo},
+		enginetest.Guest{Pkg: "github.com/wasiserve/wasiserve/hostharness", Path: &built.harness, Env: noCgo},
+	))
 }
 
 // testWriter sends the bench's progress log to the test log.

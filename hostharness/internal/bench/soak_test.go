@@ -19,7 +19,7 @@ func TestSoakShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	_, wasm, harness := buildTargets(ctx, t, dir)
+	wasm, harness := built.wasm, built.harness
 	r, err := Soak(ctx, SoakConfig{
 		Target:      HarnessTarget(harness, engine.Wazero, wasm),
 		CacheDir:    dir,

@@ -35,6 +35,8 @@ type Guest struct {
 	Target guestbuild.Target
 	// Path receives the built file's path.
 	Path *string
+	// Env adds to go build's environment, e.g. CGO_ENABLED=0.
+	Env []string
 }
 
 // Main builds guests into a temporary directory, runs the tests and
@@ -51,7 +53,7 @@ func Main(m *testing.M, guests ...Guest) int {
 		if g.Target.IsWASI() {
 			*g.Path += ".wasm"
 		}
-		if err := guestbuild.Build(context.Background(), g.Pkg, g.Target, *g.Path); err != nil {
+		if err := guestbuild.Build(context.Background(), g.Pkg, g.Target, *g.Path, g.Env...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
