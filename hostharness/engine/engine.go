@@ -245,8 +245,8 @@ type constructor func(ctx context.Context, opts Options) (Engine, error)
 // register a stub explaining how to get them when built without it.
 func constructors() map[string]constructor {
 	m := map[string]constructor{
-		Wazero:   newWazero,
-		Wasmtime: newWasmtimeEmbedded,
+		Wazero:       newWazero,
+		wasmtimeName: newWasmtimeEmbedded,
 	}
 	m[Wasiserve] = newWasiserve
 	for name, rt := range cliRuntimes() {
@@ -274,7 +274,7 @@ func Names() []string {
 // Embedded lists the engines linked into this binary that can run.
 func Embedded() []string {
 	if wasmtimeAvailable {
-		return withWasiserve([]string{Wasmtime, Wazero})
+		return withWasiserve([]string{wasmtimeName, Wazero})
 	}
 	return withWasiserve([]string{Wazero})
 }
@@ -286,7 +286,7 @@ func Embedded() []string {
 // and 1.8x plain wazero's throughput); otherwise wazero.
 func Default() string {
 	embedded := Embedded()
-	if !slices.Contains(embedded, Wasmtime) && slices.Contains(embedded, Wasiserve) {
+	if !slices.Contains(embedded, wasmtimeName) && slices.Contains(embedded, Wasiserve) {
 		return Wasiserve
 	}
 	return embedded[0]

@@ -72,38 +72,62 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeFS()
+	table, closeTable, err := hostTable(ctx, Wasiserve, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeTable()
+	return m.instantiate(hostsock.WithTable(ctx, table), modCfg)
+}
+
+// hostTable gives the guest cfg.Listener, or a listener it binds at
+// cfg.Listen, at cfg.ListenerFD() in a new hostsock Table set up as cfg
+// says: connection limit, socket policy, the ready report and drain. Call
+// the returned function once the guest has stopped: it closes the table
+// and a listener it bound. engineName prefixes errors and logs.
+func hostTable(ctx context.Context, engineName string, cfg Config) (*hostsock.Table, func(), error) {
 	ln := cfg.Listener
+	closeListener := func() {}
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return fmt.Errorf("%s: listen %s: %w", Wasiserve, cfg.Listen, err)
+			return nil, nil, fmt.Errorf("%s: listen %s: %w", engineName, cfg.Listen, err)
 		}
-		defer ln.Close()
+		closeListener = func() { ln.Close() }
 	}
 	table, err := hostsock.NewTable(ctx, ln, cfg.ListenerFD())
 	if err != nil {
-		return fmt.Errorf("%s: %w", Wasiserve, err)
+		closeListener()
+		return nil, nil, fmt.Errorf("%s: %w", engineName, err)
+	}
+	closeTable := func() {
+		if err := table.Close(); err != nil {
+			cfg.logger().Warn("closing guest sockets", "engine", engineName, "err", err)
+		}
+		closeListener()
 	}
 	table.LimitConns(cfg.MaxConns)
-	defer func() {
-		if err := table.Close(); err != nil {
-			cfg.logger().Warn("closing guest sockets", "engine", Wasiserve, "err", err)
-		}
-	}()
 	if err := table.SetPolicy(hostsock.Policy{Dial: cfg.AllowDial, Listen: cfg.AllowListen, Logger: cfg.logger()}); err != nil {
-		return fmt.Errorf("%s: %w", Wasiserve, err)
+		closeTable()
+		return nil, nil, fmt.Errorf("%s: %w", engineName, err)
 	}
+	stopReady := func() {}
 	if cfg.onReady != nil {
-		defer afterClose(table.Ready(), cfg.onReady)()
+		stopReady = afterClose(table.Ready(), cfg.onReady)
 	}
-	defer afterClose(cfg.Drain, func() {
+	stopDrain := afterClose(cfg.Drain, func() {
 		table.Drain()
 		if cfg.Listener == nil { // a lent listener is its owner's to stop
 			if err := StopAccepting(ln); err != nil {
-				cfg.logger().Warn("draining: the listener still queues connections", "engine", Wasiserve, "err", err)
+				cfg.logger().Warn("draining: the listener still queues connections", "engine", engineName, "err", err)
 			}
 		}
-	})()
-	return m.instantiate(hostsock.WithTable(ctx, table), modCfg)
+	})
+	return table, func() {
+		stopDrain()
+		stopReady()
+		closeTable()
+	}, nil
 }
 
 // reportsReady: Run calls cfg.onReady when the guest first waits for a
