@@ -137,16 +137,17 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 // engine's host functions define at Load, as the wazero engine does,
 // rather than at every Run.
 func (e *wasmtimeEngine) checkImports(mod *wasmtime.Module, path string) error {
-	linker := wasmtime.NewLinker(mod.Engine())
+	eng := newWasmtime()
+	linker := wasmtime.NewLinker(eng)
 	defer linker.Close()
 	if err := linker.DefineWasi(); err != nil {
 		return fmt.Errorf("load %s: wasmtime WASI: %w", path, err)
 	}
-	store := wasmtime.NewStore(mod.Engine())
+	store := wasmtime.NewStore(eng)
 	defer store.Close()
 	ours := make(map[string]bool, len(e.funcs))
 	for _, f := range e.funcs {
-		ours[f.name] = true
+		ours[f.Name] = true
 	}
 	for _, imp := range mod.Imports() {
 		name := ""
@@ -164,6 +165,11 @@ func (e *wasmtimeEngine) checkImports(mod *wasmtime.Module, path string) error {
 }
 
 func (e *wasmtimeEngine) Close(context.Context) error { return nil }
+
+// placeholderGuestPath is the guest path of the placeholder preopen at the
+// listener's fd number. The guest never sees it: fd_prestat_get answers
+// EBADF there, which ends the guest's scan of preopens.
+const placeholderGuestPath = "/.wasiserve-listener"
 
 // wasiModule is the module name of WASI preview 1's imports.
 const wasiModule = "wasi_snapshot_preview1"
@@ -234,7 +240,7 @@ func (m *wasmtimeModule) wasiConfig(cfg Config, out outputs) (*wasmtime.WasiConf
 	// No permissions: the guest never reaches it anyway, as every call on
 	// its fd number goes to the Table, and fd_prestat_get answers EBADF
 	// there, ending the guest's scan of preopens.
-	if err := wasi.PreopenDir(m.engine.placeholder, hostsock.ReservedGuestPath, 0, 0); err != nil {
+	if err := wasi.PreopenDir(m.engine.placeholder, placeholderGuestPath, 0, 0); err != nil {
 		wasi.Close()
 		return nil, fmt.Errorf("%s: reserve the listener's fd: %w", Wasmtime, err)
 	}

@@ -4,52 +4,40 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/bytecodealliance/wasmtime-go/v42"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 )
 
-// wasmtimeFunc is one host function the wasmtime engine defines for its
-// guests in module wasi_snapshot_preview1.
+// wasmtimeFunc is one function of the socket layer (hostsock.Funcs) as
+// the wasmtime engine defines it for its guests, in module
+// wasi_snapshot_preview1.
 type wasmtimeFunc struct {
-	name            string
-	params, results []wasmtime.ValKind
+	hostsock.Func
+	params []wasmtime.ValKind
 	// i64 has bit i set when parameter i is an i64 (the others are i32).
 	i64 uint32
-	// forwards is set for a function wasmtime's WASI also defines: calls
-	// that call answers with delegate go to wasmtime's function, through
-	// the forwarding module.
+	// forwards is set for a function wasmtime's WASI also defines (all but
+	// the WasmEdge extensions): calls the Table leaves to the engine go to
+	// wasmtime's function, through the forwarding module.
 	forwards bool
-	// call serves one call with the run's memory: it returns the errno, or
-	// delegate.
-	call func(r *wasmtimeRun, stack []uint64) (errno uint32, delegate bool)
 }
 
-// funcType is f's wasm type.
+// funcType is f's wasm type: its parameters, and an i32 errno.
 func (f *wasmtimeFunc) funcType() *wasmtime.FuncType {
-	valTypes := func(kinds []wasmtime.ValKind) []*wasmtime.ValType {
-		types := make([]*wasmtime.ValType, len(kinds))
-		for i, k := range kinds {
-			types[i] = wasmtime.NewValType(k)
-		}
-		return types
+	params := make([]*wasmtime.ValType, len(f.params))
+	for i, k := range f.params {
+		params[i] = wasmtime.NewValType(k)
 	}
-	return wasmtime.NewFuncType(valTypes(f.params), valTypes(f.results))
+	return wasmtime.NewFuncType(params, []*wasmtime.ValType{wasmtime.NewValType(wasmtime.KindI32)})
 }
 
-// wasmtimeSpec is what the socket layer's binding says about one function:
-// its name, its implementation, and, for a function wasmtime's WASI does
-// not define (the WasmEdge socket extensions), its number of i32
-// parameters (its result is an i32 errno).
-type wasmtimeSpec struct {
-	name   string
-	params int
-	call   func(r *wasmtimeRun, stack []uint64) (errno uint32, delegate bool)
-}
-
-// typedFuncs gives each spec its wasm type: wasmtime's own for a function
-// its WASI defines (which it then forwards to), i32s otherwise.
-func typedFuncs(specs []wasmtimeSpec) ([]wasmtimeFunc, error) {
+// wasmtimeFuncs lists the functions the engine defines: hostsock's, each
+// checked against the type of wasmtime's function of that name.
+func wasmtimeFuncs() ([]wasmtimeFunc, error) {
 	eng := newWasmtime()
 	linker := wasmtime.NewLinker(eng)
 	defer linker.Close()
@@ -58,33 +46,43 @@ func typedFuncs(specs []wasmtimeSpec) ([]wasmtimeFunc, error) {
 	}
 	store := wasmtime.NewStore(eng)
 	defer store.Close()
-	funcs := make([]wasmtimeFunc, 0, len(specs))
-	for _, s := range specs {
-		f := wasmtimeFunc{name: s.name, call: s.call}
-		if ext := linker.Get(store, wasiModule, s.name); ext != nil && ext.Func() != nil {
-			ty := ext.Func().Type(store)
-			for i, p := range ty.Params() {
-				f.params = append(f.params, p.Kind())
-				if p.Kind() == wasmtime.KindI64 {
-					f.i64 |= 1 << i
-				}
-			}
-			for _, res := range ty.Results() {
-				f.results = append(f.results, res.Kind())
-			}
-			f.forwards = true
-		} else {
-			for range s.params {
-				f.params = append(f.params, wasmtime.KindI32)
-			}
-			f.results = []wasmtime.ValKind{wasmtime.KindI32}
+	var funcs []wasmtimeFunc
+	for _, hf := range hostsock.Funcs() {
+		f := wasmtimeFunc{Func: hf, forwards: !hf.Extension}
+		if len(hf.Params) > maxParams {
+			return nil, fmt.Errorf("%s: %d parameters, more than %d", hf.Name, len(hf.Params), maxParams)
 		}
-		if len(f.params) > maxParams || len(f.results) != 1 || f.results[0] != wasmtime.KindI32 {
-			return nil, fmt.Errorf("%s: type %v -> %v: want at most %d parameters and an i32 errno", s.name, f.params, f.results, maxParams)
+		for i, p := range hf.Params {
+			k := wasmtime.KindI32
+			if p == hostsock.I64 {
+				k, f.i64 = wasmtime.KindI64, f.i64|1<<i
+			}
+			f.params = append(f.params, k)
+		}
+		if f.forwards {
+			ext := linker.Get(store, wasiModule, hf.Name)
+			if ext == nil || ext.Func() == nil {
+				return nil, fmt.Errorf("wasmtime's WASI has no %s to replace", hf.Name)
+			}
+			if want, got := f.funcType(), ext.Func().Type(store); !sameFuncType(want, got) {
+				return nil, fmt.Errorf("%s: hostsock's type %v is not wasmtime's %v", hf.Name, kinds(want.Params()), kinds(got.Params()))
+			}
 		}
 		funcs = append(funcs, f)
 	}
 	return funcs, nil
+}
+
+func kinds(types []*wasmtime.ValType) []wasmtime.ValKind {
+	out := make([]wasmtime.ValKind, len(types))
+	for i, t := range types {
+		out[i] = t.Kind()
+	}
+	return out
+}
+
+func sameFuncType(a, b *wasmtime.FuncType) bool {
+	return slices.Equal(kinds(a.Params()), kinds(b.Params())) && slices.Equal(kinds(a.Results()), kinds(b.Results()))
 }
 
 // forwardMemoryModule is the module name under which the forwarding
@@ -106,15 +104,13 @@ func forwardModuleWAT(funcs []wasmtimeFunc) string {
 		for _, p := range f.params {
 			s.WriteString(" (param " + p.String() + ")")
 		}
-		for _, r := range f.results {
-			s.WriteString(" (result " + r.String() + ")")
-		}
+		s.WriteString(" (result i32)")
 		return s.String()
 	}
 	for i := range funcs {
 		f := &funcs[i]
 		if f.forwards {
-			fmt.Fprintf(&b, "  (import %q %q (func $%s%s))\n", wasiModule, f.name, f.name, sig(f))
+			fmt.Fprintf(&b, "  (import %q %q (func $%s%s))\n", wasiModule, f.Name, f.Name, sig(f))
 		}
 	}
 	for i := range funcs {
@@ -122,11 +118,11 @@ func forwardModuleWAT(funcs []wasmtimeFunc) string {
 		if !f.forwards {
 			continue
 		}
-		fmt.Fprintf(&b, "  (func (export %q)%s", f.name, sig(f))
+		fmt.Fprintf(&b, "  (func (export %q)%s", f.Name, sig(f))
 		for j := range f.params {
 			fmt.Fprintf(&b, " (local.get %d)", j)
 		}
-		fmt.Fprintf(&b, " (call $%s))\n", f.name)
+		fmt.Fprintf(&b, " (call $%s))\n", f.Name)
 	}
 	b.WriteString(")\n")
 	return b.String()

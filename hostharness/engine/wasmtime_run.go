@@ -125,13 +125,13 @@ func (r *wasmtimeRun) define(l *wasmtime.Linker) error {
 	module := C.CString(wasiModule)
 	defer C.free(unsafe.Pointer(module))
 	for i, f := range r.funcs {
-		name := C.CString(f.name)
+		name := C.CString(f.Name)
 		ty := f.funcType()
 		tptr := *(**C.wasm_functype_t)(unsafe.Pointer(ty))
-		cerr := C.ws_define(lptr, module, C.size_t(len(wasiModule)), name, C.size_t(len(f.name)), tptr, r.c, C.uint32_t(i))
+		cerr := C.ws_define(lptr, module, C.size_t(len(wasiModule)), name, C.size_t(len(f.Name)), tptr, r.c, C.uint32_t(i))
 		C.free(unsafe.Pointer(name))
 		if cerr != nil {
-			return fmt.Errorf("wasmtime: define %s: %w", f.name, takeError(cerr))
+			return fmt.Errorf("wasmtime: define %s: %w", f.Name, takeError(cerr))
 		}
 	}
 	return nil
@@ -172,9 +172,9 @@ func (r *wasmtimeRun) attachMemory(forward *wasmtime.Module) error {
 		if !f.forwards {
 			continue
 		}
-		fn := fwd.GetFunc(r.store, f.name)
+		fn := fwd.GetFunc(r.store, f.Name)
 		if fn == nil {
-			return fmt.Errorf("wasmtime: forwarding module has no %s", f.name)
+			return fmt.Errorf("wasmtime: forwarding module has no %s", f.Name)
 		}
 		fns[i].forward = *(*C.ws_func_t)(unsafe.Pointer(fn))
 		fns[i].has_forward = 1
@@ -221,11 +221,11 @@ func wasiserveHostCall(handle C.uintptr_t, index C.uint32_t, args unsafe.Pointer
 	f := &r.funcs[index]
 	defer func() {
 		if p := recover(); p != nil {
-			r.failure = fmt.Errorf("host function %s panicked: %v", f.name, p)
+			r.failure = fmt.Errorf("host function %s panicked: %v", f.Name, p)
 			result = C.WS_STOP
 		}
 	}()
-	if r.ctx.Err() != nil || int(n) > len(r.stack) {
+	if int(n) != len(f.params) {
 		return C.WS_STOP
 	}
 	stack := r.stack[:n]
@@ -236,47 +236,36 @@ func wasiserveHostCall(handle C.uintptr_t, index C.uint32_t, args unsafe.Pointer
 		}
 		stack[i] = v
 	}
-	r.mem.b = nil
+	var mem hostsock.Memory
 	if base != nil {
 		r.mem.b = unsafe.Slice((*byte)(unsafe.Pointer(base)), int(length))
+		mem = &r.mem
 	}
-	errno, delegate := f.call(r, stack)
+	outcome := f.Call(r.table, mem, stack)
 	r.mem.b = nil
-	if delegate {
+	switch outcome {
+	case hostsock.Served:
+		return C.int64_t(uint32(stack[0]))
+	case hostsock.Delegate:
 		return C.WS_DELEGATE
+	default:
+		return C.WS_STOP
 	}
-	return C.int64_t(errno)
 }
 
-// guestMemory is the guest's linear memory during one host call.
+// guestMemory is the guest's linear memory during one host call: a view
+// of it, fetched anew for each call, as memory may grow between calls.
 type guestMemory struct {
 	b []byte
 }
 
-// Read returns n bytes at off, or false if they are not all in memory.
+// Read returns the n bytes at off, or false if they are not all in
+// memory.
 func (m *guestMemory) Read(off, n uint32) ([]byte, bool) {
 	if uint64(off)+uint64(n) > uint64(len(m.b)) {
 		return nil, false
 	}
 	return m.b[off : off+n : off+n], true
-}
-
-// WriteUint16Le writes v at off, or reports false if it does not fit.
-func (m *guestMemory) WriteUint16Le(off uint32, v uint16) bool {
-	b, ok := m.Read(off, 2)
-	if ok {
-		b[0], b[1] = byte(v), byte(v>>8)
-	}
-	return ok
-}
-
-// WriteUint32Le writes v at off, or reports false if it does not fit.
-func (m *guestMemory) WriteUint32Le(off uint32, v uint32) bool {
-	b, ok := m.Read(off, 4)
-	if ok {
-		b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
-	}
-	return ok
 }
 
 // outputs are the guest's stdout and stderr writers, reached from
