@@ -255,6 +255,13 @@ func constructors() map[string]constructor {
 	return m
 }
 
+// ownsSockets reports whether the named engine serves its guests' sockets
+// with the project's host socket layer (hostsock): a host-owned listener,
+// drain, the ready report, a connection limit and the socket extensions.
+func ownsSockets(name string) bool {
+	return name == Wasiserve || name == Wasmtime && wasmtimeOwnsSockets
+}
+
 // Engine names.
 const (
 	Wazero   = "wazero"

@@ -515,19 +515,93 @@ func TestDirConfinement(t *testing.T) {
 	}
 }
 
-func TestReadOnlyMountOnWasmtime(t *testing.T) {
-	if !slices.Contains(engine.Embedded(), engine.Wasmtime) {
-		t.Skip("wasmtime engine not linked in (built without cgo)")
+// TestReadOnlyMount checks that a read-only mount serves its files and
+// refuses to create one, on every engine that takes read-only mounts.
+func TestReadOnlyMount(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("read me"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stderr syncbuf.Buffer
+			inst, err := enginetest.Serve(t, newEngine(t, name), built.dir, engine.Config{
+				Dirs:   []engine.Mount{{Host: dir, Guest: "/data", ReadOnly: true}},
+				Env:    []string{"WRITE_PROBE=probe.txt"},
+				Stderr: &stderr,
+			})
+			if err != nil && strings.Contains(err.Error(), "read-write only") {
+				t.Skipf("%s refuses read-only mounts, saying why: %v", name, err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp, got := get(t, inst.URL()+"/hello.txt"); resp.StatusCode != 200 || string(got) != "read me" {
+				t.Fatalf("file in the read-only mount: %d %q", resp.StatusCode, got)
+			}
+			if !waitFor(5*time.Second, func() bool { return strings.Contains(stderr.String(), "write probe:") }) {
+				t.Fatalf("guest stderr %q: no write probe", stderr.String())
+			}
+			if strings.Contains(stderr.String(), "write probe: <nil>") {
+				t.Errorf("the guest created a file in a read-only mount (stderr %q)", stderr.String())
+			}
+			if _, err := os.Stat(filepath.Join(dir, "probe.txt")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("probe.txt on the host: %v, want it absent", err)
+			}
+		})
 	}
-	ctx := context.Background()
-	mod, err := newEngine(t, engine.Wasmtime).Load(ctx, built.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close(ctx)
-	_, err = engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Dirs: []engine.Mount{{Host: t.TempDir(), Guest: "/data", ReadOnly: true}}})
-	if err == nil || !strings.Contains(err.Error(), "read-write only") {
-		t.Fatalf("a read-only mount on wasmtime: %v, want a refusal that says why", err)
+}
+
+// spinModule is a minimal WASI command whose _start spins in
+// (loop (br 0)), never calling the host.
+var spinModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
+	0x03, 0x02, 0x01, 0x00, // function section: one func of type 0
+	0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
+	0x07, 0x13, 0x02, // export section: 2 exports
+	0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
+	0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
+	0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // code: loop (br 0) end, end
+}
+
+// TestSpinningGuestStopped checks that cancelling a run stops a guest that
+// spins without host calls, on the engines that interrupt compiled code
+// (wasiserve stops a guest at its next host call only: see
+// engine.ErrNotStopped).
+func TestSpinningGuestStopped(t *testing.T) {
+	wasm := writeWasm(t, "spin.wasm", spinModule)
+	for _, name := range engine.Embedded() {
+		if name == engine.Wasiserve {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			cfg := engine.Config{Listen: freeAddr(t, "tcp", "127.0.0.1")}
+			go func() { done <- mod.Run(runCtx, cfg) }()
+			time.Sleep(300 * time.Millisecond)
+			select {
+			case err := <-done:
+				t.Fatalf("the spinning guest ended by itself: %v", err)
+			default:
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("stopped spinning guest: %v, want nil (stopped by the host)", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the spinning guest was not stopped 5 s after its context was cancelled")
+			}
+		})
 	}
 }
 

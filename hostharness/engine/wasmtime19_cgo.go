@@ -42,6 +42,10 @@ const wasmtimeAvailable = true
 // libraries cannot be linked into one binary (their symbols collide).
 const Wasmtime19 = "wasmtime19"
 
+// wasmtimeOwnsSockets reports that this build's wasmtime engine serves
+// sockets with hostsock.
+const wasmtimeOwnsSockets = false
+
 // wasmtimeName is the name this build gives its embedded wasmtime engine.
 const wasmtimeName = Wasmtime19
 

@@ -20,6 +20,10 @@ import (
 // wasmtimeAvailable reports that the embedded wasmtime engine is linked in.
 const wasmtimeAvailable = true
 
+// wasmtimeOwnsSockets reports that this build's wasmtime engine serves
+// sockets with hostsock.
+const wasmtimeOwnsSockets = true
+
 // wasmtimeName is the name this build gives its embedded wasmtime engine.
 const wasmtimeName = Wasmtime
 

@@ -10,6 +10,10 @@ import (
 // wasmtimeAvailable reports that the embedded wasmtime engine is linked in.
 const wasmtimeAvailable = false
 
+// wasmtimeOwnsSockets reports that this build's wasmtime engine serves
+// sockets with hostsock.
+const wasmtimeOwnsSockets = false
+
 // wasmtimeName is the name this build gives its embedded wasmtime engine.
 const wasmtimeName = Wasmtime
 
