@@ -85,7 +85,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	if !explicit["listen"] && activated(os.Getenv) {
 		cfg.Listen = systemdListen
 	}
-	if !explicit["engine"] && opts.engine != engine.Wasiserve && needsOwnedListener(cfg, opts) {
+	if !explicit["engine"] && !engine.OwnsSockets(opts.engine) && needsOwnedListener(cfg, opts) {
 		env.logger.Info("using the engine whose host owns the listener", "engine", engine.Wasiserve, "listen", cfg.Listen, "instances", opts.instances)
 		opts.engine = engine.Wasiserve
 	}
@@ -112,12 +112,12 @@ func serve(ctx context.Context, env *cliEnv, opts serveOptions, cfg engine.Confi
 	if err := engine.Known(opts.engine); err != nil {
 		return err
 	}
-	if opts.instances > 1 && opts.engine != engine.Wasiserve {
+	if opts.instances > 1 && !engine.OwnsSockets(opts.engine) {
 		return fmt.Errorf("engine %s: --instances needs an engine whose host owns the listener; use --engine %s", opts.engine, engine.Wasiserve)
 	}
 	// The listener is opened before the guest is built or compiled, so
 	// that a port in use fails at once.
-	if opts.engine == engine.Wasiserve || ownedListenSpec(cfg.Listen) {
+	if engine.OwnsSockets(opts.engine) || ownedListenSpec(cfg.Listen) {
 		// The host keeps the listener across restarts: connections queue
 		// meanwhile instead of being refused.
 		ln, err := openListener(cfg.Listen, os.Getenv)

@@ -255,10 +255,11 @@ func constructors() map[string]constructor {
 	return m
 }
 
-// ownsSockets reports whether the named engine serves its guests' sockets
-// with the project's host socket layer (hostsock): a host-owned listener,
-// drain, the ready report, a connection limit and the socket extensions.
-func ownsSockets(name string) bool {
+// OwnsSockets reports whether the named engine serves its guests' sockets
+// with the project's host socket layer (hostsock): a host-owned listener
+// (shared by several instances, Unix, systemd), drain, the ready report,
+// a connection limit and the socket extensions.
+func OwnsSockets(name string) bool {
 	return name == Wasiserve || name == Wasmtime && wasmtimeOwnsSockets
 }
 

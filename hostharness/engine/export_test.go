@@ -4,6 +4,3 @@ package engine
 func CLIArgs(name, wasm string, cfg Config) []string {
 	return cliRuntimes()[name].args(wasm, cfg)
 }
-
-// OwnsSockets exposes whether an engine serves sockets with hostsock.
-var OwnsSockets = ownsSockets
