@@ -355,18 +355,26 @@ func TestCLIRejectsTCPListen(t *testing.T) {
 	}
 }
 
-// trapModule is a minimal WASI command whose _start executes `unreachable`:
-// a guest that traps, as a miscompiled or corrupted guest would.
-var trapModule = []byte{
-	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
-	0x03, 0x02, 0x01, 0x00, // function section: one func of type 0
-	0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
-	0x07, 0x13, 0x02, // export section: 2 exports
-	0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
-	0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
-	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // code: no locals, unreachable, end
+// command is a minimal WASI command: one page of memory, and _start,
+// whose code is body (without its final end).
+func command(body ...byte) []byte {
+	module := []byte{
+		0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+		0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
+		0x03, 0x02, 0x01, 0x00, // function section: one func of type 0
+		0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
+		0x07, 0x13, 0x02, // export section: 2 exports
+		0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
+		0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
+	}
+	// code section: one body, no locals, body, end
+	module = append(module, 0x0a, byte(len(body)+4), 0x01, byte(len(body)+2), 0x00)
+	return append(append(module, body...), 0x0b)
 }
+
+// trapModule's _start executes `unreachable`: a guest that traps, as a
+// miscompiled or corrupted guest would.
+var trapModule = command(0x00)
 
 func TestGuestTrap(t *testing.T) {
 	wasm := writeWasm(t, "trap.wasm", trapModule)
@@ -552,18 +560,8 @@ func TestReadOnlyMount(t *testing.T) {
 	}
 }
 
-// spinModule is a minimal WASI command whose _start spins in
-// (loop (br 0)), never calling the host.
-var spinModule = []byte{
-	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
-	0x03, 0x02, 0x01, 0x00, // function section: one func of type 0
-	0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
-	0x07, 0x13, 0x02, // export section: 2 exports
-	0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
-	0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
-	0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // code: loop (br 0) end, end
-}
+// spinModule's _start spins in (loop (br 0)), never calling the host.
+var spinModule = command(0x03, 0x40, 0x0c, 0x00, 0x0b)
 
 // TestSpinningGuestStopped checks that cancelling a run stops a guest that
 // spins without host calls, on the engines that interrupt compiled code

@@ -225,10 +225,11 @@ func wasiserveHostCall(handle C.uintptr_t, index C.uint32_t, args unsafe.Pointer
 			result = C.WS_STOP
 		}
 	}()
-	if int(n) != len(f.params) {
+	if int(n) < len(f.params) {
+		r.failure = fmt.Errorf("host function %s: called with %d parameter slots for %d parameters", f.Name, n, len(f.params))
 		return C.WS_STOP
 	}
-	stack := r.stack[:n]
+	stack := r.stack[:len(f.params)]
 	for i := range stack {
 		v := *(*uint64)(unsafe.Add(args, i*C.sizeof_ws_val_raw_t))
 		if f.i64&(1<<i) == 0 {
