@@ -563,6 +563,38 @@ func TestReadOnlyMount(t *testing.T) {
 // spinModule's _start spins in (loop (br 0)), never calling the host.
 var spinModule = command(0x03, 0x40, 0x0c, 0x00, 0x0b)
 
+// externrefModule is wasmtime advisory GHSA-75hq-h6g9-h4q5's guest (see
+// SECURITY.md), which aborts a host on wasmtime 19.0.0:
+//
+//	(module (table 1 externref) (elem $e externref (ref.null extern))
+//	  (func (export "_start") elem.drop $e
+//	    (table.init $e (i32.const 0) (i32.const 0) (i32.const 0))))
+var externrefModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02,
+	0x01, 0x00, 0x04, 0x04, 0x01, 0x6f, 0x00, 0x01, 0x07, 0x0a, 0x01, 0x06, 0x5f, 0x73, 0x74, 0x61,
+	0x72, 0x74, 0x00, 0x00, 0x09, 0x07, 0x01, 0x05, 0x6f, 0x01, 0xd0, 0x6f, 0x0b, 0x0a, 0x11, 0x01,
+	0x0f, 0x00, 0xfc, 0x0d, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00, 0xfc, 0x0c, 0x00, 0x00, 0x0b,
+	0x00, 0x0b, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x08, 0x04, 0x01, 0x00, 0x01, 0x65,
+}
+
+// TestExternrefGuest runs GHSA-75hq-h6g9-h4q5's guest: it must end like
+// any guest that exits without listening, the host running on. wasmtime
+// 19.0.0 aborts the whole process on it, so that engine is left out.
+func TestExternrefGuest(t *testing.T) {
+	wasm := writeWasm(t, "externref.wasm", externrefModule)
+	for _, name := range engine.Embedded() {
+		if name == "wasmtime19" {
+			continue // aborts this test binary: SECURITY.md
+		}
+		t.Run(name, func(t *testing.T) {
+			err := runToExit(t, name, wasm, engine.Config{})
+			if err == nil || !strings.Contains(err.Error(), "exited before listening") {
+				t.Fatalf("the advisory's guest: %v, want it to exit (before listening)", err)
+			}
+		})
+	}
+}
+
 // TestSpinningGuestStopped checks that cancelling a run stops a guest that
 // spins without host calls, on the engines that interrupt compiled code
 // (wasiserve stops a guest at its next host call only: see
