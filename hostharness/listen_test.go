@@ -44,7 +44,7 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 	if !lines.Scan() {
 		t.Fatalf("no serving line; exit %d, logs:\n%s", <-code, logs.String())
 	}
-	if want := fmt.Sprintf("serving %s at unix:%s (engine %s)", wasm, sock, engine.Wasiserve); lines.Text() != want {
+	if want := fmt.Sprintf("serving %s at unix:%s (engine %s)", wasm, sock, engine.Wazero); lines.Text() != want {
 		t.Fatalf("serving line %q, want %q", lines.Text(), want)
 	}
 	if got := strings.Count(logs.String(), "echo guest serving"); got != 2 {
@@ -125,7 +125,7 @@ func TestServeSystemdActivation(t *testing.T) {
 	// LISTEN_PID must be the pid of hostharness itself: sh sets it to its
 	// own pid ($$) and execs hostharness, which keeps that pid.
 	cmd := exec.CommandContext(ctx, "sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`,
-		bin, "serve", "--engine", engine.Wasiserve, "--cache-dir", enginetest.CacheDir(), wasm)
+		bin, "serve", "--engine", engine.Wazero, "--cache-dir", enginetest.CacheDir(), wasm)
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "LISTEN_") }),
 		"LISTEN_FDS=1", "LISTEN_FDNAMES=web")
 	cmd.ExtraFiles = []*os.File{lnFile}
@@ -144,7 +144,7 @@ func TestServeSystemdActivation(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("no serving line; logs:\n%s", logs.String())
 	}
-	want := regexp.MustCompile(`^serving \S+ at http://` + regexp.QuoteMeta(ln.Addr().String()) + ` \(engine wasiserve\)$`)
+	want := regexp.MustCompile(`^serving \S+ at http://` + regexp.QuoteMeta(ln.Addr().String()) + ` \(engine wazero\)$`)
 	if !want.MatchString(lines.Text()) {
 		t.Fatalf("serving line %q, want the inherited socket's address %s", lines.Text(), ln.Addr())
 	}
@@ -160,29 +160,6 @@ func TestServeSystemdActivation(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v; logs:\n%s", err, logs.String())
-	}
-}
-
-func TestActivated(t *testing.T) {
-	pid := fmt.Sprint(os.Getpid())
-	for _, tc := range []struct {
-		env  map[string]string
-		want bool
-	}{
-		{map[string]string{"LISTEN_FDS": "1", "LISTEN_PID": pid}, true},
-		{map[string]string{"LISTEN_FDS": "1", "LISTEN_PID": "1"}, false}, // meant for another process
-		{map[string]string{"LISTEN_FDS": "1"}, false},
-		{map[string]string{"LISTEN_FDS": "0", "LISTEN_PID": pid}, false},
-		{map[string]string{"LISTEN_FDS": "x", "LISTEN_PID": pid}, false},
-		{map[string]string{}, false},
-	} {
-		if got := activated(func(k string) string { return tc.env[k] }); got != tc.want {
-			t.Errorf("activated(%v) = %v, want %v", tc.env, got, tc.want)
-		}
-	}
-	env := withoutActivation([]string{"A=1", "LISTEN_FDS=1", "LISTEN_PID=2", "LISTEN_FDNAMES=web", "LISTEN_X=3"})
-	if !slices.Equal(env, []string{"A=1", "LISTEN_X=3"}) {
-		t.Errorf("withoutActivation kept %v", env)
 	}
 }
 
@@ -206,7 +183,7 @@ func TestServeBusyGuestStops(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--engine", engine.Wasiserve, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), wasm)
+	cmd := exec.CommandContext(ctx, bin, "serve", "--engine", engine.Wazero, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), wasm)
 	var logs syncbuf.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
@@ -230,33 +207,5 @@ func TestServeBusyGuestStops(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "did not stop") {
 		t.Errorf("serve did not say that the guest did not stop; logs:\n%s", logs.String())
-	}
-}
-
-// TestOpenListenerStaleSocket binds a Unix socket whose file a crashed
-// server left behind, and refuses one that a server still listens on.
-func TestOpenListenerStaleSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "app.sock")
-	stale, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale.(*net.UnixListener).SetUnlinkOnClose(false)
-	stale.Close() // the file stays, as after a crash
-	ln, err := openListener("unix:"+path, os.Getenv)
-	if err != nil {
-		t.Fatalf("listen on a stale socket file: %v", err)
-	}
-	defer ln.Close()
-	if _, err := openListener("unix:"+path, os.Getenv); err == nil || !strings.Contains(err.Error(), "address already in use") {
-		t.Fatalf("listen on a socket in use: %v, want address already in use", err)
-	}
-	regular := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(regular, nil, 0o644)
-	if _, err := openListener("unix:"+regular, os.Getenv); err == nil {
-		t.Fatal("listen over a regular file succeeded; it must be left alone")
-	}
-	if _, err := os.Stat(regular); err != nil {
-		t.Fatalf("the regular file was removed: %v", err)
 	}
 }

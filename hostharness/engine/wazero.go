@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental/sock"
@@ -18,14 +19,15 @@ import (
 )
 
 // wazeroEngine runs guests with wazero's compiler and its experimental
-// socket support, which binds the listener itself.
+// socket support, which binds the listener itself (WazeroSock).
 type wazeroEngine struct {
+	name    string
 	runtime wazero.Runtime
 	cache   wazero.CompilationCache
 }
 
-func newWazero(ctx context.Context, opts Options) (Engine, error) {
-	e, err := newWazeroEngine(ctx, opts, true)
+func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
+	e, err := newWazeroEngine(ctx, WazeroSock, opts, true)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +38,7 @@ func newWazero(ctx context.Context, opts Options) (Engine, error) {
 // code checks the run's context (wazero's WithCloseOnContextDone), so that
 // any guest can be stopped; without it, stopping is left to host functions
 // (package hostsock's), which saves the guest about 40 % of its CPU.
-func newWazeroEngine(ctx context.Context, opts Options, checkContext bool) (*wazeroEngine, error) {
+func newWazeroEngine(ctx context.Context, name string, opts Options, checkContext bool) (*wazeroEngine, error) {
 	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(opts.CacheDir, "wazero"))
 	if err != nil {
 		return nil, fmt.Errorf("wazero compilation cache: %w", err)
@@ -52,10 +54,10 @@ func newWazeroEngine(ctx context.Context, opts Options, checkContext bool) (*waz
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wazero: instantiate WASI: %w", err)
 	}
-	return &wazeroEngine{runtime: rt, cache: cache}, nil
+	return &wazeroEngine{name: name, runtime: rt, cache: cache}, nil
 }
 
-func (e *wazeroEngine) Name() string { return Wazero }
+func (e *wazeroEngine) Name() string { return e.name }
 
 func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 	wasm, err := os.ReadFile(path)
@@ -71,7 +73,7 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 		module, name, _ := f.Import()
 		if m := e.runtime.Module(module); m == nil || m.ExportedFunctionDefinitions()[name] == nil {
 			compiled.Close(ctx)
-			return nil, errMissingImport(path, module, name, Wazero)
+			return nil, errMissingImport(path, module, name, e.name)
 		}
 	}
 	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path)}, nil
@@ -89,16 +91,15 @@ type wazeroModule struct {
 }
 
 func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
-	if err := cfg.onlyEngineSockets(Wazero); err != nil {
+	addr, err := takeOverAddr(WazeroSock, cfg)
+	if err != nil {
 		return err
 	}
-	host, portText, err := net.SplitHostPort(cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %q: %w", cfg.Listen, err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port <= 0 {
-		return fmt.Errorf("listen %q: want a non-zero port", cfg.Listen)
+	host, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+	if strings.Contains(host, ":") {
+		// wazero joins host and port without brackets.
+		host = "[" + host + "]"
 	}
 	modCfg, closeFS, err := m.moduleConfig(cfg, nil)
 	if err != nil {
@@ -212,6 +213,8 @@ func wazeroExit(ctx context.Context, err error) error {
 }
 
 func (m *wazeroModule) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+
+func (m *wazeroModule) Engine() string { return WazeroSock }
 
 func writerOrDiscard(w io.Writer) io.Writer {
 	if w == nil {
