@@ -31,7 +31,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json, chart.svg and chart.png")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for the built guests")
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
-	instances := flags.Int("instances", 1, "also measure the "+engine.Wazero+" engine with serve --instances N, when N > 1 and "+engine.Wazero+" is among the engines")
+	instances := flags.Int("instances", 1, "also measure the "+engine.Wazy+" engine with serve --instances N, when N > 1 and "+engine.Wazy+" is among the engines")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
@@ -123,7 +123,7 @@ func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines
 	}
 	for _, name := range engines {
 		cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm))
-		if name == engine.Wazero && instances > 1 {
+		if name == engine.Wazy && instances > 1 {
 			cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm, "--instances", fmt.Sprint(instances)))
 		}
 	}

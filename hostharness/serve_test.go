@@ -90,21 +90,21 @@ func TestServeErrors(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"missing wasm", []string{"serve", "--engine", engine.WazeroSock, filepath.Join(t.TempDir(), "nope.wasm")}, 2, "no such file"},
+		{"missing wasm", []string{"serve", "--engine", engine.WazySock, filepath.Join(t.TempDir(), "nope.wasm")}, 2, "no such file"},
 		{"unknown engine", []string{"serve", "--engine", "nosuch", "x.wasm"}, 2, "unknown engine"},
-		{"renamed engine", []string{"serve", "--engine", "wasiserve", "x.wasm"}, 2, `it is now called "wazero"`},
+		{"renamed engine", []string{"serve", "--engine", "wasiserve", "x.wasm"}, 2, `it is now called "wazy"`},
 		{"bad dir", []string{"serve", "--dir", ":/data", "x.wasm"}, 2, "want host[:guest]"},
 		{"two guests", []string{"serve", "a.wasm", "b.wasm"}, 2, "at most one"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"no instances", []string{"serve", "--instances", "0", "x.wasm"}, 2, "want 1 to 1024"},
 		{"absurd instances", []string{"serve", "--instances", "10000", "x.wasm"}, 2, "want 1 to 1024"},
-		{"instances on wazero-sock", []string{"serve", "--engine", engine.WazeroSock, "--instances", "2", built.fd3}, 2,
-			"--instances needs a host-owned listener, which engine wazero-sock does not support; use --engine"},
-		{"max-conns on wazero-sock", []string{"serve", "--engine", engine.WazeroSock, "--max-conns", "5", built.fd3}, 2,
-			"--max-conns needs a connection limit, which engine wazero-sock does not support"},
+		{"instances on wazy-sock", []string{"serve", "--engine", engine.WazySock, "--instances", "2", built.fd3}, 2,
+			"--instances needs a host-owned listener, which engine wazy-sock does not support; use --engine"},
+		{"max-conns on wazy-sock", []string{"serve", "--engine", engine.WazySock, "--max-conns", "5", built.fd3}, 2,
+			"--max-conns needs a connection limit, which engine wazy-sock does not support"},
 		{"systemd without a socket", []string{"serve", "--listen", "systemd", built.fd3}, 1, "systemd passed no socket"},
-		{"port in use", []string{"serve", "--engine", engine.Wazero, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
-		{"port in use, engine that binds itself", []string{"serve", "--engine", engine.WazeroSock, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
+		{"port in use", []string{"serve", "--engine", engine.Wazy, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
+		{"port in use, engine that binds itself", []string{"serve", "--engine", engine.WazySock, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
 		{"env without =", []string{"serve", "--env", "NOEQUALS", "x.wasm"}, 2, `--env "NOEQUALS": want KEY=VALUE`},
 		{"bad dial pattern", []string{"serve", "--allow-dial", "nocolon", "x.wasm"}, 2, "--allow-dial"},
 		{"guest path twice", []string{"serve", "--dir", t.TempDir() + ":/d", "--dir", t.TempDir() + ":/d", "x.wasm"}, 2, "mounted twice"},
@@ -132,7 +132,7 @@ func TestServeErrors(t *testing.T) {
 // until interrupted; without it, serve returns the guest's exit code.
 func TestServeRestart(t *testing.T) {
 	wasm := built.fd3
-	args := []string{"serve", "--engine", engine.WazeroSock, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), "--env", "EXIT_CODE=3"}
+	args := []string{"serve", "--engine", engine.WazySock, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), "--env", "EXIT_CODE=3"}
 
 	t.Run("without restart", func(t *testing.T) {
 		var logs syncbuf.Buffer

@@ -123,7 +123,7 @@ func TestEchoGuest(t *testing.T) {
 			})
 			t.Run("large binary", func(t *testing.T) {
 				resp, got := post(t, inst.URL()+"/any/path?x=1", "application/octet-stream", large)
-				if name == engine.WazeroSock && resp.StatusCode == 200 && len(got) < len(large) && bytes.Equal(got, large[:len(got)]) {
+				if name == engine.WazySock && resp.StatusCode == 200 && len(got) < len(large) && bytes.Equal(got, large[:len(got)]) {
 					// A known wazero bug, listed in compare's corpus.
 					t.Skipf("wazero's socket layer lost the tail of the echo under write back-pressure (%d of %d bytes came back): see \"Short echo under write back-pressure\" in docs/COMPARE.md", len(got), len(large))
 				}
@@ -259,10 +259,10 @@ func TestLoadErrors(t *testing.T) {
 func TestDefault(t *testing.T) {
 	want := engine.Wasmtime
 	switch embedded := engine.Embedded(); {
-	case !slices.Contains(embedded, engine.Wasmtime) && slices.Contains(embedded, engine.Wazero):
-		want = engine.Wazero
+	case !slices.Contains(embedded, engine.Wasmtime) && slices.Contains(embedded, engine.Wazy):
+		want = engine.Wazy
 	case !slices.Contains(embedded, engine.Wasmtime):
-		want = engine.WazeroSock
+		want = engine.WazySock
 	}
 	if got := engine.Default(); got != want {
 		t.Fatalf("Default() = %s with %v embedded, want %s", got, engine.Embedded(), want)
@@ -472,9 +472,9 @@ func TestDirConfinement(t *testing.T) {
 		t.Fatal(err)
 	}
 	confined := map[string]engine.Mount{
-		engine.WazeroSock: {Host: dir, Guest: "/data", ReadOnly: true},
-		engine.Wazero:     {Host: dir, Guest: "/data", ReadOnly: true},
-		engine.Wasmtime:   {Host: dir, Guest: "/data"},
+		engine.WazySock: {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wazy:     {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wasmtime: {Host: dir, Guest: "/data"},
 	}
 	for _, name := range engine.Embedded() {
 		mount, ok := confined[name]
@@ -530,10 +530,10 @@ func TestSelect(t *testing.T) {
 	if want := len(embedded) + 3; len(all) != want || !slices.Equal(all[:len(embedded)], embedded) {
 		t.Errorf("Select(all) = %v: want the %d embedded engines first, then the 3 CLIs", all, want)
 	}
-	if got, err := engine.Select("wazero,wasmtime-cli"); err != nil || strings.Join(got, " ") != "wazero wasmtime-cli" {
+	if got, err := engine.Select("wazy,wasmtime-cli"); err != nil || strings.Join(got, " ") != "wazy wasmtime-cli" {
 		t.Errorf("Select(list) = %v, %v", got, err)
 	}
-	if _, err := engine.Select("wazero,nosuch"); !errors.Is(err, engine.ErrUnknownEngine) {
+	if _, err := engine.Select("wazy,nosuch"); !errors.Is(err, engine.ErrUnknownEngine) {
 		t.Errorf("Select with an unknown name: %v, want ErrUnknownEngine", err)
 	}
 }

@@ -25,7 +25,7 @@ func TestSharedListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	eng := newEngine(t, engine.Wazero)
+	eng := newEngine(t, engine.Wazy)
 	a := serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=a:"}})
 	serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=b:"}})
 	url := "http://" + ln.Addr().String()
@@ -75,7 +75,7 @@ func TestUnixListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	inst := serve(t, newEngine(t, engine.Wazero), built.echo, engine.Config{Listener: ln})
+	inst := serve(t, newEngine(t, engine.Wazy), built.echo, engine.Config{Listener: ln})
 	if inst.Network != "unix" || inst.URL() != "unix:"+path {
 		t.Fatalf("instance %s %s, URL %s; want unix %s", inst.Network, inst.Addr, inst.URL(), path)
 	}
@@ -109,7 +109,7 @@ func TestOwnedListenerRefused(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			err := runToExit(t, name, built.echo, engine.Config{Listener: ln})
-			if err == nil || !strings.Contains(err.Error(), "host-owned listener") || !strings.Contains(err.Error(), "--engine "+engine.Wazero) {
+			if err == nil || !strings.Contains(err.Error(), "host-owned listener") || !strings.Contains(err.Error(), "--engine "+engine.Wazy) {
 				t.Fatalf("Listener on %s: %v, want a refusal naming the engine to use", name, err)
 			}
 		})
@@ -180,7 +180,7 @@ func TestDrain(t *testing.T) {
 // to wait for a connection, not just for the kernel to queue one: a guest
 // that never accepts never becomes ready.
 func TestReadyWhenAccepting(t *testing.T) {
-	eng := newEngine(t, engine.Wazero)
+	eng := newEngine(t, engine.Wazy)
 	mod, err := eng.Load(context.Background(), built.fd3)
 	if err != nil {
 		t.Fatal(err)

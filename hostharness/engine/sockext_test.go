@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tetratelabs/wazero"
+	"github.com/samyfodil/wazy"
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
@@ -76,7 +76,7 @@ func fetch(t *testing.T, base, target string) (int, string) {
 // TestSockExtListen serves the socket-extension guest on an address it
 // binds itself (LISTEN_ADDR), allowed by AllowListen, over IPv4 and IPv6.
 func TestSockExtListen(t *testing.T) {
-	eng := newEngine(t, engine.Wazero)
+	eng := newEngine(t, engine.Wazy)
 	for _, tc := range []struct{ network, host string }{{"tcp4", "127.0.0.1"}, {"tcp6", "::1"}} {
 		t.Run(tc.network, func(t *testing.T) {
 			addr := freeAddr(t, tc.network, tc.host)
@@ -106,7 +106,7 @@ func TestSockExtListen(t *testing.T) {
 // resolves on the host.
 func TestSockExtFetch(t *testing.T) {
 	up := newUpstream(t)
-	inst := serve(t, newEngine(t, engine.Wazero), built.wasmedge, engine.Config{
+	inst := serve(t, newEngine(t, engine.Wazy), built.wasmedge, engine.Config{
 		AllowDial: []string{"127.0.0.1:" + up.port(), "localhost:" + up.port()},
 	})
 	for _, target := range []string{up.URL + "/by-address", "http://localhost:" + up.port() + "/by-name"} {
@@ -141,7 +141,7 @@ func TestSockExtDialDenied(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncbuf.Buffer
-			inst := serve(t, newEngine(t, engine.Wazero), built.wasmedge, engine.Config{
+			inst := serve(t, newEngine(t, engine.Wazy), built.wasmedge, engine.Config{
 				AllowDial: tc.allow,
 				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
 			})
@@ -168,7 +168,7 @@ func TestSockExtBindDenied(t *testing.T) {
 	for _, allow := range [][]string{nil, {fmt.Sprintf("127.0.0.1:%d", other+1)}, {"[::1]:" + port}} {
 		t.Run(fmt.Sprint(allow), func(t *testing.T) {
 			var stderr syncbuf.Buffer
-			err := runToExit(t, engine.Wazero, built.wasmedge, engine.Config{
+			err := runToExit(t, engine.Wazy, built.wasmedge, engine.Config{
 				Env:         []string{"LISTEN_ADDR=" + addr},
 				AllowListen: allow,
 				Stderr:      &stderr,
@@ -190,12 +190,12 @@ func TestSockExtBindDenied(t *testing.T) {
 // refuse the policy fields at Run, naming the engine to use.
 func TestSockExtRefused(t *testing.T) {
 	for _, name := range engine.Embedded() {
-		if name == engine.Wazero {
+		if name == engine.Wazy {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
 			_, err := newEngine(t, name).Load(context.Background(), built.wasmedge)
-			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") || !strings.Contains(err.Error(), "--engine wazero") {
+			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") || !strings.Contains(err.Error(), "--engine wazy") {
 				t.Errorf("Load of the socket-extension guest: %v, want an error naming a sock_ import and the engine to use", err)
 			}
 			for _, cfg := range []engine.Config{{AllowDial: []string{"*:*"}}, {AllowListen: []string{"*:*"}}} {
@@ -213,7 +213,7 @@ func TestSockExtRefused(t *testing.T) {
 // variant does.
 func TestDefaultGuestImports(t *testing.T) {
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
+	rt := wazy.NewRuntime(ctx)
 	defer rt.Close(ctx)
 	for _, tc := range []struct {
 		wasm string

@@ -20,7 +20,7 @@ import (
 
 // socketEngines are the engines whose own socket layer these tests exercise
 // beyond the shared table-driven ones.
-var socketEngines = []string{engine.Wazero}
+var socketEngines = []string{engine.Wazy}
 
 func TestKeepAlive(t *testing.T) {
 	for _, name := range socketEngines {
@@ -140,7 +140,7 @@ func TestClientAbort(t *testing.T) {
 // a third client must wait (in the kernel backlog, not refused) until one
 // of the first two goes away, and is then served.
 func TestMaxConns(t *testing.T) {
-	inst := serve(t, newEngine(t, engine.Wazero), built.echo, engine.Config{MaxConns: 2})
+	inst := serve(t, newEngine(t, engine.Wazy), built.echo, engine.Config{MaxConns: 2})
 	request := func(c net.Conn, body string) (string, error) {
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
@@ -193,7 +193,7 @@ func isTimeout(err error) bool {
 
 func TestMaxConnsRefused(t *testing.T) {
 	for _, name := range engine.Embedded() {
-		if name == engine.Wazero {
+		if name == engine.Wazy {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {

@@ -5,6 +5,8 @@
 // one accept at once (none with NO_ACCEPT=never) and then never again, so
 // connections pile up in the listener's backlog. Responses
 // start with REPLY_PREFIX ("fd3:" by default), which tells instances apart.
+// A request for SPIN_PATH, when set, spins in pure computation forever, as
+// a handler with a bug does.
 package main
 
 import (
@@ -55,8 +57,18 @@ func main() {
 	if prefix == "" {
 		prefix = "fd3:"
 	}
+	spinPath := os.Getenv("SPIN_PATH")
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if spinPath != "" && r.URL.Path == spinPath {
+			fmt.Fprintln(os.Stderr, "fd3guest: spinning")
+			for i := 0; ; i++ {
+				spinSink = i
+			}
+		}
 		io.WriteString(w, prefix)
 		io.Copy(w, r.Body)
 	}))
 }
+
+// spinSink keeps the spin loop from being optimised away.
+var spinSink int
