@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -33,18 +32,8 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "echo.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdoutR, stdoutW := io.Pipe()
-	var logs syncbuf.Buffer
-	env := &cliEnv{stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, env, []string{"serve", "--listen", "unix:" + sock, "--instances", "2", "--cache-dir", enginetest.CacheDir(), wasm})
-		stdoutW.Close()
-	}()
-	lines := bufio.NewScanner(stdoutR)
-	if !lines.Scan() {
-		t.Fatalf("no serving line; exit %d, logs:\n%s", <-code, logs.String())
-	}
+	s := serveInProcess(t, ctx, "--listen", "unix:"+sock, "--instances", "2", "--cache-dir", enginetest.CacheDir(), wasm)
+	lines, logs, code := s.lines, s.logs, s.code
 	if want := fmt.Sprintf("serving %s at unix:%s (engine %s)", wasm, sock, engine.Wazy); lines.Text() != want {
 		t.Fatalf("serving line %q, want %q", lines.Text(), want)
 	}
@@ -225,20 +214,10 @@ func TestSpinningGuestIsolated(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			stdoutR, stdoutW := io.Pipe()
-			var logs syncbuf.Buffer
-			env := &cliEnv{stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
-			code := make(chan int, 1)
 			const drainTimeout = 2 * time.Second
-			go func() {
-				code <- run(ctx, env, []string{"serve", "--engine", name, "--instances", "2", "--listen", "127.0.0.1:0",
-					"--drain-timeout", drainTimeout.String(), "--env", "SPIN_PATH=/spin", "--cache-dir", enginetest.CacheDir(), built.fd3})
-				stdoutW.Close()
-			}()
-			lines := bufio.NewScanner(stdoutR)
-			if !lines.Scan() {
-				t.Fatalf("no serving line; exit %d, logs:\n%s", <-code, logs.String())
-			}
+			s := serveInProcess(t, ctx, "--engine", name, "--instances", "2", "--listen", "127.0.0.1:0",
+				"--drain-timeout", drainTimeout.String(), "--env", "SPIN_PATH=/spin", "--cache-dir", enginetest.CacheDir(), built.fd3)
+			lines, logs, code := s.lines, s.logs, s.code
 			m := servingLine.FindStringSubmatch(lines.Text())
 			if m == nil {
 				t.Fatalf("serving line %q", lines.Text())
