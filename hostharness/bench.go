@@ -31,7 +31,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json, chart.svg and chart.png")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for the built guests")
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
-	instances := flags.Int("instances", 1, "also measure each engine whose host owns the sockets ("+engine.Wasiserve+", "+engine.Wasmtime+") with serve --instances N, when N > 1")
+	instances := flags.Int("instances", 1, "also measure each engine whose host owns the listener ("+strings.Join(engine.With(engine.HostListener), ", ")+") with serve --instances N, when N > 1")
 	var harnesses stringList
 	flags.Var(&harnesses, "harness", "ENGINE=PATH: also measure ENGINE as served by the hostharness executable at PATH (repeatable); for engines that cannot be linked into this binary, such as wasmtime19 (go build -tags wasmtime19)")
 	if code, ok := parseFlags(flags, args); !ok {
@@ -157,7 +157,7 @@ func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines
 	}
 	for _, name := range engines {
 		cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm))
-		if engine.OwnsSockets(name) && instances > 1 {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) && instances > 1 {
 			cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm, "--instances", fmt.Sprint(instances)))
 		}
 	}

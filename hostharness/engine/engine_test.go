@@ -123,7 +123,7 @@ func TestEchoGuest(t *testing.T) {
 			})
 			t.Run("large binary", func(t *testing.T) {
 				resp, got := post(t, inst.URL()+"/any/path?x=1", "application/octet-stream", large)
-				if name == engine.Wazero && resp.StatusCode == 200 && len(got) < len(large) && bytes.Equal(got, large[:len(got)]) {
+				if name == engine.WazySock && resp.StatusCode == 200 && len(got) < len(large) && bytes.Equal(got, large[:len(got)]) {
 					// A known wazero bug, listed in compare's corpus.
 					t.Skipf("wazero's socket layer lost the tail of the echo under write back-pressure (%d of %d bytes came back): see \"Short echo under write back-pressure\" in docs/COMPARE.md", len(got), len(large))
 				}
@@ -199,7 +199,9 @@ func runToExit(t *testing.T, name, wasm string, cfg engine.Config) error {
 		return err
 	}
 	defer mod.Close(ctx)
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listener == nil {
+		cfg.Listener = listen(t)
+	}
 	inst, err := engine.Serve(ctx, mod, cfg)
 	if err != nil {
 		return err
@@ -232,28 +234,6 @@ func TestGuestExitCode(t *testing.T) {
 	}
 }
 
-func TestPortInUse(t *testing.T) {
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	for _, name := range engine.Embedded() {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			mod, err := newEngine(t, name).Load(ctx, built.fd3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
-			_, err = engine.Serve(ctx, mod, engine.Config{Listen: taken.Addr().String()})
-			if err == nil || !strings.Contains(err.Error(), "address already in use") {
-				t.Fatalf("Serve on a taken port: %v, want an 'address already in use' error", err)
-			}
-		})
-	}
-}
-
 func TestLoadErrors(t *testing.T) {
 	garbage := filepath.Join(t.TempDir(), "garbage.wasm")
 	if err := os.WriteFile(garbage, []byte("not wasm at all"), 0o644); err != nil {
@@ -279,10 +259,10 @@ func TestLoadErrors(t *testing.T) {
 func TestDefault(t *testing.T) {
 	want := engine.Wasmtime
 	switch embedded := engine.Embedded(); {
-	case !slices.Contains(embedded, engine.Wasmtime) && slices.Contains(embedded, engine.Wasiserve):
-		want = engine.Wasiserve
+	case !slices.Contains(embedded, engine.Wasmtime) && slices.Contains(embedded, engine.Wazy):
+		want = engine.Wazy
 	case !slices.Contains(embedded, engine.Wasmtime):
-		want = engine.Wazero
+		want = engine.WazySock
 	}
 	if got := engine.Default(); got != want {
 		t.Fatalf("Default() = %s with %v embedded, want %s", got, engine.Embedded(), want)
@@ -349,7 +329,7 @@ func TestCLIRejectsTCPListen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0"})
+	_, err = engine.Serve(ctx, mod, engine.Config{Listener: listen(t)})
 	if err == nil || !strings.Contains(err.Error(), "rejects `-S preview2=n -S tcplisten`") || !strings.Contains(err.Error(), "--engine wasmtime") {
 		t.Fatalf("Serve with a CLI that rejects tcplisten: %v; want an error saying so and what to use instead", err)
 	}
@@ -414,7 +394,7 @@ func TestMaxMemory(t *testing.T) {
 				{"256", true}, // does not: the Go runtime reports out of memory and exits 2
 			} {
 				var stderr syncbuf.Buffer
-				inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Env: []string{"ALLOC_MB=" + tc.allocMB}, Stderr: &stderr})
+				inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Env: []string{"ALLOC_MB=" + tc.allocMB}, Stderr: &stderr})
 				if err == nil && !tc.wantExit {
 					resp, got := post(t, inst.URL(), "", []byte("x"))
 					if resp.StatusCode != 200 || string(got) != "fd3:x" {
@@ -465,10 +445,9 @@ func TestUnknownImport(t *testing.T) {
 
 func TestCLIArguments(t *testing.T) {
 	cfg := engine.Config{
-		Listen: "127.0.0.1:8080",
-		Dirs:   []engine.Mount{{Host: "/srv", Guest: "/data"}},
-		Env:    []string{"A=1"},
-		Args:   []string{"-v"},
+		Dirs: []engine.Mount{{Host: "/srv", Guest: "/data"}},
+		Env:  []string{"A=1"},
+		Args: []string{"-v"},
 	}
 	for _, tc := range []struct {
 		engine string
@@ -478,7 +457,7 @@ func TestCLIArguments(t *testing.T) {
 		{"wazero-cli", "run -listen 127.0.0.1:8080 -mount /srv:/data -env A=1 app.wasm -v"},
 		{"wasmedge-cli", "--env LISTEN_ADDR=127.0.0.1:8080 --dir /data:/srv --env A=1 app.wasm -v"},
 	} {
-		if got := strings.Join(engine.CLIArgs(tc.engine, "app.wasm", cfg), " "); got != tc.want {
+		if got := strings.Join(engine.CLIArgs(tc.engine, "app.wasm", "127.0.0.1:8080", cfg), " "); got != tc.want {
 			t.Errorf("%s arguments:\n got %s\nwant %s", tc.engine, got, tc.want)
 		}
 	}
@@ -501,9 +480,9 @@ func TestDirConfinement(t *testing.T) {
 		t.Fatal(err)
 	}
 	confined := map[string]engine.Mount{
-		engine.Wazero:    {Host: dir, Guest: "/data", ReadOnly: true},
-		engine.Wasiserve: {Host: dir, Guest: "/data", ReadOnly: true},
-		engine.Wasmtime:  {Host: dir, Guest: "/data"},
+		engine.WazySock: {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wazy:     {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wasmtime: {Host: dir, Guest: "/data"},
 	}
 	for _, name := range engine.Embedded() {
 		mount, ok := confined[name]
@@ -596,15 +575,10 @@ func TestExternrefGuest(t *testing.T) {
 }
 
 // TestSpinningGuestStopped checks that cancelling a run stops a guest that
-// spins without host calls, on the engines that interrupt compiled code
-// (wasiserve stops a guest at its next host call only: see
-// engine.ErrNotStopped).
+// spins without host calls.
 func TestSpinningGuestStopped(t *testing.T) {
 	wasm := writeWasm(t, "spin.wasm", spinModule)
 	for _, name := range engine.Embedded() {
-		if name == engine.Wasiserve {
-			continue
-		}
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			mod, err := newEngine(t, name).Load(ctx, wasm)
@@ -614,7 +588,7 @@ func TestSpinningGuestStopped(t *testing.T) {
 			defer mod.Close(ctx)
 			runCtx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
-			cfg := engine.Config{Listen: freeAddr(t, "tcp", "127.0.0.1")}
+			cfg := engine.Config{Listener: listen(t)}
 			go func() { done <- mod.Run(runCtx, cfg) }()
 			time.Sleep(300 * time.Millisecond)
 			select {
@@ -655,10 +629,21 @@ func TestSelect(t *testing.T) {
 	if want := len(embedded) + 3; len(all) != want || !slices.Equal(all[:len(embedded)], embedded) {
 		t.Errorf("Select(all) = %v: want the %d embedded engines first, then the 3 CLIs", all, want)
 	}
-	if got, err := engine.Select("wazero,wasmtime-cli"); err != nil || strings.Join(got, " ") != "wazero wasmtime-cli" {
+	if got, err := engine.Select("wazy,wasmtime-cli"); err != nil || strings.Join(got, " ") != "wazy wasmtime-cli" {
 		t.Errorf("Select(list) = %v, %v", got, err)
 	}
-	if _, err := engine.Select("wazero,nosuch"); !errors.Is(err, engine.ErrUnknownEngine) {
+	if _, err := engine.Select("wazy,nosuch"); !errors.Is(err, engine.ErrUnknownEngine) {
 		t.Errorf("Select with an unknown name: %v, want ErrUnknownEngine", err)
 	}
+}
+
+// listen returns a loopback listener on a free port, closed when the test
+// ends.
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := enginetest.Listen(t, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
+	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
 )
 
 // TestSharedListener serves one host listener with two instances of a
@@ -103,37 +104,39 @@ func TestUnixListener(t *testing.T) {
 }
 
 // TestOwnedListenerRefused checks that engines which bind their listener
-// themselves refuse one the host owns, naming the engine that can.
+// themselves refuse one that only the host can hold (a Unix socket),
+// naming the engines that can.
 func TestOwnedListenerRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := enginetest.Listen(t, "unix:"+filepath.Join(t.TempDir(), "s.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
 	for _, name := range engine.Embedded() {
-		if engine.OwnsSockets(name) {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
 			err := runToExit(t, name, built.echo, engine.Config{Listener: ln})
-			if err == nil || !strings.Contains(err.Error(), "host-owned listener") || !strings.Contains(err.Error(), "--engine "+engine.Wasiserve) {
+			if err == nil || !strings.Contains(err.Error(), "host-owned listener") || !strings.Contains(err.Error(), "--engine "+engine.Wazy) {
 				t.Fatalf("Listener on %s: %v, want a refusal naming the engine to use", name, err)
 			}
 		})
 	}
 }
 
-// TestDrain starts a request, drains the guest, and checks that new
-// connections are refused while the request in flight completes and the
-// guest then exits by itself, on each engine that can drain.
+// TestDrain starts a request, stops the listener as its owner does on a
+// graceful stop, drains the guest, and checks that new connections are
+// refused while the request in flight completes and the guest then exits
+// by itself, on each engine that can drain.
 func TestDrain(t *testing.T) {
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
-			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
-			if name == engine.Wazero {
-				// wazero's listener is out of the host's reach.
+			ln := listen(t)
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{Listener: ln})
+			if !engine.CapabilitiesOf(name).Has(engine.Drain) {
+				// The engine's listener is out of the host's reach.
 				if inst.Drain() {
-					t.Fatal("Drain on wazero = true, want false: it cannot drain")
+					t.Fatalf("Drain on %s = true, want false: it cannot drain", name)
 				}
 				return
 			}
@@ -143,6 +146,11 @@ func TestDrain(t *testing.T) {
 			}
 			defer conn.Close()
 			finish := enginetest.StartEcho(t, conn)
+			if engine.CapabilitiesOf(name).Has(engine.HostListener) {
+				if err := listener.StopAccepting(ln); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if !inst.Drain() {
 				t.Fatal("Drain = false, want true")
 			}
@@ -190,7 +198,7 @@ func TestReadyWhenAccepting(t *testing.T) {
 			defer mod.Close(context.Background())
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Env: []string{"NO_ACCEPT=never"}})
+			inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Env: []string{"NO_ACCEPT=never"}})
 			if err == nil {
 				inst.Stop()
 				t.Fatal("Serve reported ready a guest that never waits for a connection")

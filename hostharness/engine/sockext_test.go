@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tetratelabs/wazero"
+	"github.com/samyfodil/wazy"
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
@@ -204,18 +204,18 @@ func TestSockExtBindDenied(t *testing.T) {
 // refuse the policy fields at Run, naming the engine to use.
 func TestSockExtRefused(t *testing.T) {
 	for _, name := range engine.Embedded() {
-		if engine.OwnsSockets(name) {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
 			_, err := newEngine(t, name).Load(context.Background(), built.wasmedge)
-			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") || !strings.Contains(err.Error(), "--engine wasiserve") {
+			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") || !strings.Contains(err.Error(), "--engine wazy") {
 				t.Errorf("Load of the socket-extension guest: %v, want an error naming a sock_ import and the engine to use", err)
 			}
 			for _, cfg := range []engine.Config{{AllowDial: []string{"*:*"}}, {AllowListen: []string{"*:*"}}} {
 				err := runToExit(t, name, built.echo, cfg)
-				if err == nil || !strings.Contains(err.Error(), "needs an engine whose host owns the sockets; use --engine wasiserve") {
-					t.Errorf("%+v on %s: %v, want a refusal naming --engine wasiserve", cfg, name, err)
+				if err == nil || !strings.Contains(err.Error(), "does not support the WasmEdge socket extensions; use --engine") {
+					t.Errorf("%+v on %s: %v, want a refusal naming the engines to use", cfg, name, err)
 				}
 			}
 		})
@@ -227,7 +227,7 @@ func TestSockExtRefused(t *testing.T) {
 // variant does.
 func TestDefaultGuestImports(t *testing.T) {
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
+	rt := wazy.NewRuntime(ctx)
 	defer rt.Close(ctx)
 	for _, tc := range []struct {
 		wasm string

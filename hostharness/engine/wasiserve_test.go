@@ -18,18 +18,10 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 )
 
-// socketEngines are the embedded engines that serve sockets with the
-// project's socket layer, which these tests exercise beyond the shared
-// table-driven ones.
-var socketEngines = func() []string {
-	var names []string
-	for _, name := range engine.Embedded() {
-		if engine.OwnsSockets(name) {
-			names = append(names, name)
-		}
-	}
-	return names
-}()
+// socketEngines are the embedded engines whose host owns the sockets
+// (package hostsock), whose socket layer these tests exercise beyond the
+// shared table-driven ones.
+var socketEngines = engine.With(engine.HostListener)
 
 func TestKeepAlive(t *testing.T) {
 	for _, name := range socketEngines {
@@ -231,12 +223,12 @@ func isTimeout(err error) bool {
 
 func TestMaxConnsRefused(t *testing.T) {
 	for _, name := range engine.Embedded() {
-		if engine.OwnsSockets(name) {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
 			err := runToExit(t, name, built.echo, engine.Config{MaxConns: 4})
-			if err == nil || !strings.Contains(err.Error(), "--max-conns needs an engine whose host owns") {
+			if err == nil || !strings.Contains(err.Error(), "does not support a connection limit") {
 				t.Fatalf("MaxConns on %s: %v, want a refusal naming the engine to use", name, err)
 			}
 		})

@@ -42,12 +42,12 @@ const wasmtimeAvailable = true
 // libraries cannot be linked into one binary (their symbols collide).
 const Wasmtime19 = "wasmtime19"
 
-// wasmtimeOwnsSockets reports that this build's wasmtime engine serves
-// sockets with hostsock.
-const wasmtimeOwnsSockets = false
-
 // wasmtimeName is the name this build gives its embedded wasmtime engine.
 const wasmtimeName = Wasmtime19
+
+// wasmtimeCapabilities are this build's wasmtime engine's: wasmtime 19
+// binds the listener itself.
+var wasmtimeCapabilities = Capabilities{Drain}
 
 // preopenSocketAllowEnv must be set or wasmtime 19 panics in
 // wasi_config_preopen_socket.
@@ -151,11 +151,11 @@ type wasmtimeModule struct {
 
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 
-// drains: Run stops the listener wasmtime bound when cfg.Drain is closed.
-func (m *wasmtimeModule) drains() {}
+func (m *wasmtimeModule) Engine() string { return wasmtimeName }
 
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
-	if err := cfg.onlyEngineSockets(wasmtimeName); err != nil {
+	listen, err := takeOverAddr(wasmtimeName, cfg)
+	if err != nil {
 		return err
 	}
 	eng := newEngine()
@@ -163,7 +163,7 @@ func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("wasmtime: load compiled %s: %w", m.name, err)
 	}
-	wasi, waitOutput, err := m.wasiConfig(cfg)
+	wasi, waitOutput, err := m.wasiConfig(cfg, listen)
 	if err != nil {
 		return err
 	}
@@ -198,11 +198,11 @@ func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 		for {
 			select {
 			case <-ctx.Done():
-				interrupt(eng, cfg.Listen)
+				interrupt(eng, listen)
 				return
 			case <-drain:
 				drain = nil
-				if err := stopListeningAt(cfg.Listen); err != nil {
+				if err := stopListeningAt(listen); err != nil {
 					cfg.logger().Warn("wasmtime: cannot stop the guest's listener; it serves until the drain timeout", "err", err)
 				}
 			case <-stopped:
@@ -228,7 +228,7 @@ func interrupt(eng *wasmtime.Engine, listen string) {
 
 // wasiConfig builds the guest's WASI context: args, env, dirs, stdio and
 // the listener, which goes after the directories.
-func (m *wasmtimeModule) wasiConfig(cfg Config) (*wasmtime.WasiConfig, func(), error) {
+func (m *wasmtimeModule) wasiConfig(cfg Config, listen string) (*wasmtime.WasiConfig, func(), error) {
 	wasi := wasmtime.NewWasiConfig()
 	wasi.SetArgv(append([]string{m.name}, cfg.Args...))
 	var keys, values []string
@@ -258,13 +258,13 @@ func (m *wasmtimeModule) wasiConfig(cfg Config) (*wasmtime.WasiConfig, func(), e
 		return nil, nil, fmt.Errorf("wasmtime: guest stderr: %w", err)
 	}
 	waitOutput := func() { stdout(); stderr() }
-	if err := preopenSocket(wasi, cfg.ListenerFD(), cfg.Listen); err != nil {
+	if err := preopenSocket(wasi, cfg.ListenerFD(), listen); err != nil {
 		wasi.Close()
 		waitOutput()
 		return nil, nil, err
 	}
-	if err := tuneListener(cfg.Listen); err != nil {
-		cfg.logger().Warn("wasmtime: cannot tune the listener (TCP_NODELAY, backlog); small responses may wait for delayed ACKs and bursts of connections may be dropped", "listen", cfg.Listen, "err", err)
+	if err := tuneListener(listen); err != nil {
+		cfg.logger().Warn("wasmtime: cannot tune the listener (TCP_NODELAY, backlog); small responses may wait for delayed ACKs and bursts of connections may be dropped", "listen", listen, "err", err)
 	}
 	return wasi, waitOutput, nil
 }

@@ -20,9 +20,9 @@ import (
 // wasmtimeAvailable reports that the embedded wasmtime engine is linked in.
 const wasmtimeAvailable = true
 
-// wasmtimeOwnsSockets reports that this build's wasmtime engine serves
-// sockets with hostsock.
-const wasmtimeOwnsSockets = true
+// wasmtimeCapabilities are this build's wasmtime engine's: those of the
+// host socket layer.
+var wasmtimeCapabilities = hostSocketCapabilities
 
 // wasmtimeName is the name this build gives its embedded wasmtime engine.
 const wasmtimeName = Wasmtime
@@ -186,16 +186,10 @@ type wasmtimeModule struct {
 
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 
-// reportsReady: Run calls cfg.onReady when the guest first waits for a
-// connection.
-func (m *wasmtimeModule) reportsReady() {}
+func (m *wasmtimeModule) Engine() string { return Wasmtime }
 
-// drains: Run acts on cfg.Drain.
-func (m *wasmtimeModule) drains() {}
-
-// Run serves cfg.Listener, or binds cfg.Listen itself, and gives the
-// listener to the guest at cfg.ListenerFD(), after the preopened
-// directories.
+// Run serves cfg.Listener, giving it to the guest at cfg.ListenerFD(),
+// after the preopened directories.
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	table, closeTable, err := hostTable(ctx, Wasmtime, cfg)
 	if err != nil {

@@ -65,7 +65,7 @@ func wasmtimeFuncs() ([]wasmtimeFunc, error) {
 				return nil, fmt.Errorf("wasmtime's WASI has no %s to replace", hf.Name)
 			}
 			if want, got := f.funcType(), ext.Func().Type(store); !sameFuncType(want, got) {
-				return nil, fmt.Errorf("%s: hostsock's type %v is not wasmtime's %v", hf.Name, kinds(want.Params()), kinds(got.Params()))
+				return nil, fmt.Errorf("%s: hostsock's type %v is not wasmtime's %v", hf.Name, valKinds(want.Params()), valKinds(got.Params()))
 			}
 		}
 		funcs = append(funcs, f)
@@ -73,7 +73,7 @@ func wasmtimeFuncs() ([]wasmtimeFunc, error) {
 	return funcs, nil
 }
 
-func kinds(types []*wasmtime.ValType) []wasmtime.ValKind {
+func valKinds(types []*wasmtime.ValType) []wasmtime.ValKind {
 	out := make([]wasmtime.ValKind, len(types))
 	for i, t := range types {
 		out[i] = t.Kind()
@@ -82,7 +82,7 @@ func kinds(types []*wasmtime.ValType) []wasmtime.ValKind {
 }
 
 func sameFuncType(a, b *wasmtime.FuncType) bool {
-	return slices.Equal(kinds(a.Params()), kinds(b.Params())) && slices.Equal(kinds(a.Results()), kinds(b.Results()))
+	return slices.Equal(valKinds(a.Params()), valKinds(b.Params())) && slices.Equal(valKinds(a.Results()), valKinds(b.Results()))
 }
 
 // forwardMemoryModule is the module name under which the forwarding

@@ -7,6 +7,8 @@
 // answers N connections with plain blocking accept, read and write calls
 // on fd 3 (as guests without a netpoller do) and exits. Responses start
 // with REPLY_PREFIX ("fd3:" by default), which tells instances apart.
+// A request for SPIN_PATH, when set, spins in pure computation forever, as
+// a handler with a bug does.
 package main
 
 import (
@@ -68,11 +70,21 @@ func main() {
 	if prefix == "" {
 		prefix = "fd3:"
 	}
+	spinPath := os.Getenv("SPIN_PATH")
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if spinPath != "" && r.URL.Path == spinPath {
+			fmt.Fprintln(os.Stderr, "fd3guest: spinning")
+			for i := 0; ; i++ {
+				spinSink = i
+			}
+		}
 		io.WriteString(w, prefix)
 		io.Copy(w, r.Body)
 	}))
 }
+
+// spinSink keeps the spin loop from being optimised away.
+var spinSink int
 
 // answerBlocking accepts one connection on fd 3, which it leaves blocking,
 // reads a request's head and answers "blocked".
