@@ -98,6 +98,11 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if err := serve(ctx, env, r); err != nil {
+		var intr *interruptedError
+		if errors.As(err, &intr) { // a stop asked for: not a failure
+			env.logger.Info("interrupted while "+intr.during, "after", intr.after.Round(time.Millisecond), "reason", intr.cause)
+			return 0
+		}
 		env.logger.Error("serve failed", "err", err)
 		return engine.ExitCode(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,5 +158,69 @@ func TestServeGuestFailsOnItsOwn(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("serve did not stop after its guest exited; logs:\n%s", logs.String())
+	}
+}
+
+// waitLog waits until the process has logged text.
+func (p *serveProcess) waitLog(t *testing.T, text string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(p.logs.String(), text) {
+		select {
+		case <-p.exited:
+			t.Fatalf("serve exited (%v) before logging %q; logs:\n%s", p.err, text, p.logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not log %q; logs:\n%s", text, p.logs.String())
+		}
+	}
+}
+
+// TestServeInterruptedWhileCompiling sends SIGINT while serve compiles the
+// guest with an empty compilation cache (seconds on any engine): serve must
+// exit within 2 s, with code 0 and a line saying what it interrupted.
+func TestServeInterruptedWhileCompiling(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			p := startServe(t, nil, "--engine", name, "--listen", "127.0.0.1:0", "--cache-dir", t.TempDir(), built.echo)
+			p.waitLog(t, "compiling guest")
+			time.Sleep(200 * time.Millisecond) // well into the compilation
+			if strings.Contains(p.logs.String(), "compiled guest") {
+				t.Fatalf("the guest compiled in 200ms with an empty cache; logs:\n%s", p.logs.String())
+			}
+			p.cmd.Process.Signal(os.Interrupt)
+			signalled := time.Now()
+			code := p.wait(t, 2*time.Second)
+			t.Logf("exited %s after SIGINT", time.Since(signalled).Round(time.Millisecond))
+			if code != 0 {
+				t.Errorf("exit %d after SIGINT, want 0; logs:\n%s", code, p.logs.String())
+			}
+			if !strings.Contains(p.logs.String(), `msg="interrupted while compiling the guest"`) {
+				t.Errorf("serve did not say what it interrupted; logs:\n%s", p.logs.String())
+			}
+		})
+	}
+}
+
+// TestServeSecondSignal stops a guest that spins without host calls, which
+// takes engine.StopTimeout (5s): a second SIGTERM meanwhile must end serve
+// at once, with the signal's status.
+func TestServeSecondSignal(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "busy.wasm")
+	if err := os.WriteFile(wasm, busyModule, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, nil, "--engine", engine.Wazero, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), wasm)
+	p.waitLog(t, "compiled guest")
+	time.Sleep(200 * time.Millisecond) // the guest is spinning
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond) // serve now waits up to engine.StopTimeout for it
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 2*time.Second); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit %d after a second SIGTERM, want %d; logs:\n%s", code, 128+int(syscall.SIGTERM), p.logs.String())
+	}
+	if !strings.Contains(p.logs.String(), "second signal: exiting now") {
+		t.Errorf("serve did not say why it exited; logs:\n%s", p.logs.String())
 	}
 }
