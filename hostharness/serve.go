@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
+	"github.com/wasiserve/wasiserve/hostharness/internal/sdnotify"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
 	"github.com/wasiserve/wasiserve/internal/activation"
 )
@@ -45,6 +48,20 @@ type serveRun struct {
 	drainTimeout time.Duration
 	options      engine.Options
 	cfg          engine.Config
+	// notifier tells systemd (NOTIFY_SOCKET) when serve is ready and
+	// when it stops; nil without it.
+	notifier *sdnotify.Notifier
+}
+
+// guestStdoutWriter is where --guest-stdout sends the guest's stdout.
+func guestStdoutWriter(env *cliEnv, value string) (io.Writer, error) {
+	switch value {
+	case "stderr":
+		return env.stderr, nil
+	case "stdout":
+		return env.stdout, nil
+	}
+	return nil, fmt.Errorf("--guest-stdout %q: want stderr or stdout", value)
 }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
@@ -65,6 +82,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
 	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit)")
+	guestStdout := flags.String("guest-stdout", "stderr", "where the guest's stdout goes: stderr (so that serve's stdout carries only the serving line)\n"+
+		"or stdout")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
 	var allowDial, allowListen stringList
 	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
@@ -80,7 +99,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if *inheritEnv {
-		envs = append(activation.Without(os.Environ()), envs...)
+		inherited := slices.DeleteFunc(activation.Without(os.Environ()), func(kv string) bool {
+			return strings.HasPrefix(kv, sdnotify.EnvVar+"=") // serve's, not the guest's
+		})
+		envs = append(inherited, envs...)
 	}
 	listenText := *listen
 	if !explicit["listen"] && activation.ForThisProcess(os.Getenv) {
@@ -88,8 +110,15 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	r := serveRun{engine: *engineName, wasm: flags.Arg(0), restart: *restart, instances: *instances, drainTimeout: *drainTimeout,
 		cfg: engine.Config{Env: envs, MaxConns: *maxConns, AllowDial: allowDial, AllowListen: allowListen,
-			Stdout: env.stdout, Stderr: env.stderr, Logger: env.logger}}
-	if err := r.check(listenText, *maxMemory, *cacheDir, dirs); err != nil {
+			Stderr: env.stderr, Logger: env.logger}}
+	err := r.check(listenText, *maxMemory, *cacheDir, dirs)
+	if err == nil {
+		r.cfg.Stdout, err = guestStdoutWriter(env, *guestStdout)
+	}
+	if err == nil {
+		r.notifier, err = sdnotify.FromEnv(os.Getenv)
+	}
+	if err != nil {
 		fmt.Fprintln(env.stderr, "hostharness serve:", err)
 		return 2
 	}
@@ -260,6 +289,12 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 	}
 	defer ln.Close()
 	r.cfg.Listener = ln
+	notify := func(state string, send func() error) {
+		if err := send(); err != nil {
+			env.logger.Warn("cannot tell the service manager", "state", state, "err", err)
+		}
+	}
+	defer context.AfterFunc(ctx, func() { notify("stopping", r.notifier.Stopping) })()
 	path, err := wasmPath(ctx, env.logger, r.wasm, r.options.CacheDir)
 	if err != nil {
 		return err
@@ -272,7 +307,10 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 	defer mod.Close(context.WithoutCancel(ctx))
 	g := &supervise.Group{Module: mod, Config: r.cfg, Instances: r.instances, Restart: r.restart,
 		DrainTimeout: r.drainTimeout, Logger: env.logger,
-		Ready: func() { fmt.Fprintf(env.stdout, "serving %s at %s (engine %s)\n", path, listener.Served(ln), r.engine) }}
+		Ready: func() {
+			fmt.Fprintf(env.stdout, "serving %s at %s (engine %s)\n", path, listener.Served(ln), r.engine)
+			notify("ready", r.notifier.Ready)
+		}}
 	if err := g.Run(ctx); err != nil {
 		return fmt.Errorf("serve %s: %w", path, err)
 	}

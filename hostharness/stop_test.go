@@ -57,17 +57,19 @@ func startServe(t *testing.T, env []string, args ...string) *serveProcess {
 	return p
 }
 
-// servingURL reads stdout up to the serving line and returns its URL.
+// servingURL reads the first stdout line, which must be the serving line
+// whatever the guest prints, and returns its URL.
 func (p *serveProcess) servingURL(t *testing.T) string {
 	t.Helper()
-	for p.stdout.Scan() {
-		if m := servingLine.FindStringSubmatch(p.stdout.Text()); m != nil {
-			return "http://" + m[2]
-		}
+	if !p.stdout.Scan() {
+		<-p.exited
+		t.Fatalf("no serving line (%v); logs:\n%s", p.err, p.logs.String())
 	}
-	<-p.exited
-	t.Fatalf("no serving line (%v); logs:\n%s", p.err, p.logs.String())
-	return ""
+	m := servingLine.FindStringSubmatch(p.stdout.Text())
+	if m == nil {
+		t.Fatalf("first stdout line %q is not the serving line; logs:\n%s", p.stdout.Text(), p.logs.String())
+	}
+	return "http://" + m[2]
 }
 
 // wait waits at most d for the process to exit and returns its exit code.
