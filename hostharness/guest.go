@@ -58,9 +58,9 @@ func loadGuestWith(ctx context.Context, logger *slog.Logger, engineName, path st
 	if st, err := os.Stat(path); err == nil {
 		size = st.Size()
 	}
-	logger.Info("compiling guest", "engine", engineName, "wasm", path, "size", fmt.Sprintf("%.1f MB", float64(size)/1e6))
+	logger.Info("loading guest", "engine", engineName, "wasm", path, "size", fmt.Sprintf("%.1f MB", float64(size)/1e6))
 	start := time.Now()
-	l, err := untilDone(ctx, "compiling the guest", func() (loaded, error) {
+	l, err := untilDone(ctx, "loading the guest", func() (loaded, error) {
 		eng, err := engine.New(ctx, engineName, opts)
 		if err != nil {
 			return loaded{}, err
@@ -75,7 +75,11 @@ func loadGuestWith(ctx context.Context, logger *slog.Logger, engineName, path st
 	if err != nil {
 		return nil, nil, err
 	}
-	logger.Info("compiled guest", "engine", engineName, "took", time.Since(start).Round(time.Millisecond))
+	msg := "compiled guest"
+	if engine.Cached(l.mod) {
+		msg = "loaded compiled guest (cache)"
+	}
+	logger.Info(msg, "engine", engineName, "took", time.Since(start).Round(time.Millisecond))
 	return l.eng, l.mod, nil
 }
 

@@ -42,7 +42,7 @@ func main() {
 	env := &cliEnv{
 		stdout: os.Stdout,
 		stderr: os.Stderr,
-		logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		logger: newLogger(os.Stderr),
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	stop := watchSignals(env.logger, cancel)

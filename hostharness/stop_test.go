@@ -186,7 +186,7 @@ func TestServeInterruptedWhileCompiling(t *testing.T) {
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
 			p := startServe(t, nil, "--engine", name, "--listen", "127.0.0.1:0", "--cache-dir", t.TempDir(), built.echo)
-			p.waitLog(t, "compiling guest")
+			p.waitLog(t, "loading guest")
 			time.Sleep(200 * time.Millisecond) // well into the compilation
 			if strings.Contains(p.logs.String(), "compiled guest") {
 				t.Fatalf("the guest compiled in 200ms with an empty cache; logs:\n%s", p.logs.String())
@@ -198,7 +198,7 @@ func TestServeInterruptedWhileCompiling(t *testing.T) {
 			if code != 0 {
 				t.Errorf("exit %d after SIGINT, want 0; logs:\n%s", code, p.logs.String())
 			}
-			if !strings.Contains(p.logs.String(), `msg="interrupted while compiling the guest"`) {
+			if !strings.Contains(p.logs.String(), `msg="interrupted while loading the guest"`) {
 				t.Errorf("serve did not say what it interrupted; logs:\n%s", p.logs.String())
 			}
 		})

@@ -87,6 +87,7 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 	m := &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}
 	eng := newEngine()
 	if mod, err := wasmtime.NewModuleDeserializeFile(eng, code); err == nil {
+		m.cached = true
 		return m, checkWasmtimeImports(eng, mod, path)
 	}
 	// Not cached, or cached by an incompatible build: compile afresh.
@@ -152,7 +153,11 @@ type wasmtimeModule struct {
 	engine *wasmtimeEngine
 	code   string // path of the serialised module
 	name   string
+	cached bool // Load deserialised code, compiled nothing
 }
+
+// Cached reports whether Load found the code in the cache (see Cached).
+func (m *wasmtimeModule) Cached() bool { return m.cached }
 
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental/sock"
@@ -21,9 +24,10 @@ import (
 // wazeroEngine runs guests with wazero's compiler and its experimental
 // socket support, which binds the listener itself (WazeroSock).
 type wazeroEngine struct {
-	name    string
-	runtime wazero.Runtime
-	cache   wazero.CompilationCache
+	name     string
+	runtime  wazero.Runtime
+	cache    wazero.CompilationCache
+	cacheDir string
 }
 
 func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
@@ -39,7 +43,8 @@ func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
 // any guest can be stopped; without it, stopping is left to host functions
 // (package hostsock's), which saves the guest about 40 % of its CPU.
 func newWazeroEngine(ctx context.Context, name string, opts Options, checkContext bool) (*wazeroEngine, error) {
-	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(opts.CacheDir, "wazero"))
+	cacheDir := filepath.Join(opts.CacheDir, "wazero")
+	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("wazero compilation cache: %w", err)
 	}
@@ -54,7 +59,7 @@ func newWazeroEngine(ctx context.Context, name string, opts Options, checkContex
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wazero: instantiate WASI: %w", err)
 	}
-	return &wazeroEngine{name: name, runtime: rt, cache: cache}, nil
+	return &wazeroEngine{name: name, runtime: rt, cache: cache, cacheDir: cacheDir}, nil
 }
 
 func (e *wazeroEngine) Name() string { return e.name }
@@ -64,10 +69,12 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
+	before := cacheEntries(e.cacheDir)
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wazero: %w", path, err)
 	}
+	cached := maps.Equal(before, cacheEntries(e.cacheDir))
 	// wazero would only report "module[env] not instantiated" at run time.
 	for _, f := range compiled.ImportedFunctions() {
 		module, name, _ := f.Import()
@@ -76,7 +83,26 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 			return nil, errMissingImport(path, module, name, e.name)
 		}
 	}
-	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path)}, nil
+	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path), cached: cached}, nil
+}
+
+// cacheEntries lists the files of wazero's compilation cache in dir with
+// their modification times. wazero writes (or rewrites) an entry for each
+// module it compiles, and fails the compilation when it cannot, but none
+// for a module it found in the cache: the lists before and after
+// CompileModule differ exactly when it compiled (another process adding
+// to the cache meanwhile can only make a hit look like a compilation).
+func cacheEntries(dir string) map[string]time.Time {
+	entries := map[string]time.Time{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				entries[path] = info.ModTime()
+			}
+		}
+		return nil
+	})
+	return entries
 }
 
 func (e *wazeroEngine) Close(ctx context.Context) error {
@@ -88,7 +114,11 @@ type wazeroModule struct {
 	runtime  wazero.Runtime
 	compiled wazero.CompiledModule
 	name     string
+	cached   bool // Load compiled nothing
 }
+
+// Cached reports whether Load found the code in the cache (see Cached).
+func (m *wazeroModule) Cached() bool { return m.cached }
 
 func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 	addr, err := takeOverAddr(WazeroSock, cfg)
