@@ -18,58 +18,71 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
 
-// servingLine is the one line serve prints on stdout once it listens.
-var servingLine = regexp.MustCompile(`^serving (\S+) at http://(127\.0\.0\.1:\d+) \(engine (\S+)\)$`)
+// servingLine is the one line serve prints on stdout once it listens on
+// loopback TCP, IPv4 or IPv6.
+var servingLine = regexp.MustCompile(`^serving (\S+) at http://(127\.0\.0\.1:\d+|\[::1\]:\d+) \(engine (\S+)\)$`)
 
 // TestServeCommand runs `hostharness serve` in-process on each embedded
-// engine: it must print the serving line, answer the curl echo, and exit 0
-// when interrupted.
+// engine, on IPv4 and IPv6 loopback: it must print the serving line,
+// answer the curl echo, and exit 0 when interrupted.
 func TestServeCommand(t *testing.T) {
 	wasm := built.echo
 	for _, name := range engine.Embedded() {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			stdoutR, stdoutW := io.Pipe()
-			var stderr strings.Builder
-			env := &cliEnv{stdout: stdoutW, stderr: &stderr, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			code := make(chan int, 1)
-			go func() {
-				code <- run(ctx, env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
-					"--cache-dir", enginetest.CacheDir(), wasm})
-				stdoutW.Close()
-			}()
-			lines := bufio.NewScanner(stdoutR)
-			if !lines.Scan() {
-				t.Fatalf("no serving line; exit %d, stderr:\n%s", <-code, stderr.String())
-			}
-			m := servingLine.FindStringSubmatch(lines.Text())
-			if m == nil || m[1] != wasm || m[3] != name {
-				t.Fatalf("stdout line %q does not match %s", lines.Text(), servingLine)
-			}
-			client := &http.Client{Timeout: 30 * time.Second}
-			resp, err := client.Post("http://"+m[2], "text/plain", strings.NewReader("echo"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(body) != "echo" {
-				t.Fatalf("echo answered %q", body)
-			}
-			cancel() // as SIGINT does
-			select {
-			case c := <-code:
-				if c != 0 {
-					t.Fatalf("exit code %d after interrupt, want 0", c)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("serve did not stop after interrupt")
-			}
-			if lines.Scan() {
-				t.Errorf("extra stdout line %q: serve must print exactly one", lines.Text())
-			}
-		})
+		for _, listen := range []string{"127.0.0.1:0", "[::1]:0"} {
+			t.Run(name+"/"+listen, func(t *testing.T) {
+				serveEcho(t, name, listen, wasm)
+			})
+		}
+	}
+}
+
+// serveEcho is one TestServeCommand case.
+func serveEcho(t *testing.T, name, listen, wasm string) {
+	if ln, err := net.Listen("tcp", listen); err != nil {
+		t.Skipf("this machine cannot listen on %s: %v", listen, err)
+	} else {
+		ln.Close()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdoutR, stdoutW := io.Pipe()
+	var stderr syncbuf.Buffer
+	env := &cliEnv{stdout: stdoutW, stderr: &stderr, logger: newLogger(&stderr)}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, env, []string{"serve", "--engine", name, "--listen", listen,
+			"--cache-dir", enginetest.CacheDir(), wasm})
+		stdoutW.Close()
+	}()
+	lines := bufio.NewScanner(stdoutR)
+	if !lines.Scan() {
+		t.Fatalf("no serving line; exit %d, stderr:\n%s", <-code, stderr.String())
+	}
+	m := servingLine.FindStringSubmatch(lines.Text())
+	if m == nil || m[1] != wasm || m[3] != name {
+		t.Fatalf("stdout line %q does not match %s", lines.Text(), servingLine)
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Post("http://"+m[2], "text/plain", strings.NewReader("echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "echo" {
+		t.Fatalf("echo answered %q", body)
+	}
+	cancel() // as SIGINT does
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit code %d after interrupt, want 0", c)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after interrupt")
+	}
+	if lines.Scan() {
+		t.Errorf("extra stdout line %q: serve must print exactly one", lines.Text())
 	}
 }
 
