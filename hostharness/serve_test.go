@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -62,14 +61,7 @@ func serveEcho(t *testing.T, name, listen, wasm string) {
 	if m == nil || m[1] != wasm || m[3] != name {
 		t.Fatalf("stdout line %q does not match %s", lines.Text(), servingLine)
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Post("http://"+m[2], "text/plain", strings.NewReader("echo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "echo" {
+	if body := post(t, "http://"+m[2], "echo"); body != "echo" {
 		t.Fatalf("echo answered %q", body)
 	}
 	cancel() // as SIGINT does
