@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -104,5 +105,41 @@ func TestServeGuestStdout(t *testing.T) {
 				t.Errorf("banner on stderr: %v, want %v; stderr:\n%s", got, !tc.onStdout, stderr.String())
 			}
 		})
+	}
+}
+
+// TestServeReadyFile: with --ready-file, the serving line is also written
+// to the file once serve is ready, and the file is gone after serve.
+func TestServeReadyFile(t *testing.T) {
+	readyFile := filepath.Join(t.TempDir(), "ready")
+	if err := os.WriteFile(readyFile, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncbuf.Buffer
+	env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: newLogger(&stderr)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, env, []string{"serve", "--engine", engine.Wazero, "--listen", "127.0.0.1:0",
+			"--cache-dir", enginetest.CacheDir(), "--ready-file", readyFile, built.fatal})
+	}()
+	for !strings.Contains(stdout.String(), "serving ") {
+		select {
+		case c := <-code:
+			t.Fatalf("serve exited %d; stderr:\n%s", c, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	got, err := os.ReadFile(readyFile)
+	if err != nil || string(got) != stdout.String() || !servingLine.MatchString(strings.TrimSuffix(string(got), "\n")) {
+		t.Errorf("ready file %q (%v), want the serving line %q", got, err, stdout.String())
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", c, stderr.String())
+	}
+	if _, err := os.Stat(readyFile); !os.IsNotExist(err) {
+		t.Errorf("ready file left after serve: %v", err)
 	}
 }

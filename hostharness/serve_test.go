@@ -120,6 +120,7 @@ func TestServeErrors(t *testing.T) {
 		{"tiny max-memory", []string{"serve", "--max-memory", "1", "x.wasm"}, 2, "want a size from 1MiB"},
 		{"empty unix path", []string{"serve", "--listen", "unix:", "x.wasm"}, 2, "empty path"},
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
+		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), built.fd3}, 2, "--ready-file: stat"},
 		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", built.fd3}, 2, `--guest-stdout "file": want stderr or stdout`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
