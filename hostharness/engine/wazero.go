@@ -90,8 +90,8 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 // their modification times. wazero writes (or rewrites) an entry for each
 // module it compiles, and fails the compilation when it cannot, but none
 // for a module it found in the cache: the lists before and after
-// CompileModule differ exactly when it compiled (another process adding
-// to the cache meanwhile can only make a hit look like a compilation).
+// CompileModule differ exactly when it compiled. Another process writing
+// to the same cache meanwhile can only make a hit look like a compilation.
 func cacheEntries(dir string) map[string]time.Time {
 	entries := map[string]time.Time{}
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
