@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
+	"github.com/wasiserve/wasiserve/hostharness/internal/sdnotify"
 	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
 
@@ -29,11 +31,14 @@ type serveProcess struct {
 }
 
 // startServe starts the hostharness binary with args (after "serve") and
-// env added to the test's environment; it is killed when the test ends.
+// env added to the test's environment (less any NOTIFY_SOCKET of its own);
+// it is killed when the test ends.
 func startServe(t *testing.T, env []string, args ...string) *serveProcess {
 	t.Helper()
 	cmd := exec.Command(built.harness, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, sdnotify.EnvVar+"=")
+	}), env...)
 	p := &serveProcess{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.logs
 	stdout, err := cmd.StdoutPipe()
