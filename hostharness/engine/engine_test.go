@@ -647,3 +647,30 @@ func listen(t testing.TB) net.Listener {
 	}
 	return ln
 }
+
+// TestCached: a module's first Load in an empty cache compiles it; a Load
+// by another engine with the same cache finds it there.
+func TestCached(t *testing.T) {
+	wasm := writeWasm(t, "trap.wasm", trapModule)
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			cacheDir := t.TempDir()
+			for i, want := range []bool{false, true} {
+				eng, err := engine.New(ctx, name, engine.Options{CacheDir: cacheDir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				mod, err := eng.Load(ctx, wasm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := engine.Cached(mod); got != want {
+					t.Errorf("load %d: Cached %v, want %v", i, got, want)
+				}
+				mod.Close(ctx)
+				eng.Close(ctx)
+			}
+		})
+	}
+}
