@@ -68,6 +68,7 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("%s: %w", Wazero, err)
 	}
 	table.LimitConns(cfg.MaxConns)
+	cfg.reportStats(table)
 	defer func() {
 		if err := table.Close(); err != nil {
 			cfg.logger().Warn("closing guest sockets", "engine", Wazero, "err", err)
