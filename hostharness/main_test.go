@@ -13,6 +13,9 @@ import (
 // that need it as a process of its own).
 var built struct {
 	echo, fd3, harness string
+	// marked answers with the header X-Guest: marked (reload tests);
+	// wasmedge is the echo guest with the socket extensions.
+	marked, wasmedge string
 }
 
 func TestMain(m *testing.M) {
@@ -20,5 +23,7 @@ func TestMain(m *testing.M) {
 		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &built.echo},
 		enginetest.Guest{Pkg: "./engine/testdata/fd3guest", Target: guestbuild.WASI, Path: &built.fd3},
 		enginetest.Guest{Pkg: ".", Path: &built.harness},
+		enginetest.Guest{Pkg: "./engine/testdata/markedguest", Target: guestbuild.WASI, Path: &built.marked},
+		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASIWasmEdge, Path: &built.wasmedge},
 	))
 }

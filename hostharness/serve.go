@@ -45,6 +45,10 @@ type serveRun struct {
 	drainTimeout time.Duration
 	options      engine.Options
 	cfg          engine.Config
+	// watch reloads the guest when its file changes; metrics is the
+	// --metrics address ("" for none).
+	watch   bool
+	metrics string
 }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
@@ -70,6 +74,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
 		"name, *.domain or *; PORT: number or *); it may reach and resolve nothing else")
 	flags.Var(&allowListen, "allow-listen", "HOST:PORT such a guest may bind and listen on itself (repeatable)")
+	watch := flags.Bool("watch", false, "reload the guest when its .wasm file changes, as on SIGHUP: new instances take over the listener,\n"+
+		"then the old ones drain (engines with a host-owned listener)")
+	metricsAddr := flags.String("metrics", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (a listener of its own, never the guest's)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
@@ -87,6 +94,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		listenText = "systemd"
 	}
 	r := serveRun{engine: *engineName, wasm: flags.Arg(0), restart: *restart, instances: *instances, drainTimeout: *drainTimeout,
+		watch: *watch, metrics: *metricsAddr,
 		cfg: engine.Config{Env: envs, MaxConns: *maxConns, AllowDial: allowDial, AllowListen: allowListen,
 			Stdout: env.stdout, Stderr: env.stderr, Logger: env.logger}}
 	if err := r.check(listenText, *maxMemory, *cacheDir, dirs); err != nil {
@@ -116,6 +124,12 @@ func (r *serveRun) check(listenText, maxMemory, cacheDir string, dirs []string) 
 	if avail := memAvailable(); avail > 0 && uint64(r.instances)*instanceFootprint > avail {
 		return fmt.Errorf("--instances %d: each instance takes about %d MiB and this machine has %d MiB available",
 			r.instances, instanceFootprint>>20, avail>>20)
+	}
+	if err := checkMetricsAddr(r.metrics); err != nil {
+		return err
+	}
+	if r.watch && r.wasm == "" {
+		return errors.New("--watch needs a guest.wasm to watch")
 	}
 	if r.drainTimeout < 0 {
 		return fmt.Errorf("--drain-timeout %s: want a duration of 0 or more", r.drainTimeout)
@@ -255,6 +269,13 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 	}
 	defer ln.Close()
 	r.cfg.Listener = ln
+	metricsLn, err := listenMetrics(r.metrics)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
 	path, err := wasmPath(ctx, env.logger, r.wasm, r.options.CacheDir)
 	if err != nil {
 		return err
@@ -264,11 +285,18 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 		return err
 	}
 	defer eng.Close(context.WithoutCancel(ctx))
-	defer mod.Close(context.WithoutCancel(ctx))
 	g := &supervise.Group{Module: mod, Config: r.cfg, Instances: r.instances, Restart: r.restart,
 		DrainTimeout: r.drainTimeout, Logger: env.logger,
 		Ready: func() { fmt.Fprintf(env.stdout, "serving %s at %s (engine %s)\n", path, listener.Served(ln), r.engine) }}
-	if err := g.Run(ctx); err != nil {
+	rl := newReloader(env.logger, eng, g, path, mod)
+	defer func() { rl.current().Close(context.WithoutCancel(ctx)) }()
+	stopExtras, err := startReloadsAndMetrics(ctx, env, r, rl, metricsLn)
+	if err != nil {
+		return err
+	}
+	err = g.Run(ctx)
+	stopExtras()
+	if err != nil {
 		return fmt.Errorf("serve %s: %w", path, err)
 	}
 	return nil
