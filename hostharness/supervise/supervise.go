@@ -128,7 +128,7 @@ type generation struct {
 	// errs are the instances' errors, set before done closes; rejected
 	// is set for a generation that a failed Reload started.
 	errs     []error
-	rejected bool
+	rejected atomic.Bool
 }
 
 // start starts Instances instances of mod, one after another (each is
@@ -163,7 +163,7 @@ func (g *Group) start(stop, runCtx context.Context, mod engine.Module, retry boo
 		first := make(chan struct{})
 		wg.Go(func() { errs[id] = g.supervise(genCtx, runCtx, mod, id, first, retry) })
 		if _, ok := <-first; !ok {
-			gen.rejected = abort == nil
+			gen.rejected.Store(abort == nil)
 			if abort != nil {
 				abort() // stop the others at once
 			} else {
@@ -193,7 +193,7 @@ func (g *Group) wait() error {
 		gen := g.gens[0]
 		g.mu.Unlock()
 		<-gen.done
-		if !gen.rejected {
+		if !gen.rejected.Load() {
 			errs = append(errs, gen.errs...)
 		}
 		g.mu.Lock()
