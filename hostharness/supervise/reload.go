@@ -9,6 +9,15 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 )
 
+// Notifier is told around a reload (see Group.Notifier); the systemd
+// notifier is one.
+type Notifier interface {
+	// Reloading is called when a reload begins.
+	Reloading()
+	// Ready is called when it has ended, whatever its result.
+	Ready()
+}
+
 // ErrReloadNeedsHostListener is returned (wrapped) by Reload for an engine
 // whose host does not own the listener: the old and the new guests cannot
 // share it.
@@ -35,6 +44,10 @@ var errReloaded = errors.New("reloaded: a new guest took over")
 func (g *Group) Reload(load func() (engine.Module, error)) (old engine.Module, err error) {
 	g.reloading.Lock()
 	defer g.reloading.Unlock()
+	if g.Notifier != nil {
+		g.Notifier.Reloading()
+		defer g.Notifier.Ready()
+	}
 	defer func() {
 		if err != nil {
 			g.reloadsFailed.Add(1)

@@ -48,6 +48,10 @@ type Group struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once, when every instance is ready.
 	Ready func()
+	// Notifier, when set, is told when a Reload begins and when it has
+	// ended (the group serves again, with the new guest or the old one),
+	// as systemd's RELOADING=1 and READY=1.
+	Notifier Notifier
 
 	// mu guards what follows; Run sets it up, Reload and wait change it.
 	mu     sync.Mutex
