@@ -368,3 +368,43 @@ func TestServeReloadNeedsHostListener(t *testing.T) {
 		t.Fatalf("after the refused reload: %v", err)
 	}
 }
+
+// TestServeReloadBacklog checks that connections waiting in the kernel's
+// backlog when a reload drains the old guest go to the new guest instead
+// of being reset: the old guest is held at --max-conns 1 by an idle
+// connection, so that it accepts none of them.
+func TestServeReloadBacklog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "guest.wasm")
+	replaceFile(t, path, readFile(t, built.echo))
+	s := startServe(t, "--max-conns", "1", "--metrics", "127.0.0.1:0", path)
+	metricsURL := metricsLine.FindStringSubmatch(s.logs.String())[1]
+	hold, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	waitSample(t, metricsURL, `wasiserve_connections_open{instance="0"}`, func(v float64) bool { return v == 1 })
+	const queued = 5
+	probe := &echoLoad{base: s.base, fresh: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	results := make(chan error, queued)
+	for range queued {
+		go func() {
+			marked, err := probe.one(probe.fresh)
+			if err == nil && !marked {
+				err = errors.New("answered by the old guest")
+			}
+			results <- err
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // they wait in the backlog
+	if st := scrape(t, metricsURL); st[`wasiserve_connections_accepted_total{instance="0"}`] != 1 {
+		t.Fatalf("the old guest accepted %v connections, want only the one that holds it", st[`wasiserve_connections_accepted_total{instance="0"}`])
+	}
+	replaceFile(t, path, readFile(t, built.marked))
+	s.reload(t, "msg=reloaded")
+	for range queued {
+		if err := <-results; err != nil {
+			t.Errorf("a connection queued during the reload: %v", err)
+		}
+	}
+}
