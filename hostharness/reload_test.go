@@ -290,13 +290,16 @@ func TestServeReloadUnderLoad(t *testing.T) {
 		t.Errorf("%d reloads logged, want 5", got)
 	}
 	check.CloseIdleConnections()
-	if n := waitFDs(t, serving); n > serving {
-		t.Errorf("%d descriptors open after 7 reloads, %d before: reloads leak", n, serving)
+	afterReloads := waitFDs(t, serving)
+	if afterReloads > serving {
+		t.Errorf("%d descriptors open after 7 reloads, %d before: reloads leak", afterReloads, serving)
 	}
 	s.stop(t)
-	if n := waitFDs(t, baseline); n > baseline {
-		t.Errorf("%d descriptors open after serve stopped, %d before it started", n, baseline)
+	afterStop := waitFDs(t, baseline)
+	if afterStop > baseline {
+		t.Errorf("%d descriptors open after serve stopped, %d before it started", afterStop, baseline)
 	}
+	t.Logf("descriptors: %d before serve, %d serving, %d after the reloads, %d after serve stopped", baseline, serving, afterReloads, afterStop)
 }
 
 // TestServeReloadWatch serves the echo guest on a Unix socket with
