@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -170,26 +168,3 @@ func TestServeMetrics(t *testing.T) {
 	}
 }
 
-// TestServeReloadMetricsFlagErrors checks the new flags' errors, given
-// before anything slow starts.
-func TestServeReloadMetricsFlagErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		args     []string
-		wantCode int
-		wantErr  string
-	}{
-		{"metrics without port", []string{"serve", "--metrics", "nocolon", built.fd3}, 2, `--metrics "nocolon": want HOST:PORT`},
-		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), built.fd3}, 1, "--metrics: listen tcp"},
-		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch needs a guest.wasm"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var stderr strings.Builder
-			env := &cliEnv{stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
-			code := run(context.Background(), env, tc.args)
-			if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantErr) {
-				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), tc.wantCode, tc.wantErr)
-			}
-		})
-	}
-}

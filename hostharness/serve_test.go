@@ -115,6 +115,9 @@ func TestServeErrors(t *testing.T) {
 		{"tiny max-memory", []string{"serve", "--max-memory", "1", "x.wasm"}, 2, "want a size from 1MiB"},
 		{"empty unix path", []string{"serve", "--listen", "unix:", "x.wasm"}, 2, "empty path"},
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
+		{"metrics without port", []string{"serve", "--metrics", "nocolon", built.fd3}, 2, `--metrics "nocolon": want HOST:PORT`},
+		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), built.fd3}, 1, "--metrics: listen tcp"},
+		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch needs a guest.wasm"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder
