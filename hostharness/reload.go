@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,7 +80,7 @@ func (r *reloader) run(ctx context.Context, requests <-chan struct{}) {
 func (r *reloader) reload(ctx context.Context) {
 	if !engine.CapabilitiesOf(r.eng.Name()).Has(engine.HostListener) {
 		r.logger.Warn("reload ignored: it needs an engine with a host-owned listener", "engine", r.eng.Name(),
-			"use", "--engine "+engine.With(engine.HostListener)[0])
+			"engines that have one", strings.Join(engine.With(engine.HostListener), ", "))
 		return
 	}
 	r.logger.Info("reload: loading the guest again", "wasm", r.path)
