@@ -167,4 +167,3 @@ func TestServeMetrics(t *testing.T) {
 		t.Error("connections_accepted_total went down across the reload: counters must add up")
 	}
 }
-
