@@ -50,13 +50,14 @@ func run(logger *slog.Logger, args []string) error {
 		return err
 	}
 	server := echo.NewServer(routes(echo.NewHandler(info, logger), logger), cfg)
+	drainer := echo.NewDrainer(server)
 
 	ctx, stop := shutdownContext()
 	defer stop()
 	drained := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
-		drained <- drain(logger, server)
+		drained <- drain(logger, drainer)
 	}()
 
 	logger.Info("echo guest serving", "source", info.Source, "fd", info.FD, "addr", info.Addr)
@@ -66,7 +67,7 @@ func run(logger *slog.Logger, args []string) error {
 		// The host stopped the listener: a graceful stop (hostharness
 		// serve on SIGTERM), the only one a WASI guest is told of.
 		logger.Info("listener stopped by the host")
-		return drain(logger, server)
+		return drain(logger, drainer)
 	case errors.Is(err, http.ErrServerClosed): // a signal: see shutdownContext
 		return <-drained
 	default:
@@ -78,8 +79,8 @@ func run(logger *slog.Logger, args []string) error {
 // once told to stop; its host may stop it sooner.
 const drainTimeout = 30 * time.Second
 
-// drain closes idle connections and waits for requests in flight.
-func drain(logger *slog.Logger, server *http.Server) error {
+// drain answers the requests the server has, then closes its connections.
+func drain(logger *slog.Logger, server *echo.Drainer) error {
 	logger.Info("draining: finishing requests in flight")
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()

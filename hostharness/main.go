@@ -30,6 +30,9 @@ type command struct {
 type cliEnv struct {
 	stdout, stderr io.Writer
 	logger         *slog.Logger
+	// sighup receives the SIGHUPs sent to the process (serve reloads the
+	// guest); nil in tests that send none.
+	sighup <-chan os.Signal
 }
 
 func commands() []command {
@@ -39,10 +42,14 @@ func commands() []command {
 }
 
 func main() {
+	// SIGHUP asks for a reload, not a stop.
+	sighup := make(chan os.Signal, 1)
+	signal.Notify(sighup, syscall.SIGHUP)
 	env := &cliEnv{
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		logger: newLogger(os.Stderr),
+		sighup: sighup,
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	stop := watchSignals(env.logger, cancel)

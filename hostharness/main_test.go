@@ -14,6 +14,9 @@ import (
 // process of its own).
 var built struct {
 	echo, fd3, fatal, harness string
+	// marked answers with the header X-Guest: marked (reload tests);
+	// wasmedge is the echo guest with the socket extensions.
+	marked, wasmedge string
 }
 
 func TestMain(m *testing.M) {
@@ -22,5 +25,7 @@ func TestMain(m *testing.M) {
 		enginetest.Guest{Pkg: "./engine/testdata/fd3guest", Target: guestbuild.WASI, Path: &built.fd3},
 		enginetest.Guest{Pkg: "./testdata/fatalguest", Target: guestbuild.WASI, Path: &built.fatal},
 		enginetest.Guest{Pkg: ".", Path: &built.harness},
+		enginetest.Guest{Pkg: "./engine/testdata/markedguest", Target: guestbuild.WASI, Path: &built.marked},
+		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASIWasmEdge, Path: &built.wasmedge},
 	))
 }

@@ -54,6 +54,10 @@ type serveRun struct {
 	// notifier tells systemd (NOTIFY_SOCKET) when serve is ready and
 	// when it stops; nil without it.
 	notifier *sdnotify.Notifier
+	// watch reloads the guest when its file changes; metrics is the
+	// --metrics address ("" for none).
+	watch   bool
+	metrics string
 }
 
 // guestStdoutWriter is where --guest-stdout sends the guest's stdout.
@@ -93,6 +97,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
 		"name, *.domain or *; PORT: number or *); it may reach and resolve nothing else")
 	flags.Var(&allowListen, "allow-listen", "HOST:PORT such a guest may bind and listen on itself (repeatable)")
+	watch := flags.Bool("watch", false, "reload the guest when its .wasm file changes, as on SIGHUP: new instances take over the listener,\n"+
+		"then the old ones drain (engines with a host-owned listener)")
+	metricsAddr := flags.String("metrics", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (a listener of its own, never the guest's)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
@@ -113,6 +120,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		listenText = "systemd"
 	}
 	r := serveRun{engine: *engineName, wasm: flags.Arg(0), restart: *restart, instances: *instances, drainTimeout: *drainTimeout, readyFile: *readyFile,
+		watch: *watch, metrics: *metricsAddr,
 		cfg: engine.Config{Env: envs, MaxConns: *maxConns, AllowDial: allowDial, AllowListen: allowListen,
 			Stderr: env.stderr, Logger: env.logger}}
 	err := r.check(listenText, *maxMemory, *cacheDir, dirs)
@@ -154,6 +162,12 @@ func (r *serveRun) check(listenText, maxMemory, cacheDir string, dirs []string) 
 	if avail := memAvailable(); avail > 0 && uint64(r.instances)*instanceFootprint > avail {
 		return fmt.Errorf("--instances %d: each instance takes about %d MiB and this machine has %d MiB available",
 			r.instances, instanceFootprint>>20, avail>>20)
+	}
+	if err := checkMetricsAddr(r.metrics); err != nil {
+		return err
+	}
+	if r.watch && r.wasm == "" {
+		return errors.New("--watch needs a guest.wasm to watch")
 	}
 	if r.drainTimeout < 0 {
 		return fmt.Errorf("--drain-timeout %s: want a duration of 0 or more", r.drainTimeout)
@@ -310,6 +324,13 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 		}
 	}
 	defer context.AfterFunc(ctx, func() { notify("stopping", r.notifier.Stopping) })()
+	metricsLn, err := listenMetrics(r.metrics)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
 	path, err := wasmPath(ctx, env.logger, r.wasm, r.options.CacheDir)
 	if err != nil {
 		return err
@@ -319,7 +340,6 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 		return err
 	}
 	defer eng.Close(context.WithoutCancel(ctx))
-	defer mod.Close(context.WithoutCancel(ctx))
 	g := &supervise.Group{Module: mod, Config: r.cfg, Instances: r.instances, Restart: r.restart,
 		DrainTimeout: r.drainTimeout, Logger: env.logger,
 		Ready: func() {
@@ -332,7 +352,16 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 			io.WriteString(env.stdout, line)
 			notify("ready", r.notifier.Ready)
 		}}
-	if err := g.Run(ctx); err != nil {
+	g.Notifier = notifierFor(notify, r.notifier)
+	rl := newReloader(env.logger, eng, g, path, mod)
+	defer func() { rl.current().Close(context.WithoutCancel(ctx)) }()
+	stopExtras, err := startReloadsAndMetrics(ctx, env, r, rl, metricsLn)
+	if err != nil {
+		return err
+	}
+	err = g.Run(ctx)
+	stopExtras()
+	if err != nil {
 		return fmt.Errorf("serve %s: %w", path, err)
 	}
 	return nil
@@ -397,4 +426,23 @@ func parseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q: want a size from 1MiB to 4GiB such as 256MiB", s)
 	}
 	return n * factor, nil
+}
+
+// groupNotifier tells the service manager about reloads, logging a failed
+// message as notify does.
+type groupNotifier struct {
+	notify   func(state string, send func() error)
+	notifier *sdnotify.Notifier
+}
+
+func (n groupNotifier) Reloading() { n.notify("reloading", n.notifier.Reloading) }
+func (n groupNotifier) Ready()     { n.notify("ready", n.notifier.Ready) }
+
+// notifierFor is the reload notifier of a group served under notifier
+// (nil without systemd).
+func notifierFor(notify func(string, func() error), notifier *sdnotify.Notifier) supervise.Notifier {
+	if notifier == nil {
+		return nil
+	}
+	return groupNotifier{notify, notifier}
 }

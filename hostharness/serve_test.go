@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -74,6 +75,8 @@ type servedInProcess struct {
 	logs *syncbuf.Buffer
 	// code receives serve's exit code.
 	code chan int
+	// sighup reaches serve as SIGHUP does.
+	sighup chan os.Signal
 }
 
 // serveInProcess runs `hostharness serve args...` under ctx (cancel it to
@@ -81,8 +84,8 @@ type servedInProcess struct {
 func serveInProcess(t *testing.T, ctx context.Context, args ...string) *servedInProcess {
 	t.Helper()
 	stdoutR, stdoutW := io.Pipe()
-	s := &servedInProcess{logs: &syncbuf.Buffer{}, code: make(chan int, 1)}
-	env := &cliEnv{stdout: stdoutW, stderr: s.logs, logger: newLogger(s.logs)}
+	s := &servedInProcess{logs: &syncbuf.Buffer{}, code: make(chan int, 1), sighup: make(chan os.Signal, 1)}
+	env := &cliEnv{stdout: stdoutW, stderr: s.logs, logger: newLogger(s.logs), sighup: s.sighup}
 	go func() {
 		s.code <- run(ctx, env, append([]string{"serve"}, args...))
 		stdoutW.Close()
@@ -138,6 +141,9 @@ func TestServeErrors(t *testing.T) {
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
 		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), built.fd3}, 2, "--ready-file: stat"},
 		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", built.fd3}, 2, `--guest-stdout "file": want stderr or stdout`},
+		{"metrics without port", []string{"serve", "--metrics", "nocolon", built.fd3}, 2, `--metrics "nocolon": want HOST:PORT`},
+		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), built.fd3}, 1, "--metrics: listen tcp"},
+		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch needs a guest.wasm"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder

@@ -94,6 +94,9 @@ type Config struct {
 	// onReady, set by Serve for modules that are readyReporters, is called
 	// once when the guest first waits for a connection.
 	onReady func()
+	// onStats, set by Serve, is given the source of the run's socket
+	// counters by engines whose host owns the sockets.
+	onStats func(statsSource)
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
 	// Logger receives the engine's own messages; nil discards them.

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 )
 
 // ReadyTimeout bounds how long Serve waits for a guest's listener.
@@ -25,6 +28,52 @@ type Instance struct {
 	drain     chan struct{}
 	drainOnce sync.Once
 	drains    bool
+	stats     atomic.Pointer[statsSource]
+}
+
+// Stats are an instance's socket counters and its linear memory size:
+// see the fields of hostsock.Stats. Counters only grow; OpenConns and
+// MemoryBytes are present values.
+type Stats hostsock.Stats
+
+// Add returns the sum of s and o, field by field.
+func (s Stats) Add(o Stats) Stats {
+	return Stats{
+		AcceptedConns: s.AcceptedConns + o.AcceptedConns,
+		OpenConns:     s.OpenConns + o.OpenConns,
+		BytesRead:     s.BytesRead + o.BytesRead,
+		BytesWritten:  s.BytesWritten + o.BytesWritten,
+		AcceptHolds:   s.AcceptHolds + o.AcceptHolds,
+		DialsDenied:   s.DialsDenied + o.DialsDenied,
+		ListensDenied: s.ListensDenied + o.ListensDenied,
+		LookupsDenied: s.LookupsDenied + o.LookupsDenied,
+		MemoryBytes:   s.MemoryBytes + o.MemoryBytes,
+	}
+}
+
+// statsSource is what an engine whose host owns the sockets counts in:
+// a hostsock.Table.
+type statsSource interface {
+	Stats() hostsock.Stats
+}
+
+// reportStats hands src to Serve's instance, when there is one.
+func (cfg Config) reportStats(src statsSource) {
+	if cfg.onStats != nil {
+		cfg.onStats(src)
+	}
+}
+
+// Stats returns the instance's counters, cheap enough for every scrape;
+// ok is false when the engine does not count (its host does not own the
+// sockets) or has not started yet. After the guest stopped they are the
+// final values, with OpenConns 0.
+func (inst *Instance) Stats() (s Stats, ok bool) {
+	src := inst.stats.Load()
+	if src == nil {
+		return Stats{}, false
+	}
+	return Stats((*src).Stats()), true
 }
 
 // Serve runs mod under cfg in the background and returns once the guest
@@ -52,6 +101,7 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 	inst := &Instance{Addr: addr.String(), Network: addr.Network(), done: make(chan struct{}), drain: make(chan struct{})}
 	cfg.Drain = inst.drain
 	inst.drains = caps.Has(Drain)
+	cfg.onStats = func(src statsSource) { inst.stats.Store(&src) }
 	var ready chan struct{}
 	if caps.Has(ReadyReport) {
 		ready = make(chan struct{})

@@ -89,6 +89,7 @@ func hostTable(ctx context.Context, engineName string, cfg Config) (*hostsock.Ta
 		}
 	}
 	table.LimitConns(cfg.MaxConns)
+	cfg.reportStats(table)
 	if err := table.SetPolicy(hostsock.Policy{Dial: cfg.AllowDial, Listen: cfg.AllowListen, Logger: cfg.logger()}); err != nil {
 		closeTable()
 		return nil, nil, fmt.Errorf("%s: %w", engineName, err)

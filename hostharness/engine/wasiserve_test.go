@@ -234,3 +234,48 @@ func TestMaxConnsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestInstanceStats checks the counters an engine whose host owns the
+// sockets reports: connections accepted and open, bytes both ways, the
+// guest's linear memory, and the final values once the guest stopped;
+// engines that bind their socket themselves report none.
+func TestInstanceStats(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{})
+			if _, ok := inst.Stats(); !engine.CapabilitiesOf(name).Has(engine.HostListener) {
+				if ok {
+					t.Errorf("%s reports socket counters, but its host does not own the sockets", name)
+				}
+				return
+			}
+			conn, err := net.Dial("tcp", strings.TrimPrefix(inst.URL(), "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const body = "count me"
+			fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			// The guest counts a send once its call returns, which may be
+			// just after the client has the answer.
+			st, ok := inst.Stats()
+			for deadline := time.Now().Add(5 * time.Second); st.BytesWritten == 0 && time.Now().Before(deadline); st, ok = inst.Stats() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !ok || st.AcceptedConns != 1 || st.OpenConns != 1 || st.BytesRead < uint64(len(body)) || st.BytesWritten < uint64(len(body)) || st.MemoryBytes < 1<<20 {
+				t.Errorf("stats with one connection open: %+v (ok %v)", st, ok)
+			}
+			conn.Close()
+			if err := inst.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := inst.Stats(); st.AcceptedConns != 1 || st.OpenConns != 0 {
+				t.Errorf("stats after the guest stopped: %+v, want 1 accepted, 0 open", st)
+			}
+		})
+	}
+}

@@ -269,6 +269,9 @@ func (m *guestMemory) Read(off, n uint32) ([]byte, bool) {
 	return m.b[off : off+n : off+n], true
 }
 
+// Size is the memory's size in bytes (the guest memory gauge of Stats).
+func (m *guestMemory) Size() uint32 { return uint32(len(m.b)) }
+
 // outputs are the guest's stdout and stderr writers, reached from
 // wasmtime's WASI through handles (wasi_config_set_stdout_custom): each
 // guest write reaches the writer synchronously, on the guest's thread.

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
@@ -28,7 +30,8 @@ const (
 
 // Group serves Instances instances of Module on Config.Listener.
 type Group struct {
-	// Module is the compiled guest.
+	// Module is the compiled guest that Run starts; Reload replaces the
+	// instances with those of another module but leaves this field.
 	Module engine.Module
 	// Config is each instance's configuration; Config.Listener must be
 	// set, and is shared by all instances (only engines with
@@ -45,6 +48,27 @@ type Group struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once, when every instance is ready.
 	Ready func()
+	// Notifier, when set, is told when a Reload begins and when it has
+	// ended (the group serves again, with the new guest or the old one),
+	// as systemd's RELOADING=1 and READY=1.
+	Notifier Notifier
+
+	// mu guards what follows; Run sets it up, Reload and wait change it.
+	mu     sync.Mutex
+	stop   context.Context // Run's ctx: its end drains everything
+	runCtx context.Context // ends the instances for good
+	closed bool            // Run has returned or is about to
+	gens   []*generation   // generations not yet stopped, oldest first
+	// current is the generation that serves (the one Reload replaces).
+	current *generation
+	// slots are the counters of each instance index.
+	slots []slot
+
+	reloading         sync.Mutex // one Reload at a time
+	reloadsOK         atomic.Uint64
+	reloadsFailed     atomic.Uint64
+	draining          atomic.Bool
+	instancesDraining atomic.Int64
 }
 
 func (g *Group) logger() *slog.Logger {
@@ -56,7 +80,8 @@ func (g *Group) logger() *slog.Logger {
 
 // Run serves the instances until ctx is done (then it drains them) or
 // every one has exited for good, and returns their errors joined. An
-// instance that fails to start stops the others at once.
+// instance that fails to start stops the others at once. While it runs,
+// Reload may replace the instances with those of another module.
 func (g *Group) Run(ctx context.Context) error {
 	n := max(g.Instances, 1)
 	if n > 1 && !engine.CapabilitiesOf(g.Module.Engine()).Has(engine.HostListener) {
@@ -65,18 +90,20 @@ func (g *Group) Run(ctx context.Context) error {
 	// Instances outlive ctx by the drain; supervise stops them.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for id := range n {
-		// One after another: each is ready before the next starts.
-		first := make(chan struct{})
-		wg.Go(func() { errs[id] = g.supervise(ctx, runCtx, id, first) })
-		if _, ok := <-first; !ok {
-			cancel() // one failed to start: stop the others at once
-			wg.Wait()
-			return errors.Join(errs...)
-		}
+	g.mu.Lock()
+	g.stop, g.runCtx, g.closed = ctx, runCtx, false
+	g.slots = make([]slot, n)
+	g.mu.Unlock()
+	gen, err := g.start(ctx, runCtx, g.Module, g.Restart, cancel)
+	if gen == nil { // err is nil when ctx ended the start
+		g.mu.Lock()
+		g.closed = true
+		g.mu.Unlock()
+		return err
 	}
+	g.mu.Lock()
+	g.current = gen
+	g.mu.Unlock()
 	if g.Ready != nil {
 		g.Ready()
 	}
@@ -84,6 +111,7 @@ func (g *Group) Run(ctx context.Context) error {
 		g.logger().Info("instances share the listener", "instances", n, "at", listener.Served(g.Config.Listener))
 	}
 	stopDrain := context.AfterFunc(ctx, func() {
+		g.draining.Store(true)
 		g.logger().Info("draining", "reason", context.Cause(ctx), "timeout", g.DrainTimeout)
 		if engine.CapabilitiesOf(g.Module.Engine()).Has(engine.HostListener) {
 			if err := listener.StopAccepting(g.Config.Listener); err != nil {
@@ -92,14 +120,99 @@ func (g *Group) Run(ctx context.Context) error {
 		}
 	})
 	defer stopDrain()
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.wait()
+}
+
+// generation is the instances of one module, started by Run or Reload.
+type generation struct {
+	mod engine.Module
+	// retire drains the generation's instances (they are not restarted).
+	retire context.CancelCauseFunc
+	done   chan struct{}
+	// errs are the instances' errors, set before done closes; rejected
+	// is set for a generation that a failed Reload started.
+	errs     []error
+	rejected atomic.Bool
+}
+
+// start starts Instances instances of mod, one after another (each is
+// ready before the next starts), each drained once stop is done or the
+// generation is retired. retry restarts an instance that exits before it
+// was first ready (with Restart; Reload does not). When one fails to
+// start, start calls abort, if set, and otherwise drains those started,
+// and returns a nil generation and their errors (nil when stop ended
+// the start) once they have stopped.
+func (g *Group) start(stop, runCtx context.Context, mod engine.Module, retry bool, abort func()) (*generation, error) {
+	genCtx, retire := context.WithCancelCause(stop)
+	gen := &generation{mod: mod, retire: retire, done: make(chan struct{})}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		retire(nil)
+		return nil, errors.New("the group has stopped")
+	}
+	g.gens = append(g.gens, gen)
+	g.mu.Unlock()
+	n := max(g.Instances, 1)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	defer func() {
+		go func() {
+			wg.Wait()
+			gen.errs = errs
+			close(gen.done)
+		}()
+	}()
+	for id := range n {
+		first := make(chan struct{})
+		wg.Go(func() { errs[id] = g.supervise(genCtx, runCtx, mod, id, first, retry) })
+		if _, ok := <-first; !ok {
+			gen.rejected.Store(abort == nil)
+			if abort != nil {
+				abort() // stop the others at once
+			} else {
+				retire(errStartFailed)
+			}
+			wg.Wait()
+			return nil, errors.Join(errs...)
+		}
+	}
+	return gen, nil
+}
+
+// errStartFailed is the cause of draining a generation that did not start.
+var errStartFailed = errors.New("an instance of the new guest failed to start")
+
+// wait waits until every generation has stopped and returns the errors of
+// those that were not rejected.
+func (g *Group) wait() error {
+	var errs []error
+	for {
+		g.mu.Lock()
+		if len(g.gens) == 0 {
+			g.closed = true
+			g.mu.Unlock()
+			return errors.Join(errs...)
+		}
+		gen := g.gens[0]
+		g.mu.Unlock()
+		<-gen.done
+		if !gen.rejected.Load() {
+			errs = append(errs, gen.errs...)
+		}
+		g.mu.Lock()
+		g.gens = slices.DeleteFunc(g.gens, func(x *generation) bool { return x == gen })
+		g.mu.Unlock()
+	}
 }
 
 // supervise runs instance id: it serves the guest, restarts it after an
 // exit when asked, and drains it when ctx is done. It sends on first once
 // the instance first runs, or closes first if the guest cannot start.
-func (g *Group) supervise(ctx, runCtx context.Context, id int, first chan<- struct{}) error {
+//
+// With retry false, an instance that fails before it was first ready is
+// not restarted, even with Restart.
+func (g *Group) supervise(ctx, runCtx context.Context, mod engine.Module, id int, first chan<- struct{}, retry bool) error {
 	log := g.logger()
 	if max(g.Instances, 1) > 1 {
 		log = log.With("instance", id)
@@ -117,7 +230,7 @@ func (g *Group) supervise(ctx, runCtx context.Context, id int, first chan<- stru
 		// nothing to drain yet.
 		instCtx, cancelInst := context.WithCancel(runCtx)
 		stopStarting := context.AfterFunc(ctx, cancelInst)
-		inst, err := engine.Serve(instCtx, g.Module, g.Config)
+		inst, err := engine.Serve(instCtx, mod, g.Config)
 		stopStarting()
 		if err != nil && ctx.Err() != nil { // interrupted while starting
 			cancelInst()
@@ -125,23 +238,26 @@ func (g *Group) supervise(ctx, runCtx context.Context, id int, first chan<- stru
 			return nil
 		}
 		var exit *engine.ExitError
-		if err != nil && (!errors.As(err, &exit) || !started && !g.Restart) {
+		if err != nil && (!errors.As(err, &exit) || !started && !retry) {
 			cancelInst()
 			return fmt.Errorf("serve: %w", err)
 		}
 		if err == nil {
+			g.slots[id].started(inst)
 			if !started {
 				started = true
 				first <- struct{}{}
 			}
 			select {
 			case <-ctx.Done():
-				err := g.drain(log, inst)
+				err := g.drain(log, mod, inst)
+				g.slots[id].stopped(inst, false, err)
 				cancelInst()
 				return err
 			case <-inst.Done():
 			}
 			err = inst.Wait()
+			g.slots[id].stopped(inst, true, err)
 		}
 		cancelInst()
 		if ctx.Err() != nil { // it exited as the stop began
@@ -160,6 +276,7 @@ func (g *Group) supervise(ctx, runCtx context.Context, id int, first chan<- stru
 			backoff = MinRestartBackoff // it ran for a while: not a crash loop
 		}
 		log.Warn("restarting guest", "restarts", restarts+1, "after", backoff)
+		g.slots[id].restarts.Add(1)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -171,11 +288,13 @@ func (g *Group) supervise(ctx, runCtx context.Context, id int, first chan<- stru
 
 // drain asks inst to finish its requests and exit, and stops it once
 // DrainTimeout has passed.
-func (g *Group) drain(log *slog.Logger, inst *engine.Instance) error {
+func (g *Group) drain(log *slog.Logger, mod engine.Module, inst *engine.Instance) error {
 	if !inst.Drain() {
-		log.Info("this engine cannot stop the guest's listener: stopping the guest now", "engine", g.Module.Engine())
+		log.Info("this engine cannot stop the guest's listener: stopping the guest now", "engine", mod.Engine())
 		return inst.Stop()
 	}
+	g.instancesDraining.Add(1)
+	defer g.instancesDraining.Add(-1)
 	timer := time.NewTimer(g.DrainTimeout)
 	defer timer.Stop()
 	select {

@@ -59,6 +59,7 @@ func (f *Func) Call(t *Table, mem Memory, stack []uint64) Outcome {
 	if mem == nil {
 		mem = noMemory{}
 	}
+	t.counters.noteMemory(mem)
 	errno, served := f.serve(t, mem, stack)
 	if !served {
 		return Delegate

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Policy says where a guest's own sockets (the WasmEdge socket extensions:
@@ -36,6 +37,7 @@ func (t *Table) SetPolicy(p Policy) error {
 	if err != nil {
 		return err
 	}
+	r.counters = &t.counters
 	t.policy = r
 	return nil
 }
@@ -67,15 +69,24 @@ func (p Policy) parse() (*rules, error) {
 type rules struct {
 	dial, listen patternSet
 	logger       *slog.Logger
+	// counters, when set, count the denials.
+	counters *counters
 }
 
 // rules returns the table's policy: one that denies everything if it was
 // never set.
 func (t *Table) rules() *rules {
 	if t.policy == nil {
-		t.policy = &rules{logger: slog.New(slog.DiscardHandler)}
+		t.policy = &rules{logger: slog.New(slog.DiscardHandler), counters: &t.counters}
 	}
 	return t.policy
+}
+
+// count adds one to the counter which picks from r's counters.
+func (r *rules) count(which func(*counters) *atomic.Uint64) {
+	if r.counters != nil {
+		which(r.counters).Add(1)
+	}
 }
 
 // allowDial reports whether the guest may connect or send to ap, and logs
@@ -84,6 +95,7 @@ func (r *rules) allowDial(op string, ap netip.AddrPort) bool {
 	if r.dial.allows(ap) {
 		return true
 	}
+	r.count(func(c *counters) *atomic.Uint64 { return &c.dials })
 	r.logger.Warn("guest socket denied by the dial policy", "op", op, "addr", ap.String())
 	return false
 }
@@ -94,6 +106,7 @@ func (r *rules) allowListen(op string, ap netip.AddrPort) bool {
 	if r.listen.allows(ap) {
 		return true
 	}
+	r.count(func(c *counters) *atomic.Uint64 { return &c.listens })
 	r.logger.Warn("guest socket denied by the listen policy", "op", op, "addr", ap.String())
 	return false
 }
@@ -105,6 +118,7 @@ func (r *rules) allowName(name string) bool {
 	if r.dial.namesHost(name, true) || r.listen.namesHost(name, false) {
 		return true
 	}
+	r.count(func(c *counters) *atomic.Uint64 { return &c.lookup })
 	r.logger.Warn("guest name lookup denied: no dial or listen pattern names it", "op", "getaddrinfo", "name", name)
 	return false
 }

@@ -68,6 +68,9 @@ type Table struct {
 	subs    []subscription
 	pollFDs []pollFD
 	slots   []int
+
+	// counters are the table's Stats.
+	counters counters
 }
 
 // NewTable returns a Table that gives the guest ln (a TCP or Unix
@@ -136,6 +139,9 @@ func (t *Table) Close() error {
 	t.stop()
 	var errs []error
 	for fd, e := range t.fds {
+		if e.kind == kindConn && e.opened == nil {
+			t.counters.closed.Add(1)
+		}
 		errs = append(errs, t.closeEntry(e))
 		delete(t.fds, fd)
 	}
@@ -168,6 +174,10 @@ func (t *Table) addConn(host int, nonblock bool) (uint32, Errno) {
 	fd, errno := t.add(&entry{kind: kindConn, host: host, nonblock: nonblock})
 	if errno == errnoSuccess {
 		t.conns++
+		t.counters.accepted.Add(1)
+		if t.atConnLimit() {
+			t.counters.holds.Add(1)
+		}
 	}
 	return fd, errno
 }
@@ -202,6 +212,7 @@ func (t *Table) remove(fd uint32) error {
 	}
 	if e.kind == kindConn && e.opened == nil {
 		t.conns--
+		t.counters.closed.Add(1)
 	}
 	return t.closeEntry(e)
 }

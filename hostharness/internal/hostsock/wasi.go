@@ -105,6 +105,7 @@ func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result 
 		if errno != errnoSuccess {
 			return errno
 		}
+		t.counters.read.Add(uint64(n))
 	}
 	putUint32(mem, result, uint32(n))
 	return errnoSuccess
@@ -140,6 +141,7 @@ func sendFrom(t *Table, mem Memory, e *entry, stack []uint64, result uint32) Err
 		if errno != errnoSuccess {
 			return errno
 		}
+		t.counters.written.Add(uint64(n))
 	}
 	putUint32(mem, result, uint32(n))
 	return errnoSuccess

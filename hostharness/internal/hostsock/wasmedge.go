@@ -289,6 +289,7 @@ func sockRecvFrom(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 	if errno != errnoSuccess {
 		return errno
 	}
+	t.counters.read.Add(uint64(n))
 	putSockaddr(addrBuf, from.Addr())
 	putUint32(mem, portPtr, uint32(from.Port()))
 	putUint32(mem, nreadPtr, uint32(n))
@@ -327,6 +328,7 @@ func sockSendTo(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 	if errno != errnoSuccess {
 		return errno
 	}
+	t.counters.written.Add(uint64(n))
 	putUint32(mem, result, uint32(n))
 	return errnoSuccess
 }
