@@ -40,7 +40,8 @@ GOPROXY, GOSUMDB, GOFLAGS) pass as build arguments. Containers, volumes and
 images it makes are removed at exit. Runnable from any directory of a checkout.
 
   --target T  build and check only target T (default, wasmtime or wasm; repeatable)
-  --port N    first host port on 127.0.0.1 (default 18080; N and N+1 are used)
+  --port N    first host port on 127.0.0.1 (N and N+1 are used; default: free ones
+              that docker run -p 127.0.0.1::8080 picks, read back with docker port)
   --strict    exit 3 instead of 0 when no Docker engine is reachable
 
 environment:
@@ -57,7 +58,7 @@ USAGE
 }
 
 targets=()
-port=18080
+port=""
 strict=0
 while (($#)); do
 	case "$1" in
@@ -70,7 +71,7 @@ while (($#)); do
 	*) echo "docker-smoke.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
 done
-[[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65535)) || { echo "docker-smoke.sh: --port wants a port number, got '$port'" >&2; exit 2; }
+[[ -z $port ]] || { [[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65535)); } || { echo "docker-smoke.sh: --port wants a port number, got '$port'" >&2; exit 2; }
 for t in "${targets[@]}"; do
 	[[ " ${all_targets[*]} " == *" $t "* ]] || { echo "docker-smoke.sh: unknown target '$t' (have ${all_targets[*]})" >&2; exit 2; }
 done
@@ -192,11 +193,11 @@ start() {
 	shift
 	serial=$((serial + 1))
 	name_ref=$run_id-$serial
-	url=http://127.0.0.1:$next_port
 	started=$(now_ms)
 	containers+=("$name_ref")
 	timeout 60 "$docker" run -d --name "$name_ref" -p "127.0.0.1:$next_port:8080" "$@" >/dev/null ||
-		fail "docker run $*"
+		fail "docker run -p 127.0.0.1:$next_port:8080 $*"
+	url=http://$("$docker" port "$name_ref" 8080/tcp | head -n 1)
 }
 # wait_echo NAME: polls until curl -d echo gets echo back; sets $first_ms,
 # the time from docker run to that first 200.
@@ -317,7 +318,7 @@ check_image() {
 
 	one_error_line "flag provided but not defined" "$img" --no-such-flag
 	one_error_line "no such file" "$img" /missing.wasm
-	next_port=$((next_port + 1))
+	[[ -z $next_port ]] || next_port=$((next_port + 1))
 }
 
 check_wasm_image() {
