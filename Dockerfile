@@ -8,54 +8,50 @@
 #              engine (wazero with wasiserve's own socket layer: no CPU while
 #              idle, unlike plain wazero), run as a non-root user (65532).
 #   wasmtime   docker build --target wasmtime -t wasiserve:wasmtime .
-#              hostharness with embedded wasmtime 19 (cgo) on distroless/cc
-#              (glibc), run as its nonroot user.
+#              hostharness with embedded wasmtime (cgo) on a glibc base
+#              (RUNTIME_IMAGE, distroless/cc), run as its nonroot user (65532).
 #   wasm       docker build --target wasm --platform wasi/wasm -t wasiserve:wasm .
 #              FROM scratch with only echo-wasmedge.wasm, the guest's variant for
 #              the WasmEdge socket extensions, for Docker's WasmEdge runtime:
 #              docker run --rm --runtime=io.containerd.wasmedge.v1 --platform=wasi/wasm \
 #                -e LISTEN_ADDR=0.0.0.0:8080 -p 8080:8080 wasiserve:wasm
 #
-# Both run scripts/build.sh, the same script CI runs, so CI proves what the
-# images contain. The command (CMD) is "--engine=NAME /echo.wasm": serve
+# Every stage runs scripts/build.sh, the same script CI runs, so CI proves what
+# the images contain. The guest is compiled while the image is built
+# (hostharness compile) into /cache, so a fresh container answers at once, also
+# with --read-only. The command (CMD) is "--engine=NAME /echo.wasm": serve
 # another guest by mounting it and naming it (with the binary's default engine):
 #   docker run --rm -p 8080:8080 -v $PWD/app.wasm:/app.wasm:ro wasiserve /app.wasm
+#
+# Works with BuildKit and with the classic builder (no RUN --mount; the stages
+# are in an order in which the classic builder, which runs every stage before
+# the target, builds no more than needed for --target wasm). Without a
+# registry, build the bases locally and pass them (scripts/docker-bases.sh):
+#   docker build --build-arg GO_IMAGE=... --build-arg RUNTIME_IMAGE=... .
+# GOPROXY, GOSUMDB and GOFLAGS pass through as build arguments for the module
+# downloads (e.g. --network=host --build-arg GOPROXY="$(go env GOPROXY)").
 
 ARG GO_IMAGE=golang:1.26-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-# ---- build: echo.wasm + static hostharness (wazero) ----
-FROM ${GO_IMAGE} AS build
+# ---- build: echo.wasm + static hostharness (wazero), the guest compiled for it ----
+# The build stages run on the builder's platform, also for --platform wasi/wasm.
+FROM --platform=${BUILDPLATFORM:-linux/amd64} ${GO_IMAGE} AS build
+ARG GOPROXY
+ARG GOSUMDB
+ARG GOFLAGS
 WORKDIR /src
 COPY . .
-# Cache mounts keep modules and build results across builds; the default
-# target downloads no cgo-only module (wasmtime-go is ~230 MB).
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    scripts/build.sh --out /out image
+# The default target downloads no cgo-only module (wasmtime-go is ~230 MB).
+RUN scripts/build.sh --out /out image
 # /rootfs/cache becomes /cache, the compilation cache owned by the runtime
-# user: scratch has no HOME and no /tmp, so hostharness gets --cache-dir.
-RUN mkdir -p /rootfs/cache && chown 65532:65532 /rootfs/cache
-
-# ---- build-wasmtime: echo.wasm + cgo hostharness (wasmtime + wazero) ----
-FROM build AS build-wasmtime
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    scripts/build.sh --out /out image-wasmtime
-
-# ---- wasmtime: embedded wasmtime 19 on a small glibc base ----
-FROM gcr.io/distroless/cc-debian12:nonroot AS wasmtime
-COPY --from=build-wasmtime /out/hostharness /hostharness
-COPY --from=build-wasmtime /out/echo.wasm /echo.wasm
-COPY --from=build --chown=65532:65532 /rootfs/ /
-USER 65532:65532
-EXPOSE 8080
-ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
-CMD ["--engine=wasmtime", "/echo.wasm"]
+# user (scratch has no HOME and no /tmp, so hostharness gets --cache-dir),
+# holding the echo guest compiled by the image's engine (CMD's --engine).
+RUN /out/hostharness compile --engine=wasiserve --cache-dir=/rootfs/cache /out/echo.wasm
 
 # ---- build-wasm: the echo guest's variant for the WasmEdge socket extensions ----
-FROM ${GO_IMAGE} AS build-wasm
-WORKDIR /src
-COPY . .
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    scripts/build.sh --out /out wasm-wasmedge
+FROM --platform=${BUILDPLATFORM:-linux/amd64} build AS build-wasm
+RUN scripts/build.sh --out /out wasm-wasmedge
 
 # ---- wasm: only the .wasm, run by the runtime itself (WasmEdge) ----
 # The guest binds LISTEN_ADDR with the socket extensions; GET /fetch?url=...
@@ -65,6 +61,21 @@ COPY --from=build-wasm /out/echo-wasmedge.wasm /echo-wasmedge.wasm
 ENV LISTEN_ADDR=0.0.0.0:8080
 EXPOSE 8080
 ENTRYPOINT ["/echo-wasmedge.wasm"]
+
+# ---- build-wasmtime: echo.wasm + cgo hostharness (wasmtime + wazero) ----
+FROM --platform=${BUILDPLATFORM:-linux/amd64} build AS build-wasmtime
+RUN scripts/build.sh --out /out image-wasmtime
+RUN /out/hostharness compile --engine=wasmtime --cache-dir=/rootfs-wasmtime/cache /out/echo.wasm
+
+# ---- wasmtime: embedded wasmtime on a small glibc base ----
+FROM ${RUNTIME_IMAGE} AS wasmtime
+COPY --from=build-wasmtime /out/hostharness /hostharness
+COPY --from=build-wasmtime /out/echo.wasm /echo.wasm
+COPY --from=build-wasmtime --chown=65532:65532 /rootfs-wasmtime/ /
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
+CMD ["--engine=wasmtime", "/echo.wasm"]
 
 # ---- default: scratch, static hostharness with the wasiserve engine (pure Go, on wazero) ----
 FROM scratch

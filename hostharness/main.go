@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -38,6 +39,7 @@ type cliEnv struct {
 func commands() []command {
 	return append([]command{
 		{"serve", "serve a guest on a listening socket until interrupted", runServe},
+		{"compile", "compile a guest into an engine's compilation cache, for a later serve", runCompile},
 	}, toolCommands()...)
 }
 
@@ -122,22 +124,29 @@ func newFlagSet(env *cliEnv, name, usage string) *flag.FlagSet {
 	flags := flag.NewFlagSet(name, flag.ContinueOnError)
 	flags.SetOutput(env.stderr)
 	flags.Usage = func() {
-		fmt.Fprintln(env.stderr, usage+"\n\nflags:")
+		fmt.Fprintln(flags.Output(), usage+"\n\nflags:")
 		flags.PrintDefaults()
 	}
 	return flags
 }
 
 // parseFlags parses args; when it returns ok false the command exits with
-// code: 0 after -h, 2 after a bad flag (already reported).
+// code: 0 after -h (usage printed), 2 after a bad flag, reported in one
+// line that points to -h rather than followed by the whole usage.
 func parseFlags(flags *flag.FlagSet, args []string) (code int, ok bool) {
+	out := flags.Output()
+	var usage bytes.Buffer
+	flags.SetOutput(&usage)
 	err := flags.Parse(args)
+	flags.SetOutput(out)
 	switch {
 	case err == nil:
 		return 0, true
 	case errors.Is(err, flag.ErrHelp):
+		io.Copy(out, &usage)
 		return 0, false
 	default:
+		fmt.Fprintf(out, "hostharness %s: %v (see hostharness %s -h)\n", flags.Name(), err, flags.Name())
 		return 2, false
 	}
 }

@@ -135,6 +135,7 @@ func parseDockerfile(t *testing.T, path string) map[string]*stage {
 		}
 		switch fields[0] {
 		case "FROM":
+			fields = slices.DeleteFunc(fields, func(f string) bool { return strings.HasPrefix(f, "--") }) // --platform=
 			cur = &stage{}
 			if len(fields) == 4 && strings.EqualFold(fields[2], "AS") {
 				cur.name = fields[3]
