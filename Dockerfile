@@ -4,9 +4,9 @@
 #   curl -d echo localhost:8080                                   # prints: echo
 #
 # Targets:
-#   (default)  FROM scratch: a static, pure-Go hostharness with the wasiserve
-#              engine (wazero with wasiserve's own socket layer: no CPU while
-#              idle, unlike plain wazero), run as a non-root user (65532).
+#   (default)  FROM scratch: a static, pure-Go hostharness with the wazy
+#              engine (wazy, a fork of wazero, with the project's socket
+#              layer: no CPU while idle), run as a non-root user (65532).
 #   wasmtime   docker build --target wasmtime -t wasiserve:wasmtime .
 #              hostharness with embedded wasmtime (cgo) on a glibc base
 #              (RUNTIME_IMAGE, distroless/cc), run as its nonroot user (65532).
@@ -34,7 +34,7 @@
 ARG GO_IMAGE=golang:1.26-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-# ---- build: echo.wasm + static hostharness (wazero), the guest compiled for it ----
+# ---- build: echo.wasm + static hostharness (wazy), the guest compiled for it ----
 # The build stages run on the builder's platform, also for --platform wasi/wasm.
 FROM --platform=${BUILDPLATFORM:-linux/amd64} ${GO_IMAGE} AS build
 ARG GOPROXY
@@ -47,7 +47,7 @@ RUN scripts/build.sh --out /out image
 # /rootfs/cache becomes /cache, the compilation cache owned by the runtime
 # user (scratch has no HOME and no /tmp, so hostharness gets --cache-dir),
 # holding the echo guest compiled by the image's engine (CMD's --engine).
-RUN /out/hostharness compile --engine=wasiserve --cache-dir=/rootfs/cache /out/echo.wasm
+RUN /out/hostharness compile --engine=wazy --cache-dir=/rootfs/cache /out/echo.wasm
 
 # ---- build-wasm: the echo guest's variant for the WasmEdge socket extensions ----
 FROM --platform=${BUILDPLATFORM:-linux/amd64} build AS build-wasm
@@ -62,7 +62,7 @@ ENV LISTEN_ADDR=0.0.0.0:8080
 EXPOSE 8080
 ENTRYPOINT ["/echo-wasmedge.wasm"]
 
-# ---- build-wasmtime: echo.wasm + cgo hostharness (wasmtime + wazero) ----
+# ---- build-wasmtime: echo.wasm + cgo hostharness (wasmtime + wazy) ----
 FROM --platform=${BUILDPLATFORM:-linux/amd64} build AS build-wasmtime
 RUN scripts/build.sh --out /out image-wasmtime
 RUN /out/hostharness compile --engine=wasmtime --cache-dir=/rootfs-wasmtime/cache /out/echo.wasm
@@ -77,7 +77,7 @@ EXPOSE 8080
 ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
 CMD ["--engine=wasmtime", "/echo.wasm"]
 
-# ---- default: scratch, static hostharness with the wasiserve engine (pure Go, on wazero) ----
+# ---- default: scratch, static hostharness with the wazy engine (pure Go) ----
 FROM scratch
 COPY --from=build /out/hostharness /hostharness
 COPY --from=build /out/echo.wasm /echo.wasm

@@ -14,9 +14,9 @@ from the current directory). Runnable from any directory of a checkout.
 modes (default: guest host):
   guest           DIR/echo.wasm: the echo guest (GOOS=wasip1 GOARCH=wasm ./guest)
   host            DIR/hostharness with go's default cgo setting: both embedded
-                  engines (wasmtime, wazero) when gcc is present, wazero otherwise
+                  engines (wasmtime, wazy) when gcc is present, wazy otherwise
   image           what the default container image holds: DIR/echo.wasm and a
-                  static, pure-Go DIR/hostharness (CGO_ENABLED=0, wazero engines,
+                  static, pure-Go DIR/hostharness (CGO_ENABLED=0, wazy engines,
                   serve only: -tags serveonly, symbols stripped); prints the image
                   payload size
   image-wasmtime  what the "wasmtime" image target holds: DIR/echo.wasm and a
@@ -26,7 +26,7 @@ modes (default: guest host):
   wasm-wasmedge   DIR/echo-wasmedge.wasm: the echo guest's variant for the WasmEdge
                   socket extensions (-tags wasmedge,getaddrinfo: listens on LISTEN_ADDR
                   itself, has GET /fetch); what the "wasm" image target holds. Only
-                  WasmEdge and hostharness's wasiserve engine can run it
+                  WasmEdge and hostharness's project engines (wasmtime, wazy) can run it
 
 examples:
   scripts/build.sh                     # bin/echo.wasm and bin/hostharness

@@ -7,8 +7,8 @@ set -euo pipefail
 # The engines each runnable image's hostharness has, the image's own (its
 # CMD's --engine) first: the one place to change when engines change.
 declare -A engines=(
-	[default]="wasiserve wazero"
-	[wasmtime]="wasmtime wasiserve wazero"
+	[default]="wazy wazy-sock"
+	[wasmtime]="wasmtime wazy wazy-sock"
 )
 all_targets=(wasm wasmtime default)
 

@@ -14,7 +14,7 @@ guest.wasm argument it serves bin/echo.wasm. Stop it with Ctrl-C.
 
 examples:
   scripts/run.sh                                  # echo on 127.0.0.1:8080
-  scripts/run.sh --listen 127.0.0.1:9090 --engine wazero
+  scripts/run.sh --listen 127.0.0.1:9090 --engine wazy
   scripts/run.sh --dir ./data:/data app.wasm
 
 serve flags: run bin/hostharness serve -h (after one build), or see README.md.

@@ -18,7 +18,7 @@ was corrupted, truncated, failed, or grew.
 examples:
   scripts/soak.sh                                   # 30 s on the default engine
   scripts/soak.sh --duration 10m                    # the full soak
-  scripts/soak.sh --duration 2m --engine wazero --json out/soak.json
+  scripts/soak.sh --duration 2m --engine wazy --json out/soak.json
 
 soak flags: bin/hostharness soak -h (after one build).
 USAGE
