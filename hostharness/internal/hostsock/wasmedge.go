@@ -361,6 +361,7 @@ func sockGetaddrinfo(t *Table, mem Memory, stack []uint64) Errno {
 	case maxRes == 0:
 		return errnoAIMemory
 	}
+	maxRes = min(maxRes, maxAddrinfoResults)
 	slots, errno := addrinfoChain(mem, uint32(stack[5]), maxRes, nil)
 	if errno != errnoSuccess {
 		return errno

@@ -1,0 +1,123 @@
+package engine_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+)
+
+// The hostile modules in testdata/hostile are built from their .wat
+// sources with wabt's wat2wasm:
+//go:generate sh -c "for f in testdata/hostile/*.wat; do wat2wasm $DOLLAR{f} -o $DOLLAR{f%.wat}.wasm; done"
+
+// hostileModule is the path of testdata/hostile/name.wasm.
+func hostileModule(name string) string {
+	return filepath.Join("testdata", "hostile", name+".wasm")
+}
+
+// procStatus returns a field of /proc/self/status in bytes (VmRSS, ...),
+// or skips the test where there is no such file.
+func procStatus(t *testing.T, field string) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status to measure the host's memory:", err)
+	}
+	defer f.Close()
+	for s := bufio.NewScanner(f); s.Scan(); {
+		if v, ok := strings.CutPrefix(s.Text(), field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", field, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/self/status", field)
+	return 0
+}
+
+// hostFDs counts the host process's open descriptors.
+func hostFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd to count the host's descriptors:", err)
+	}
+	return len(entries)
+}
+
+// maxRSSGrowth is how far the host's resident memory may grow while a
+// hostile module runs. Past it, the allocation is taken to be unbounded:
+// the test binary panics rather than take the machine's memory.
+const maxRSSGrowth = 256 << 20
+
+// watchRSS samples the host's RSS until the returned stop is called, which
+// returns the largest growth seen over base.
+func watchRSS(t *testing.T) (stop func() int64) {
+	t.Helper()
+	base := procStatus(t, "VmRSS")
+	done, peak := make(chan struct{}), make(chan int64, 1)
+	go func() {
+		var grown int64
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				peak <- grown
+				return
+			case <-tick.C:
+			}
+			grown = max(grown, procStatus(t, "VmRSS")-base)
+			if grown > maxRSSGrowth {
+				panic(fmt.Sprintf("%s: the host's RSS grew by %d MB: an unbounded allocation", t.Name(), grown>>20))
+			}
+		}
+	}()
+	return func() int64 { close(done); return <-peak }
+}
+
+// checkEchoes posts to an echo guest and fails unless it answers.
+func checkEchoes(t *testing.T, inst *engine.Instance) {
+	t.Helper()
+	if resp, body := post(t, inst.URL(), "text/plain", []byte("still here")); resp.StatusCode != http.StatusOK || string(body) != "still here" {
+		t.Fatalf("echo beside the hostile guest: %d %q", resp.StatusCode, body)
+	}
+}
+
+// hostSocketEngines are the embedded engines with the project's socket
+// layer, which serves the socket extensions the hostile modules import.
+func hostSocketEngines() []string {
+	return engine.With(engine.SocketExtensions)
+}
+
+// TestAddrinfoCycle runs a guest that calls sock_getaddrinfo 10,000 times
+// with max_res_len 2^32-1 and a result chain whose addrinfo points to
+// itself, beside an echo guest: each call must answer its one result, the
+// host's memory stay bounded and the echo keep answering.
+func TestAddrinfoCycle(t *testing.T) {
+	for _, name := range hostSocketEngines() {
+		t.Run(name, func(t *testing.T) {
+			eng := newEngine(t, name)
+			echoInst := serve(t, eng, built.echo, engine.Config{})
+			stop := watchRSS(t)
+			start := time.Now()
+			err := runToExit(t, name, hostileModule("addrinfo_cycle"), engine.Config{})
+			grown := stop()
+			t.Logf("10,000 calls in %s, host RSS grew by at most %.1f MB", time.Since(start).Round(time.Millisecond), float64(grown)/(1<<20))
+			if code := engine.ExitCode(err); code != 11 {
+				t.Fatalf("guest exited %d (%v), want 11: no error and one result", code, err)
+			}
+			checkEchoes(t, echoInst)
+		})
+	}
+}
