@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -118,6 +120,58 @@ func TestAddrinfoCycle(t *testing.T) {
 				t.Fatalf("guest exited %d (%v), want 11: no error and one result", code, err)
 			}
 			checkEchoes(t, echoInst)
+		})
+	}
+}
+
+// TestSockOpenFlood runs a guest that opens 100,000 sockets and keeps
+// them, beside an echo guest: the host must answer EMFILE past its cap per
+// instance, its descriptors stay bounded, and the echo keep answering.
+func TestSockOpenFlood(t *testing.T) {
+	for _, name := range hostSocketEngines() {
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name     string
+				maxConns int
+				cap      int
+			}{
+				{"default cap", 0, 4096}, // hostsock's cap without MaxConns
+				{"max-conns", 100, 100},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					eng := newEngine(t, name)
+					echoInst := serve(t, eng, built.echo, engine.Config{})
+					base := hostFDs(t)
+					mod, err := eng.Load(context.Background(), hostileModule("sock_flood"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer mod.Close(context.Background())
+					ln := listen(t)
+					start := time.Now()
+					// Serve returns once the guest waits in sock_accept, its
+					// sockets open.
+					inst, err := engine.Serve(context.Background(), mod, engine.Config{Listener: ln, MaxConns: tc.maxConns})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer inst.Stop()
+					held := hostFDs(t) - base
+					t.Logf("100,000 sock_open in %s: the host holds %d more descriptors", time.Since(start).Round(time.Millisecond), held)
+					if held > tc.cap+16 {
+						t.Errorf("the guest holds %d host descriptors, want at most its cap %d", held, tc.cap)
+					}
+					checkEchoes(t, echoInst)
+					c, err := net.Dial("tcp", inst.Addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					if code := engine.ExitCode(inst.Wait()); code != 33 {
+						t.Errorf("the guest's last failed sock_open gave errno %d, want EMFILE (33)", code)
+					}
+				})
+			}
 		})
 	}
 }

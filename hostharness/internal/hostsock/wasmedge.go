@@ -85,6 +85,9 @@ func sockOpen(t *Table, mem Memory, stack []uint64) Errno {
 	if socktype != sockStream && socktype != sockDgram {
 		return errnoInval
 	}
+	if t.atSocketLimit() {
+		return errnoMfile
+	}
 	host, errno := openSocket(int(family), int(socktype))
 	if errno != errnoSuccess {
 		return errno
@@ -94,6 +97,7 @@ func sockOpen(t *Table, mem Memory, stack []uint64) Errno {
 		closeFD(host)
 		return errno
 	}
+	t.sockets++
 	putUint32(mem, result, fd)
 	return errnoSuccess
 }
