@@ -175,3 +175,19 @@ func TestSockOpenFlood(t *testing.T) {
 		})
 	}
 }
+
+// TestPollHuge: one poll_oneoff with 80,000,000 subscriptions gets EINVAL
+// without the host allocating for them.
+func TestPollHuge(t *testing.T) {
+	for _, name := range engine.With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) {
+			stop := watchRSS(t)
+			err := runToExit(t, name, hostileModule("poll_huge"), engine.Config{})
+			grown := stop()
+			t.Logf("host RSS grew by at most %.1f MB", float64(grown)/(1<<20))
+			if code := engine.ExitCode(err); code != 28 {
+				t.Fatalf("poll_oneoff of 80,000,000 subscriptions: errno %d (%v), want EINVAL (28)", code, err)
+			}
+		})
+	}
+}
