@@ -78,3 +78,42 @@ func TestSockOpenLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestLentListenerOptions: a guest cannot set the options of the listener
+// it was lent, which other instances share; it can read them, and set
+// those of a socket it opened.
+func TestLentListenerOptions(t *testing.T) {
+	table := newTestTable(t, context.Background())
+	set, get, open := funcNamed(t, "sock_setsockopt"), funcNamed(t, "sock_getsockopt"), funcNamed(t, "sock_open")
+	mem := make(byteMemory, 64)
+	call := func(f Func, stack ...uint64) Errno {
+		t.Helper()
+		if got := f.Call(table, mem, stack); got != Served {
+			t.Fatalf("%s: outcome %d", f.Name, got)
+		}
+		return Errno(stack[0])
+	}
+	rcvbuf := func(fd uint32) uint32 {
+		t.Helper()
+		if errno := call(get, uint64(fd), solSocket, soRcvbuf, 32, 4); errno != errnoSuccess {
+			t.Fatalf("sock_getsockopt SO_RCVBUF of fd %d: errno %d", fd, errno)
+		}
+		return le.Uint32(mem[32:])
+	}
+	before := rcvbuf(3)
+	le.PutUint32(mem[32:], 4096)
+	if errno := call(set, 3, solSocket, soRcvbuf, 32, 4); errno != errnoAcces {
+		t.Errorf("sock_setsockopt SO_RCVBUF on the lent listener: errno %d, want EACCES (%d)", errno, errnoAcces)
+	}
+	if after := rcvbuf(3); after != before {
+		t.Errorf("the lent listener's SO_RCVBUF changed from %d to %d", before, after)
+	}
+	if errno := call(open, afInet, sockStream, 16); errno != errnoSuccess {
+		t.Fatalf("sock_open: errno %d", errno)
+	}
+	own := le.Uint32(mem[16:])
+	le.PutUint32(mem[32:], 1)
+	if errno := call(set, uint64(own), solSocket, soReuseaddr, 32, 4); errno != errnoSuccess {
+		t.Errorf("sock_setsockopt on the guest's own socket: errno %d", errno)
+	}
+}

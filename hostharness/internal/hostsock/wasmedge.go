@@ -203,6 +203,10 @@ func sockAddrOf(peer bool) entryFunc {
 	}
 }
 
+// sockSetsockopt sets an option of a socket the guest opened or accepted.
+// The listener it was lent is shared with the other instances and owned
+// by the host: setting its options gives EACCES (reading them works), so
+// that no guest changes it for the others.
 func sockSetsockopt(_ *Table, mem Memory, e *entry, stack []uint64) Errno {
 	opt, errno := decodeSockopt(uint32(stack[1]), uint32(stack[2]), uint32(stack[4]))
 	if errno != errnoSuccess {
@@ -210,6 +214,9 @@ func sockSetsockopt(_ *Table, mem Memory, e *entry, stack []uint64) Errno {
 	}
 	if opt.readOnly {
 		return errnoNoprotoopt
+	}
+	if e.lent {
+		return errnoAcces
 	}
 	value, ok := mem.Read(uint32(stack[3]), 4)
 	if !ok {
