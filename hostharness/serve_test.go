@@ -196,3 +196,29 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// TestServeTrapLoggedOnce serves a guest whose stack overflows on each
+// embedded engine: serve exits 1 and logs the trap (bounded, see
+// engine.ExitError) once, not a second time in its own error.
+func TestServeTrapLoggedOnce(t *testing.T) {
+	wasm := filepath.Join("engine", "testdata", "hostile", "stack_overflow.wasm")
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			var logs syncbuf.Buffer
+			env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			code := run(context.Background(), env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
+				"--cache-dir", enginetest.CacheDir(), wasm})
+			out := logs.String()
+			t.Logf("exit %d, %d bytes of logs", code, len(out))
+			if code != 1 {
+				t.Errorf("exit %d, want 1; logs:\n%.3000s", code, out)
+			}
+			if n := len(regexp.MustCompile(`stack (overflow|exhausted)`).FindAllString(out, -1)); n != 1 {
+				t.Errorf("the trap's cause is logged %d times, want once; logs:\n%.3000s", n, out)
+			}
+			if len(out) > 2*engine.MaxTrapBytes {
+				t.Errorf("%d bytes of logs for one trap", len(out))
+			}
+		})
+	}
+}

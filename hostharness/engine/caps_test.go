@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -187,6 +188,29 @@ func TestPollHuge(t *testing.T) {
 			t.Logf("host RSS grew by at most %.1f MB", float64(grown)/(1<<20))
 			if code := engine.ExitCode(err); code != 28 {
 				t.Fatalf("poll_oneoff of 80,000,000 subscriptions: errno %d (%v), want EINVAL (28)", code, err)
+			}
+		})
+	}
+}
+
+// TestTrapBounded: a stack overflow's trap message, which on wasmtime
+// carries a backtrace of 16,370 frames, is bounded on every engine: its
+// first and last frames, a count of those elided, and the cause.
+func TestTrapBounded(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			err := runToExit(t, name, hostileModule("stack_overflow"), engine.Config{})
+			var exit *engine.ExitError
+			if !errors.As(err, &exit) || exit.Trap == "" {
+				t.Fatalf("Serve of a guest whose stack overflows: %v, want a trap", err)
+			}
+			lines := strings.Count(exit.Trap, "\n") + 1
+			t.Logf("trap message: %d bytes, %d lines", len(exit.Trap), lines)
+			if len(exit.Trap) > engine.MaxTrapBytes || lines > 32 {
+				t.Errorf("trap message of %d bytes, %d lines, want at most %d bytes and 32 lines:\n%.2000s", len(exit.Trap), lines, engine.MaxTrapBytes, exit.Trap)
+			}
+			if !strings.Contains(exit.Trap, "stack") {
+				t.Errorf("the trap message lost its cause:\n%s", exit.Trap)
 			}
 		})
 	}

@@ -65,7 +65,10 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 		inst.err = mod.Run(runCtx, cfg)
 	}()
 	if err := inst.waitReady(ctx, ready); err != nil {
-		return nil, errors.Join(err, inst.Stop())
+		if stopErr := inst.Stop(); !errors.Is(err, stopErr) { // not the exit err already reports
+			err = errors.Join(err, stopErr)
+		}
+		return nil, err
 	}
 	return inst, nil
 }

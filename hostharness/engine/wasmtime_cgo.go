@@ -25,7 +25,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -351,5 +350,5 @@ func wasmtimeExit(ctx context.Context, err error) error {
 	if errors.As(err, &trap) {
 		msg = trap.Message()
 	}
-	return &ExitError{Code: 1, Trap: strings.TrimSpace(msg)}
+	return trapError(msg)
 }

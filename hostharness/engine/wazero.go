@@ -209,7 +209,7 @@ func wazeroExit(ctx context.Context, err error) error {
 	if errors.As(err, &netErr) {
 		return fmt.Errorf("wazero: preopen listener: %w", err) // e.g. the port is taken
 	}
-	return &ExitError{Code: 1, Trap: err.Error()}
+	return trapError(err.Error())
 }
 
 func (m *wazeroModule) Close(ctx context.Context) error { return m.compiled.Close(ctx) }

@@ -151,6 +151,9 @@ func (g *Group) supervise(ctx, runCtx context.Context, id int, first chan<- stru
 			log.Error("guest exited", "code", exit.Code, "trap", exit.Trap)
 		}
 		if !g.Restart || ctx.Err() != nil {
+			if errors.As(err, &exit) {
+				return loggedExit{exit}
+			}
 			return err
 		}
 		if time.Since(begun) > 10*MaxRestartBackoff {
@@ -185,3 +188,14 @@ func (g *Group) drain(log *slog.Logger, inst *engine.Instance) error {
 		return inst.Stop()
 	}
 }
+
+// loggedExit is a guest's exit that supervise has logged already, trap
+// message included: its text gives only the code, so that the caller's
+// own log of the error does not repeat the message.
+type loggedExit struct{ exit *engine.ExitError }
+
+func (e loggedExit) Error() string {
+	return fmt.Sprintf("guest exited with code %d (logged above)", e.exit.Code)
+}
+
+func (e loggedExit) Unwrap() error { return e.exit }
