@@ -52,14 +52,15 @@ type Table struct {
 	free     []uint32
 	conns    int // accepted connections open
 	maxConns int // 0: no limit
-	// sockets counts the sockets the guest opened itself (sock_open) that
-	// are open: with maxConns, against it together with conns; without,
-	// against maxSockets.
-	sockets int
 	wake     *waker
 	stop     func() bool
 	ctx      context.Context // ends the guest's run when done; bounds lookups
 	policy   *rules          // where the guest's own sockets may go; nil: nowhere
+
+	// sockets counts the sockets the guest opened itself (sock_open) that
+	// are open: with maxConns, against it together with conns; without,
+	// against maxSockets.
+	sockets int
 
 	// drain fires once Drain is called; draining is then true for good.
 	drain    *waker
