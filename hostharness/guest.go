@@ -49,6 +49,9 @@ func loadGuest(ctx context.Context, logger *slog.Logger, engineName, path, cache
 
 // loadGuestWith is loadGuest with all engine options.
 func loadGuestWith(ctx context.Context, logger *slog.Logger, engineName, path string, opts engine.Options) (engine.Engine, engine.Module, error) {
+	if opts.Logger == nil {
+		opts.Logger = logger
+	}
 	eng, err := engine.New(ctx, engineName, opts)
 	if err != nil {
 		return nil, nil, err

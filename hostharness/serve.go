@@ -166,6 +166,9 @@ func (r *serveRun) check(listenText, maxMemory, cacheDir string, dirs []string) 
 			return fmt.Errorf("guest %s: %d MiB, more than the %d MiB a guest may be", r.wasm, st.Size()>>20, maxGuestSize>>20)
 		}
 	}
+	if err := engine.CheckCacheDir(cacheDir); err != nil {
+		return err
+	}
 	r.options = engine.Options{CacheDir: cacheDir, MaxMemory: memLimit}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -115,6 +116,7 @@ func TestServeErrors(t *testing.T) {
 		{"tiny max-memory", []string{"serve", "--max-memory", "1", "x.wasm"}, 2, "want a size from 1MiB"},
 		{"empty unix path", []string{"serve", "--listen", "unix:", "x.wasm"}, 2, "empty path"},
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
+		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), built.fd3}, 2, "not private to this user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder
@@ -125,6 +127,15 @@ func TestServeErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// worldWritableDir is a new directory of mode 0777.
+func worldWritableDir(t *testing.T) string {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // TestServeRestart serves a guest that always exits with code 3: with

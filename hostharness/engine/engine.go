@@ -346,6 +346,9 @@ type Options struct {
 	// 64 KiB pages); 0 leaves the engine's default (4 GiB for wasm32).
 	// A Go guest that needs more fails with "out of memory" and exits 2.
 	MaxMemory uint64
+	// Logger receives warnings about the cache (see New); nil discards
+	// them.
+	Logger *slog.Logger
 }
 
 // wasmPageSize is the size of a WebAssembly linear memory page.
@@ -363,11 +366,15 @@ func (o Options) maxMemoryPages() uint32 {
 	return uint32(pages)
 }
 
-// DefaultCacheDir is wasiserve's directory under the user cache dir.
+// DefaultCacheDir is wasiserve's directory under the user's cache
+// directory ($XDG_CACHE_HOME, else $HOME/.cache). With neither set it is
+// wasiserve-UID in the temporary directory, never a path shared by every
+// user; CheckCacheDir refuses it if someone else made it or can write to
+// it.
 func DefaultCacheDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
-		dir = os.TempDir()
+		return filepath.Join(os.TempDir(), fmt.Sprintf("wasiserve-%d", os.Getuid()))
 	}
 	return filepath.Join(dir, "wasiserve")
 }
@@ -489,7 +496,10 @@ func Known(name string) error {
 	return nil
 }
 
-// New returns the named engine.
+// New returns the named engine. Its cache directory must be private to
+// this user (CheckCacheDir); one that cannot be used (read-only, full) is
+// logged and replaced by a temporary one, so the guest is compiled
+// anyway.
 func New(ctx context.Context, name string, opts Options) (Engine, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = DefaultCacheDir()
@@ -497,5 +507,16 @@ func New(ctx context.Context, name string, opts Options) (Engine, error) {
 	if err := Known(name); err != nil {
 		return nil, err
 	}
-	return kinds()[name].new(ctx, opts)
+	cleanup, err := withCache(&opts)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := kinds()[name].new(ctx, opts)
+	switch {
+	case cleanup == nil:
+		return eng, err
+	case err != nil:
+		return nil, errors.Join(err, cleanup())
+	}
+	return cachedEngine{eng, cleanup}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,9 +22,11 @@ import (
 // wazeroEngine runs guests with wazero's compiler and its experimental
 // socket support, which binds the listener itself (WazeroSock).
 type wazeroEngine struct {
-	name    string
-	runtime wazero.Runtime
-	cache   wazero.CompilationCache
+	name     string
+	runtime  wazero.Runtime
+	cache    wazero.CompilationCache
+	cacheDir string
+	logger   *slog.Logger
 }
 
 func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
@@ -39,7 +42,8 @@ func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
 // any guest can be stopped; without it, stopping is left to host functions
 // (package hostsock's), which saves the guest about 40 % of its CPU.
 func newWazeroEngine(ctx context.Context, name string, opts Options, checkContext bool) (*wazeroEngine, error) {
-	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(opts.CacheDir, "wazero"))
+	cacheDir := filepath.Join(opts.CacheDir, "wazero")
+	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("wazero compilation cache: %w", err)
 	}
@@ -54,7 +58,7 @@ func newWazeroEngine(ctx context.Context, name string, opts Options, checkContex
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wazero: instantiate WASI: %w", err)
 	}
-	return &wazeroEngine{name: name, runtime: rt, cache: cache}, nil
+	return &wazeroEngine{name: name, runtime: rt, cache: cache, cacheDir: cacheDir, logger: opts.logger()}, nil
 }
 
 func (e *wazeroEngine) Name() string { return e.name }
@@ -65,6 +69,15 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
+	if err != nil && strings.Contains(err.Error(), "compilationcache:") {
+		// A damaged cache entry (a truncated file, say): drop the
+		// cache's files and compile afresh.
+		e.logger.Warn("compilation cache damaged: clearing it and compiling afresh", "engine", e.name, "dir", e.cacheDir, "err", err)
+		if clearErr := clearFiles(e.cacheDir); clearErr != nil {
+			return nil, fmt.Errorf("compile %s with wazero: %w; clearing the cache: %w", path, err, clearErr)
+		}
+		compiled, err = e.runtime.CompileModule(ctx, wasm)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wazero: %w", path, err)
 	}
