@@ -64,7 +64,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&dirs, "dir", "host[:guest][:ro|:rw] directory to preopen for the guest (repeatable; default rw); the guest sees no other")
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
-	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit)")
+	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit;\n"+
+		"default on engines with a host-owned listener: half the guest's memory cap at 160 KiB a connection, at most 4096)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
 	var allowDial, allowListen stringList
 	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
@@ -96,6 +97,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	if err := r.pickEngine(env, explicit["engine"]); err != nil {
 		fmt.Fprintln(env.stderr, "hostharness serve:", err)
 		return 2
+	}
+	if !explicit["max-conns"] && engine.CapabilitiesOf(r.engine).Has(engine.ConnLimit) {
+		r.cfg.MaxConns = defaultMaxConns(r.options.MaxMemory)
+		env.logger.Info("connections per guest instance limited by default", "max-conns", r.cfg.MaxConns)
 	}
 	if err := serve(ctx, env, r); err != nil {
 		env.logger.Error("serve failed", "err", err)
@@ -171,6 +176,26 @@ func (r *serveRun) check(listenText, maxMemory, cacheDir string, dirs []string) 
 	}
 	r.options = engine.Options{CacheDir: cacheDir, MaxMemory: memLimit}
 	return nil
+}
+
+// connMemory is what one connection held mid-request costs a Go guest's
+// linear memory (measured on the echo guest: README, --max-conns).
+const connMemory = 160 << 10
+
+// maxDefaultConns bounds the default --max-conns, below the host's share
+// of descriptors per instance.
+const maxDefaultConns = 4096
+
+// defaultMaxConns is --max-conns when it is not given, on engines that
+// honour it: connections may take half the guest's memory cap (4 GiB
+// without --max-memory) at connMemory each, at most maxDefaultConns, so
+// that slow clients hold the guest back in the kernel's backlog instead
+// of running it out of memory.
+func defaultMaxConns(maxMemory uint64) int {
+	if maxMemory == 0 {
+		maxMemory = 4 << 30
+	}
+	return int(max(1, min(maxMemory/2/connMemory, maxDefaultConns)))
 }
 
 // needs lists what the flags need of an engine, each with the flag that

@@ -181,6 +181,21 @@ func TestServeRestart(t *testing.T) {
 	})
 }
 
+// TestDefaultMaxConns: without --max-conns, connections may take half the
+// guest's memory cap at 160 KiB each, at most 4096.
+func TestDefaultMaxConns(t *testing.T) {
+	for _, tc := range []struct {
+		maxMemory uint64
+		want      int
+	}{
+		{0, 4096}, {4 << 30, 4096}, {1 << 30, 3276}, {256 << 20, 819}, {64 << 20, 204}, {1 << 20, 3}, {64 << 10, 1},
+	} {
+		if got := defaultMaxConns(tc.maxMemory); got != tc.want {
+			t.Errorf("defaultMaxConns(%d) = %d, want %d", tc.maxMemory, got, tc.want)
+		}
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	for _, tc := range []struct {
 		in      string

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 )
 
@@ -211,6 +213,70 @@ func TestTrapBounded(t *testing.T) {
 			}
 			if !strings.Contains(exit.Trap, "stack") {
 				t.Errorf("the trap message lost its cause:\n%s", exit.Trap)
+			}
+		})
+	}
+}
+
+// TestSlowClientsCannotLockOut fills the guest's connection limit with
+// clients that send their bodies at 5 bytes/s: with the echo guest's
+// request read timeout of 2 s, a normal client must still be answered
+// within that timeout (and some slack), not after the slow bodies end.
+func TestSlowClientsCannotLockOut(t *testing.T) {
+	const (
+		maxConns    = 3
+		readTimeout = 2 * time.Second
+	)
+	for _, name := range engine.With(engine.ConnLimit) {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{
+				MaxConns: maxConns,
+				Env:      []string{echo.EnvReadTimeout + "=" + readTimeout.String()},
+			})
+			done := make(chan struct{})
+			defer close(done)
+			for range maxConns {
+				c, err := net.Dial("tcp", inst.Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+				go func() { // 1,000 bytes at 5 bytes/s: 200 s
+					for {
+						select {
+						case <-done:
+							return
+						case <-time.After(200 * time.Millisecond):
+						}
+						if _, err := c.Write([]byte("x")); err != nil {
+							return // cut by the guest
+						}
+					}
+				}()
+			}
+			time.Sleep(300 * time.Millisecond) // the slow clients hold every connection
+			start := time.Now()
+			c, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(readTimeout + 10*time.Second))
+			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nnormal")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("a normal client behind %d slow ones: %v after %s", maxConns, err, time.Since(start).Round(time.Millisecond))
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			waited := time.Since(start)
+			t.Logf("a normal client behind %d slow ones was answered after %s (read timeout %s)", maxConns, waited.Round(time.Millisecond), readTimeout)
+			if string(body) != "normal" {
+				t.Fatalf("answered %q", body)
+			}
+			if waited > readTimeout+5*time.Second {
+				t.Errorf("answered after %s, more than the read timeout %s and slack", waited, readTimeout)
 			}
 		})
 	}
