@@ -127,9 +127,10 @@ func TestAddrinfoCycle(t *testing.T) {
 	}
 }
 
-// TestSockOpenFlood runs a guest that opens 100,000 sockets and keeps
-// them, beside an echo guest: the host must answer EMFILE past its cap per
-// instance, its descriptors stay bounded, and the echo keep answering.
+// TestSockOpenFlood runs a guest that accepts one connection, then opens
+// 100,000 sockets and keeps them, beside an echo guest: the host must
+// answer EMFILE past its cap per instance (the connection counting with
+// MaxConns), its descriptors stay bounded, and the echo keep answering.
 func TestSockOpenFlood(t *testing.T) {
 	for _, name := range hostSocketEngines() {
 		t.Run(name, func(t *testing.T) {
@@ -151,25 +152,29 @@ func TestSockOpenFlood(t *testing.T) {
 					}
 					defer mod.Close(context.Background())
 					ln := listen(t)
-					start := time.Now()
-					// Serve returns once the guest waits in sock_accept, its
-					// sockets open.
+					// Serve returns once the guest waits in sock_accept.
 					inst, err := engine.Serve(context.Background(), mod, engine.Config{Listener: ln, MaxConns: tc.maxConns})
 					if err != nil {
 						t.Fatal(err)
 					}
 					defer inst.Stop()
-					held := hostFDs(t) - base
-					t.Logf("100,000 sock_open in %s: the host holds %d more descriptors", time.Since(start).Round(time.Millisecond), held)
-					if held > tc.cap+16 {
-						t.Errorf("the guest holds %d host descriptors, want at most its cap %d", held, tc.cap)
-					}
-					checkEchoes(t, echoInst)
 					c, err := net.Dial("tcp", inst.Addr)
 					if err != nil {
 						t.Fatal(err)
 					}
 					defer c.Close()
+					start := time.Now()
+					c.SetDeadline(time.Now().Add(time.Minute))
+					if _, err := c.Read(make([]byte, 1)); err != nil { // the guest's sockets are open
+						t.Fatalf("waiting for the guest to open its sockets: %v", err)
+					}
+					held := hostFDs(t) - base - 2 // less the test's connection and its accepted end
+					t.Logf("100,000 sock_open in %s: the host holds %d more descriptors", time.Since(start).Round(time.Millisecond), held)
+					if held > tc.cap+16 {
+						t.Errorf("the guest holds %d host descriptors, want at most its cap %d", held, tc.cap)
+					}
+					checkEchoes(t, echoInst)
+					c.Write([]byte("!"))
 					if code := engine.ExitCode(inst.Wait()); code != 33 {
 						t.Errorf("the guest's last failed sock_open gave errno %d, want EMFILE (33)", code)
 					}
