@@ -99,7 +99,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if !explicit["max-conns"] && engine.CapabilitiesOf(r.engine).Has(engine.ConnLimit) {
-		r.cfg.MaxConns = defaultMaxConns(r.options.MaxMemory)
+		r.cfg.MaxConns = defaultMaxConns(r.options.MaxMemory, r.instances, openFileLimit())
 		env.logger.Info("connections per guest instance limited by default", "max-conns", r.cfg.MaxConns)
 	}
 	if err := serve(ctx, env, r); err != nil {
@@ -190,12 +190,18 @@ const maxDefaultConns = 4096
 // honour it: connections may take half the guest's memory cap (4 GiB
 // without --max-memory) at connMemory each, at most maxDefaultConns, so
 // that slow clients hold the guest back in the kernel's backlog instead
-// of running it out of memory.
-func defaultMaxConns(maxMemory uint64) int {
+// of running it out of memory; and all instances together at most half
+// the process's descriptor limit nofile (0: unknown), so that they cannot
+// exhaust it between them.
+func defaultMaxConns(maxMemory uint64, instances int, nofile uint64) int {
 	if maxMemory == 0 {
 		maxMemory = 4 << 30
 	}
-	return int(max(1, min(maxMemory/2/connMemory, maxDefaultConns)))
+	n := min(maxMemory/2/connMemory, maxDefaultConns)
+	if nofile > 0 {
+		n = min(n, nofile/2/uint64(max(instances, 1)))
+	}
+	return int(max(1, n))
 }
 
 // needs lists what the flags need of an engine, each with the flag that

@@ -182,16 +182,21 @@ func TestServeRestart(t *testing.T) {
 }
 
 // TestDefaultMaxConns: without --max-conns, connections may take half the
-// guest's memory cap at 160 KiB each, at most 4096.
+// guest's memory cap at 160 KiB each, at most 4096, and all instances
+// together half the descriptor limit.
 func TestDefaultMaxConns(t *testing.T) {
 	for _, tc := range []struct {
 		maxMemory uint64
+		instances int
+		nofile    uint64
 		want      int
 	}{
-		{0, 4096}, {4 << 30, 4096}, {1 << 30, 3276}, {256 << 20, 819}, {64 << 20, 204}, {1 << 20, 3}, {64 << 10, 1},
+		{0, 1, 0, 4096}, {4 << 30, 1, 1 << 20, 4096}, {1 << 30, 1, 0, 3276}, {256 << 20, 1, 0, 819},
+		{64 << 20, 1, 0, 204}, {1 << 20, 1, 0, 3}, {64 << 10, 1, 0, 1},
+		{0, 2, 20000, 4096}, {0, 5, 20000, 2000}, {0, 4, 1024, 128}, {0, 1024, 1024, 1},
 	} {
-		if got := defaultMaxConns(tc.maxMemory); got != tc.want {
-			t.Errorf("defaultMaxConns(%d) = %d, want %d", tc.maxMemory, got, tc.want)
+		if got := defaultMaxConns(tc.maxMemory, tc.instances, tc.nofile); got != tc.want {
+			t.Errorf("defaultMaxConns(%d, %d instances, nofile %d) = %d, want %d", tc.maxMemory, tc.instances, tc.nofile, got, tc.want)
 		}
 	}
 }
