@@ -22,7 +22,7 @@ func TestCompileErrors(t *testing.T) {
 		{"no guest", []string{"compile"}, 2, "want exactly one guest.wasm"},
 		{"two guests", []string{"compile", "a.wasm", "b.wasm"}, 2, "want exactly one guest.wasm"},
 		{"unknown engine", []string{"compile", "--engine", "nosuch", "x.wasm"}, 2, "unknown engine"},
-		{"missing wasm", []string{"compile", "--engine", engine.Wazero, filepath.Join(t.TempDir(), "nope.wasm")}, 1, "no such file"},
+		{"missing wasm", []string{"compile", "--engine", engine.Wazy, filepath.Join(t.TempDir(), "nope.wasm")}, 1, "no such file"},
 		{"bad flag", []string{"compile", "--nosuch"}, 2, "flag provided but not defined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -41,7 +41,7 @@ func TestCompileFillsCache(t *testing.T) {
 	dir := t.TempDir()
 	var stderr strings.Builder
 	env := &cliEnv{stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
-	if code := run(t.Context(), env, []string{"compile", "--engine", engine.Wazero, "--cache-dir", dir, built.echo}); code != 0 {
+	if code := run(t.Context(), env, []string{"compile", "--engine", engine.Wazy, "--cache-dir", dir, built.echo}); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	var size int64

@@ -54,6 +54,9 @@ func loadGuest(ctx context.Context, logger *slog.Logger, engineName, path, cache
 // first it returns an *interruptedError at once, leaving the compilation
 // (which engines may not be able to cancel) to finish on its own.
 func loadGuestWith(ctx context.Context, logger *slog.Logger, engineName, path string, opts engine.Options) (engine.Engine, engine.Module, error) {
+	if opts.Logger == nil {
+		opts.Logger = logger
+	}
 	size := int64(0)
 	if st, err := os.Stat(path); err == nil {
 		size = st.Size()

@@ -88,7 +88,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&dirs, "dir", "host[:guest][:ro|:rw] directory to preopen for the guest (repeatable; default rw); the guest sees no other")
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
-	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit)")
+	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit;\n"+
+		"default on engines with a host-owned listener: half the guest's memory cap at 160 KiB a connection, at most 4096)")
 	guestStdout := flags.String("guest-stdout", "stderr", "where the guest's stdout goes: stderr (so that serve's stdout carries only the serving line)\n"+
 		"or stdout")
 	readyFile := flags.String("ready-file", "", "once the guest is ready, write the serving line to this file (replaced at once, removed on exit)")
@@ -137,6 +138,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	if err := r.pickEngine(env, explicit["engine"]); err != nil {
 		fmt.Fprintln(env.stderr, "hostharness serve:", err)
 		return 2
+	}
+	if !explicit["max-conns"] && engine.CapabilitiesOf(r.engine).Has(engine.ConnLimit) {
+		r.cfg.MaxConns = defaultMaxConns(r.options.MaxMemory, r.instances, openFileLimit())
+		env.logger.Info("connections per guest instance limited by default", "max-conns", r.cfg.MaxConns)
 	}
 	if err := serve(ctx, env, r); err != nil {
 		var intr *interruptedError
@@ -225,8 +230,37 @@ func (r *serveRun) check(listenText, maxMemory, cacheDir string, dirs []string) 
 			return fmt.Errorf("guest %s: %d MiB, more than the %d MiB a guest may be", r.wasm, st.Size()>>20, maxGuestSize>>20)
 		}
 	}
+	if err := engine.CheckCacheDir(cacheDir); err != nil {
+		return err
+	}
 	r.options = engine.Options{CacheDir: cacheDir, MaxMemory: memLimit}
 	return nil
+}
+
+// connMemory is what one connection held mid-request costs a Go guest's
+// linear memory (measured on the echo guest: README, --max-conns).
+const connMemory = 160 << 10
+
+// maxDefaultConns bounds the default --max-conns, below the host's share
+// of descriptors per instance.
+const maxDefaultConns = 4096
+
+// defaultMaxConns is --max-conns when it is not given, on engines that
+// honour it: connections may take half the guest's memory cap (4 GiB
+// without --max-memory) at connMemory each, at most maxDefaultConns, so
+// that slow clients hold the guest back in the kernel's backlog instead
+// of running it out of memory; and all instances together at most half
+// the process's descriptor limit nofile (0: unknown), so that they cannot
+// exhaust it between them.
+func defaultMaxConns(maxMemory uint64, instances int, nofile uint64) int {
+	if maxMemory == 0 {
+		maxMemory = 4 << 30
+	}
+	n := min(maxMemory/2/connMemory, maxDefaultConns)
+	if nofile > 0 {
+		n = min(n, nofile/2/uint64(max(instances, 1)))
+	}
+	return int(max(1, n))
 }
 
 // needs lists what the flags need of an engine, each with the flag that

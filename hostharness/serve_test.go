@@ -144,6 +144,7 @@ func TestServeErrors(t *testing.T) {
 		{"metrics without port", []string{"serve", "--metrics", "nocolon", built.fd3}, 2, `--metrics "nocolon": want HOST:PORT`},
 		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), built.fd3}, 1, "--metrics: listen tcp"},
 		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch needs a guest.wasm"},
+		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), built.fd3}, 2, "not private to this user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder
@@ -154,6 +155,15 @@ func TestServeErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// worldWritableDir is a new directory of mode 0777.
+func worldWritableDir(t *testing.T) string {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // TestServeRestart serves a guest that always exits with code 3: with
@@ -199,6 +209,26 @@ func TestServeRestart(t *testing.T) {
 	})
 }
 
+// TestDefaultMaxConns: without --max-conns, connections may take half the
+// guest's memory cap at 160 KiB each, at most 4096, and all instances
+// together half the descriptor limit.
+func TestDefaultMaxConns(t *testing.T) {
+	for _, tc := range []struct {
+		maxMemory uint64
+		instances int
+		nofile    uint64
+		want      int
+	}{
+		{0, 1, 0, 4096}, {4 << 30, 1, 1 << 20, 4096}, {1 << 30, 1, 0, 3276}, {256 << 20, 1, 0, 819},
+		{64 << 20, 1, 0, 204}, {1 << 20, 1, 0, 3}, {64 << 10, 1, 0, 1},
+		{0, 2, 20000, 4096}, {0, 5, 20000, 2000}, {0, 4, 1024, 128}, {0, 1024, 1024, 1},
+	} {
+		if got := defaultMaxConns(tc.maxMemory, tc.instances, tc.nofile); got != tc.want {
+			t.Errorf("defaultMaxConns(%d, %d instances, nofile %d) = %d, want %d", tc.maxMemory, tc.instances, tc.nofile, got, tc.want)
+		}
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
@@ -223,5 +253,31 @@ func TestParseSize(t *testing.T) {
 		if (err != nil) != tc.wantErr || got != tc.want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.wantErr)
 		}
+	}
+}
+
+// TestServeTrapLoggedOnce serves a guest whose stack overflows on each
+// embedded engine: serve exits 1 and logs the trap (bounded, see
+// engine.ExitError) once, not a second time in its own error.
+func TestServeTrapLoggedOnce(t *testing.T) {
+	wasm := filepath.Join("engine", "testdata", "hostile", "stack_overflow.wasm")
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			var logs syncbuf.Buffer
+			env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			code := run(context.Background(), env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
+				"--cache-dir", enginetest.CacheDir(), wasm})
+			out := logs.String()
+			t.Logf("exit %d, %d bytes of logs", code, len(out))
+			if code != 1 {
+				t.Errorf("exit %d, want 1; logs:\n%.3000s", code, out)
+			}
+			if n := len(regexp.MustCompile(`stack (overflow|exhausted)`).FindAllString(out, -1)); n != 1 {
+				t.Errorf("the trap's cause is logged %d times, want once; logs:\n%.3000s", n, out)
+			}
+			if len(out) > 2*engine.MaxTrapBytes {
+				t.Errorf("%d bytes of logs for one trap", len(out))
+			}
+		})
 	}
 }

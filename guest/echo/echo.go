@@ -71,8 +71,13 @@ func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logger.Warn("enable full duplex", "err", err)
 	}
 	if _, err := io.Copy(w, r.Body); err != nil {
-		// The client went away or sent a broken body; the status line
-		// may already be out, so there is nothing better to tell it.
+		// The client went away, sent a broken body or was too slow (the
+		// server's ReadTimeout); the status line may already be out, so
+		// there is nothing better to tell it. Abort the connection: else
+		// the server would answer the part it got and read what follows
+		// as the next request, and a slow client would keep its
+		// connection.
 		h.logger.Debug("echo body", "method", r.Method, "path", r.URL.Path, "err", err)
+		panic(http.ErrAbortHandler)
 	}
 }

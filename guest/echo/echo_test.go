@@ -138,8 +138,11 @@ func TestServerConfigFromEnv(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", nil, def, ""},
-		{"overrides", map[string]string{echo.EnvReadHeaderTimeout: "2s", echo.EnvIdleTimeout: "1m", echo.EnvMaxHeaderBytes: "4096"},
-			echo.ServerConfig{ReadHeaderTimeout: 2 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 4096}, ""},
+		{"overrides", map[string]string{echo.EnvReadHeaderTimeout: "2s", echo.EnvReadTimeout: "3s", echo.EnvWriteTimeout: "4s",
+			echo.EnvIdleTimeout: "1m", echo.EnvMaxHeaderBytes: "4096"},
+			echo.ServerConfig{ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 4 * time.Second,
+				IdleTimeout: time.Minute, MaxHeaderBytes: 4096}, ""},
+		{"bad read timeout", map[string]string{echo.EnvReadTimeout: "0s"}, def, echo.EnvReadTimeout},
 		{"bad duration", map[string]string{echo.EnvIdleTimeout: "soon"}, def, echo.EnvIdleTimeout},
 		{"negative duration", map[string]string{echo.EnvReadHeaderTimeout: "-1s"}, def, echo.EnvReadHeaderTimeout},
 		{"bad size", map[string]string{echo.EnvMaxHeaderBytes: "1k"}, def, echo.EnvMaxHeaderBytes},

@@ -15,6 +15,13 @@ import (
 type ServerConfig struct {
 	// ReadHeaderTimeout bounds how long a client may take to send headers.
 	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds how long a client may take to send a whole
+	// request, body included, so that a body trickled at 1 byte/s cannot
+	// hold a connection (and the guest's memory for it) for ever.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds how long a response may take, from the end of
+	// the request's headers, against a client that reads it slowly.
+	WriteTimeout time.Duration
 	// IdleTimeout bounds how long a keep-alive connection may sit idle.
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds the request line and headers.
@@ -24,6 +31,8 @@ type ServerConfig struct {
 // Environment variables read by ServerConfigFromEnv.
 const (
 	EnvReadHeaderTimeout = "ECHO_READ_HEADER_TIMEOUT"
+	EnvReadTimeout       = "ECHO_READ_TIMEOUT"
+	EnvWriteTimeout      = "ECHO_WRITE_TIMEOUT"
 	EnvIdleTimeout       = "ECHO_IDLE_TIMEOUT"
 	EnvMaxHeaderBytes    = "ECHO_MAX_HEADER_BYTES"
 )
@@ -32,6 +41,8 @@ const (
 func DefaultServerConfig() ServerConfig {
 	return ServerConfig{
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    http.DefaultMaxHeaderBytes,
 	}
@@ -46,6 +57,8 @@ func ServerConfigFromEnv(getenv func(string) string) (ServerConfig, error) {
 		dst *time.Duration
 	}{
 		{EnvReadHeaderTimeout, &cfg.ReadHeaderTimeout},
+		{EnvReadTimeout, &cfg.ReadTimeout},
+		{EnvWriteTimeout, &cfg.WriteTimeout},
 		{EnvIdleTimeout, &cfg.IdleTimeout},
 	}
 	for _, d := range durations {
@@ -78,6 +91,8 @@ func NewServer(handler http.Handler, cfg ServerConfig) *http.Server {
 	return &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		Protocols:         &protocols,

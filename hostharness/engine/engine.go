@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -278,8 +279,68 @@ func Cached(mod Module) bool {
 type ExitError struct {
 	// Code is the guest's exit code; 1 for a trap.
 	Code int
-	// Trap is the trap message, empty for a plain exit.
+	// Trap is the trap message, empty for a plain exit; at most
+	// MaxTrapBytes (see trapError).
 	Trap string
+}
+
+// Bounds of a trap message. A deep recursion's backtrace has a line per
+// frame (16,370 on wasmtime), and a guest chooses its function names.
+const (
+	// MaxTrapBytes bounds ExitError.Trap.
+	MaxTrapBytes = 4096
+	// trapHeadFrames and trapTailFrames are the backtrace frames kept
+	// from the start and the end of a longer run of them.
+	trapHeadFrames = 8
+	trapTailFrames = 4
+	// maxTrapLine bounds one line of the message.
+	maxTrapLine = 240
+)
+
+// backtraceFrame matches one frame line of a backtrace ("  12: 0x32 - f").
+var backtraceFrame = regexp.MustCompile(`^\s*\d+: `)
+
+// trapError is the ExitError of a trap with message msg, bounded for
+// every engine: each run of backtrace frames longer than trapHeadFrames +
+// trapTailFrames keeps its first and last frames and counts the others,
+// long lines are cut, and the whole at MaxTrapBytes.
+func trapError(msg string) *ExitError {
+	var out []string
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	for i := 0; i < len(lines); {
+		j := i
+		for j < len(lines) && backtraceFrame.MatchString(lines[j]) {
+			j++
+		}
+		if j == i { // not a frame
+			out = append(out, cutLine(lines[i]))
+			i++
+			continue
+		}
+		frames := lines[i:j]
+		if n := len(frames) - trapHeadFrames - trapTailFrames; n > 1 {
+			frames = slices.Concat(frames[:trapHeadFrames:trapHeadFrames],
+				[]string{fmt.Sprintf("    ... %d frames elided ...", n)}, frames[len(frames)-trapTailFrames:])
+		}
+		for _, f := range frames {
+			out = append(out, cutLine(f))
+		}
+		i = j
+	}
+	trap := strings.Join(out, "\n")
+	if len(trap) > MaxTrapBytes {
+		const cut = "\n... (cut)"
+		trap = strings.ToValidUTF8(trap[:MaxTrapBytes-len(cut)], "") + cut
+	}
+	return &ExitError{Code: 1, Trap: trap}
+}
+
+// cutLine bounds one line of a trap message at maxTrapLine bytes.
+func cutLine(line string) string {
+	if len(line) <= maxTrapLine {
+		return line
+	}
+	return strings.ToValidUTF8(line[:maxTrapLine], "") + "..."
 }
 
 func (e *ExitError) Error() string {
@@ -297,6 +358,9 @@ type Options struct {
 	// 64 KiB pages); 0 leaves the engine's default (4 GiB for wasm32).
 	// A Go guest that needs more fails with "out of memory" and exits 2.
 	MaxMemory uint64
+	// Logger receives warnings about the cache (see New); nil discards
+	// them.
+	Logger *slog.Logger
 }
 
 // wasmPageSize is the size of a WebAssembly linear memory page.
@@ -314,11 +378,15 @@ func (o Options) maxMemoryPages() uint32 {
 	return uint32(pages)
 }
 
-// DefaultCacheDir is wasiserve's directory under the user cache dir.
+// DefaultCacheDir is wasiserve's directory under the user's cache
+// directory ($XDG_CACHE_HOME, else $HOME/.cache). With neither set it is
+// wasiserve-UID in the temporary directory, never a path shared by every
+// user; CheckCacheDir refuses it if someone else made it or can write to
+// it.
 func DefaultCacheDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
-		dir = os.TempDir()
+		return filepath.Join(os.TempDir(), fmt.Sprintf("wasiserve-%d", os.Getuid()))
 	}
 	return filepath.Join(dir, "wasiserve")
 }
@@ -443,7 +511,10 @@ func Known(name string) error {
 	return nil
 }
 
-// New returns the named engine.
+// New returns the named engine. Its cache directory must be private to
+// this user (CheckCacheDir); one that cannot be used (read-only, full) is
+// logged and replaced by a temporary one, so the guest is compiled
+// anyway.
 func New(ctx context.Context, name string, opts Options) (Engine, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = DefaultCacheDir()
@@ -451,5 +522,16 @@ func New(ctx context.Context, name string, opts Options) (Engine, error) {
 	if err := Known(name); err != nil {
 		return nil, err
 	}
-	return kinds()[name].new(ctx, opts)
+	cleanup, err := withCache(&opts)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := kinds()[name].new(ctx, opts)
+	switch {
+	case cleanup == nil:
+		return eng, err
+	case err != nil:
+		return nil, errors.Join(err, cleanup())
+	}
+	return cachedEngine{eng, cleanup}, nil
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/bytecodealliance/wasmtime-go/v42"
 
@@ -273,5 +272,5 @@ func wasmtimeExit(ctx context.Context, err error) error {
 	if errors.As(err, &trap) {
 		msg = trap.Message()
 	}
-	return &ExitError{Code: 1, Trap: strings.TrimSpace(msg)}
+	return trapError(msg)
 }

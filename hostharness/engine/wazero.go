@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -28,6 +29,7 @@ type wazeroEngine struct {
 	runtime  wazy.Runtime
 	cache    wazy.CompilationCache
 	cacheDir string
+	logger   *slog.Logger
 }
 
 func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
@@ -62,7 +64,7 @@ func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEng
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wazy: instantiate WASI: %w", err)
 	}
-	return &wazeroEngine{name: name, runtime: rt, cache: cache, cacheDir: cacheDir}, nil
+	return &wazeroEngine{name: name, runtime: rt, cache: cache, cacheDir: cacheDir, logger: opts.logger()}, nil
 }
 
 func (e *wazeroEngine) Name() string { return e.name }
@@ -74,6 +76,15 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 	}
 	before := cacheEntries(e.cacheDir)
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
+	if err != nil && strings.Contains(err.Error(), "compilationcache:") {
+		// A damaged cache entry (a truncated file, say): drop the
+		// cache's files and compile afresh.
+		e.logger.Warn("compilation cache damaged: clearing it and compiling afresh", "engine", e.name, "dir", e.cacheDir, "err", err)
+		if clearErr := clearFiles(e.cacheDir); clearErr != nil {
+			return nil, fmt.Errorf("compile %s with wazero: %w; clearing the cache: %w", path, err, clearErr)
+		}
+		compiled, err = e.runtime.CompileModule(ctx, wasm)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wazy: %w", path, err)
 	}
@@ -242,7 +253,7 @@ func wazeroExit(ctx context.Context, err error) error {
 	if errors.As(err, &netErr) {
 		return fmt.Errorf("wazy: preopen listener: %w", err) // e.g. the port is taken
 	}
-	return &ExitError{Code: 1, Trap: err.Error()}
+	return trapError(err.Error())
 }
 
 func (m *wazeroModule) Close(ctx context.Context) error { return m.compiled.Close(ctx) }

@@ -270,6 +270,9 @@ func (g *Group) supervise(ctx, runCtx context.Context, mod engine.Module, id int
 			log.Error("guest exited", "code", exit.Code, "trap", exit.Trap)
 		}
 		if !g.Restart || ctx.Err() != nil {
+			if errors.As(err, &exit) {
+				return loggedExit{exit}
+			}
 			return err
 		}
 		if time.Since(begun) > 10*MaxRestartBackoff {
@@ -323,3 +326,14 @@ func stopExit(log *slog.Logger, err error) error {
 	}
 	return err
 }
+
+// loggedExit is a guest's exit that supervise has logged already, trap
+// message included: its text gives only the code, so that the caller's
+// own log of the error does not repeat the message.
+type loggedExit struct{ exit *engine.ExitError }
+
+func (e loggedExit) Error() string {
+	return fmt.Sprintf("guest exited with code %d (logged above)", e.exit.Code)
+}
+
+func (e loggedExit) Unwrap() error { return e.exit }

@@ -34,14 +34,14 @@ const (
 	msgWaitall = 0x100
 )
 
-func rawFD(net.Listener) (int, error)       { return -1, errUnsupported }
-func newWaker() (*waker, error)             { return nil, errUnsupported }
-func signalFD(int)                          {}
-func closeFD(int) error                     { return errUnsupported }
-func accept(int) (int, uint32)              { return -1, errnoNotsup }
-func recv(int, [][]byte, int) (int, uint32) { return 0, errnoNotsup }
-func send(int, [][]byte) (int, uint32)      { return 0, errnoNotsup }
-func shutdown(int, uint8) uint32            { return errnoNotsup }
-func stat(int) (filestat, uint32)           { return filestat{}, errnoNotsup }
-func ppoll([]pollFD, time.Time) uint32      { return errnoNotsup }
-func errnoOf(error) uint32                  { return errnoIO }
+func rawFD(net.Listener) (int, error)      { return -1, errUnsupported }
+func newWaker() (*waker, error)            { return nil, errUnsupported }
+func signalFD(int)                         {}
+func closeFD(int) error                    { return errUnsupported }
+func accept(int) (int, Errno)              { return -1, errnoNotsup }
+func recv(int, [][]byte, int) (int, Errno) { return 0, errnoNotsup }
+func send(int, [][]byte) (int, Errno)      { return 0, errnoNotsup }
+func shutdown(int, uint8) Errno            { return errnoNotsup }
+func stat(int) (filestat, Errno)           { return filestat{}, errnoNotsup }
+func ppoll([]pollFD, time.Time) Errno      { return errnoNotsup }
+func errnoOf(error) Errno                  { return errnoIO }

@@ -57,6 +57,11 @@ type Table struct {
 	ctx      context.Context // ends the guest's run when done; bounds lookups
 	policy   *rules          // where the guest's own sockets may go; nil: nowhere
 
+	// sockets counts the sockets the guest opened itself (sock_open) that
+	// are open: with maxConns, against it together with conns; without,
+	// against maxSockets.
+	sockets int
+
 	// drain fires once Drain is called; draining is then true for good.
 	drain    *waker
 	draining atomic.Bool
@@ -149,17 +154,33 @@ func (t *Table) Close() error {
 	return errors.Join(errs...)
 }
 
-// LimitConns bounds the connections the guest may have open at once; 0
-// means no limit. At the limit the listener is held back: sock_accept
-// answers EAGAIN and poll_oneoff never reports it readable, so further
-// clients wait in the kernel's backlog until the guest closes one.
+// LimitConns bounds the connections the guest may have open at once,
+// accepted ones and sockets it opened itself (sock_open) together; 0 means
+// no limit on accepted connections and maxSockets on opened sockets. At
+// the limit the listener is held back: sock_accept answers EAGAIN and
+// poll_oneoff never reports it readable, so further clients wait in the
+// kernel's backlog until the guest closes one; sock_open answers EMFILE.
 func (t *Table) LimitConns(n int) {
 	t.maxConns = max(n, 0)
 }
 
+// maxSockets bounds the sockets a guest opens itself when there is no
+// connection limit: below the host's share of descriptors (RLIMIT_NOFILE
+// is often 1,024 to 20,000 for the whole process), far above what a
+// service dials at once.
+const maxSockets = 4096
+
 // atConnLimit reports whether the guest may accept no more connections.
 func (t *Table) atConnLimit() bool {
-	return t.maxConns > 0 && t.conns >= t.maxConns
+	return t.maxConns > 0 && t.conns+t.sockets >= t.maxConns
+}
+
+// atSocketLimit reports whether the guest may open no more sockets.
+func (t *Table) atSocketLimit() bool {
+	if t.maxConns > 0 {
+		return t.conns+t.sockets >= t.maxConns
+	}
+	return t.sockets >= maxSockets
 }
 
 // lookup returns the entry of a guest fd the table owns.
@@ -210,7 +231,10 @@ func (t *Table) remove(fd uint32) error {
 	if fd >= ConnFDBase {
 		t.free = append(t.free, fd)
 	}
-	if e.kind == kindConn && e.opened == nil {
+	switch {
+	case e.opened != nil:
+		t.sockets--
+	case e.kind == kindConn:
 		t.conns--
 		t.counters.closed.Add(1)
 	}

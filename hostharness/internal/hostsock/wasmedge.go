@@ -85,6 +85,9 @@ func sockOpen(t *Table, mem Memory, stack []uint64) Errno {
 	if socktype != sockStream && socktype != sockDgram {
 		return errnoInval
 	}
+	if t.atSocketLimit() {
+		return errnoMfile
+	}
 	host, errno := openSocket(int(family), int(socktype))
 	if errno != errnoSuccess {
 		return errno
@@ -94,6 +97,7 @@ func sockOpen(t *Table, mem Memory, stack []uint64) Errno {
 		closeFD(host)
 		return errno
 	}
+	t.sockets++
 	putUint32(mem, result, fd)
 	return errnoSuccess
 }
@@ -199,6 +203,10 @@ func sockAddrOf(peer bool) entryFunc {
 	}
 }
 
+// sockSetsockopt sets an option of a socket the guest opened or accepted.
+// The listener it was lent is shared with the other instances and owned
+// by the host: setting its options gives EACCES (reading them works), so
+// that no guest changes it for the others.
 func sockSetsockopt(_ *Table, mem Memory, e *entry, stack []uint64) Errno {
 	opt, errno := decodeSockopt(uint32(stack[1]), uint32(stack[2]), uint32(stack[4]))
 	if errno != errnoSuccess {
@@ -206,6 +214,9 @@ func sockSetsockopt(_ *Table, mem Memory, e *entry, stack []uint64) Errno {
 	}
 	if opt.readOnly {
 		return errnoNoprotoopt
+	}
+	if e.lent {
+		return errnoAcces
 	}
 	value, ok := mem.Read(uint32(stack[3]), 4)
 	if !ok {
@@ -363,6 +374,7 @@ func sockGetaddrinfo(t *Table, mem Memory, stack []uint64) Errno {
 	case maxRes == 0:
 		return errnoAIMemory
 	}
+	maxRes = min(maxRes, maxAddrinfoResults)
 	slots, errno := addrinfoChain(mem, uint32(stack[5]), maxRes, nil)
 	if errno != errnoSuccess {
 		return errno

@@ -2,6 +2,7 @@ package hostsock
 
 import (
 	"net/netip"
+	"slices"
 )
 
 // The WasmEdge socket extensions (sock_open, sock_bind, ...) as
@@ -94,6 +95,10 @@ const (
 	sockaddrSize = 16
 	// maxNameLen bounds the node and service names of getaddrinfo.
 	maxNameLen = 1024
+	// maxAddrinfoResults caps the guest's max_res_len: the result chain
+	// the host decodes and fills holds at most this many addrinfo structs
+	// (a resolver answers far fewer; the lookup's own list is cut too).
+	maxAddrinfoResults = 64
 )
 
 // sockaddr decodes the address buffer at ptr (a __wasi_address_t) and
@@ -224,14 +229,19 @@ type addrinfoSlot struct {
 // (EFAULT); a data buffer that is too small gives EINVAL. A data_len of 14
 // is taken as 26, as stealthrocket/wasi-go's host does: WasmEdge's Rust
 // socket library declares 14 bytes but allocates 26. The chain is cut at
-// limit, so a cycle cannot loop.
+// limit (callers cap it at maxAddrinfoResults) and where it comes back to
+// an addrinfo it has already passed, so a cycle can neither loop nor have
+// two results written into one struct.
 func addrinfoChain(mem Memory, resPtr, limit uint32, dst []addrinfoSlot) ([]addrinfoSlot, Errno) {
 	raw, ok := mem.Read(resPtr, 4)
 	if !ok {
 		return dst, errnoFault
 	}
 	ptr := le.Uint32(raw)
-	for uint32(len(dst)) < limit {
+	first := len(dst)
+	var seen []uint32 // the chain's pointers, to find a cycle
+	for uint32(len(dst)-first) < limit && !slices.Contains(seen, ptr) {
+		seen = append(seen, ptr)
 		info, ok := mem.Read(ptr, addrinfoSize)
 		if !ok {
 			return dst, errnoFault

@@ -134,6 +134,8 @@ func addrinfoMemory(n int) byteMemory {
 func TestAddrinfoChain(t *testing.T) {
 	cyclic := addrinfoMemory(2)
 	le.PutUint32(cyclic[8+addrinfoSize+sockaddrSize+26+24:], 8) // the second points back to the first
+	selfCycle := addrinfoMemory(1)
+	le.PutUint32(selfCycle[8+24:], 8) // the only one points to itself
 	short := addrinfoMemory(1)
 	le.PutUint32(short[8+addrinfoSize+4:], 17)
 	rustLen := addrinfoMemory(1)
@@ -150,7 +152,8 @@ func TestAddrinfoChain(t *testing.T) {
 	}{
 		{"three", addrinfoMemory(3), 0, 8, 3, errnoSuccess},
 		{"cut at the limit", addrinfoMemory(3), 0, 2, 2, errnoSuccess},
-		{"cycle cut at the limit", cyclic, 0, 5, 5, errnoSuccess},
+		{"cycle ends where it comes back", cyclic, 0, 5, 2, errnoSuccess},
+		{"self-cycle with no limit", selfCycle, 0, 1<<32 - 1, 1, errnoSuccess},
 		{"data_len 14 means 26", rustLen, 0, 1, 1, errnoSuccess},
 		{"data too small", short, 0, 1, 0, errnoInval},
 		{"sockaddr outside memory", outside, 0, 1, 0, errnoFault},

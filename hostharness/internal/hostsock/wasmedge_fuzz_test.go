@@ -85,6 +85,13 @@ func FuzzAddrinfo(f *testing.F) {
 			return
 		}
 		before := bytes.Clone(data)
+		for i := range slots {
+			for j := range i {
+				if &slots[i].info[0] == &slots[j].info[0] {
+					t.Fatalf("slots %d and %d are one addrinfo: the chain looped", j, i)
+				}
+			}
+		}
 		for i, s := range slots {
 			for _, b := range [][]byte{s.info, s.addr, s.data} {
 				if !inside(data, b) {
