@@ -67,8 +67,8 @@ type Info struct {
 	FD int `json:"fd"`
 	// Name is the socket's LISTEN_FDNAMES entry, if any.
 	Name string `json:"name,omitempty"`
-	// Addr is the listening address as far as it is known: WASI hosts do
-	// not expose it to the guest, so it is empty there.
+	// Addr is the listening address as far as it is known: on WASI, only
+	// a host that sets EnvListenAddr tells it; it is empty otherwise.
 	Addr string `json:"addr,omitempty"`
 }
 
@@ -84,8 +84,26 @@ func Drained(err error) bool {
 // ErrNoListener is returned (wrapped) when no listening socket was found.
 var ErrNoListener = errors.New("no listening socket")
 
-// Listen returns the process's listening socket and how it was found.
+// Listen returns the process's listening socket and how it was found. On
+// WASI, a host that owns the accepts may tell the guest its addresses (see
+// ProxyExport): the listener's Addr and its connections' RemoteAddr and
+// LocalAddr are then the real ones.
 func Listen(cfg Config) (net.Listener, Info, error) {
+	ln, info, err := listen(cfg)
+	if err != nil || !hostTellsAddrs {
+		return ln, info, err
+	}
+	told, err := fromHost(cfg, ln)
+	if err != nil {
+		ln.Close()
+		return nil, Info{}, err
+	}
+	info.Addr = addrString(told)
+	return told, info, nil
+}
+
+// listen finds the listener: LISTEN_FDS, or the platform's default.
+func listen(cfg Config) (net.Listener, Info, error) {
 	if fds, ok, err := listenFDs(cfg); err != nil {
 		return nil, Info{}, err
 	} else if ok {
