@@ -8,6 +8,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
 )
 
 // Wasiserve is the engine that runs guests on wazero with wasiserve's own
@@ -41,7 +42,7 @@ func newWasiserve(ctx context.Context, opts Options) (Engine, error) {
 			return nil, fmt.Errorf("%s: replace wazero's WASI module: %w", Wasiserve, err)
 		}
 	}
-	if _, err := hostsock.Instantiate(ctx, we.runtime); err != nil {
+	if _, err := wazerosock.Instantiate(ctx, we.runtime); err != nil {
 		we.Close(ctx)
 		return nil, fmt.Errorf("%s: %w", Wasiserve, err)
 	}
@@ -67,7 +68,7 @@ type wasiserveModule struct {
 // listener to the guest at cfg.ListenerFD(), after the preopened
 // directories.
 func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
-	modCfg, closeFS, err := m.moduleConfig(cfg, hostsock.Reserve)
+	modCfg, closeFS, err := m.moduleConfig(cfg, wazerosock.Reserve)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 			}
 		}
 	})()
-	return m.instantiate(hostsock.WithTable(ctx, table), modCfg)
+	return m.instantiate(wazerosock.WithTable(ctx, table), modCfg)
 }
 
 // reportsReady: Run calls cfg.onReady when the guest first waits for a

@@ -2,20 +2,25 @@ package hostsock
 
 import "encoding/binary"
 
+// Errno is a WASI preview 1 errno, the result of every function this
+// package serves. Its own type keeps it from being swapped with an fd or
+// a count.
+type Errno uint32
+
 // WASI preview 1 errno values (the spec's numbering, which the Go wasip1
 // port's syscall package shares).
 const (
-	errnoSuccess uint32 = 0
-	errnoAgain   uint32 = 6
-	errnoBadf    uint32 = 8
-	errnoFault   uint32 = 21
-	errnoIntr    uint32 = 27
-	errnoInval   uint32 = 28
-	errnoIO      uint32 = 29
-	errnoNotconn uint32 = 53
-	errnoNotdir  uint32 = 54
-	errnoNotsup  uint32 = 58
-	errnoSpipe   uint32 = 70
+	errnoSuccess Errno = 0
+	errnoAgain   Errno = 6
+	errnoBadf    Errno = 8
+	errnoFault   Errno = 21
+	errnoIntr    Errno = 27
+	errnoInval   Errno = 28
+	errnoIO      Errno = 29
+	errnoNotconn Errno = 53
+	errnoNotdir  Errno = 54
+	errnoNotsup  Errno = 58
+	errnoSpipe   Errno = 70
 )
 
 // WASI preview 1 constants used here.
@@ -78,16 +83,33 @@ const (
 
 var le = binary.LittleEndian
 
-// memory is the part of api.Memory the decoders need; a byte slice can
-// stand in for it in tests.
-type memory interface {
-	Read(offset, byteCount uint32) ([]byte, bool)
+// Memory is a guest's linear memory as the host functions see it: wazero's
+// api.Memory has this method, and a binding for another engine wraps the
+// memory's bytes. Read returns a view of memory, not a copy, so writes to
+// it reach the guest; ok is false when the range is not inside memory. A
+// byte slice can stand in for it in tests.
+type Memory interface {
+	Read(offset, byteCount uint32) (view []byte, ok bool)
+}
+
+// putUint32 writes v at offset, which the caller has checked is in memory.
+func putUint32(mem Memory, offset, v uint32) {
+	if b, ok := mem.Read(offset, 4); ok {
+		le.PutUint32(b, v)
+	}
+}
+
+// putUint16 writes v at offset, which the caller has checked is in memory.
+func putUint16(mem Memory, offset uint32, v uint16) {
+	if b, ok := mem.Read(offset, 2); ok {
+		le.PutUint16(b, v)
+	}
 }
 
 // iovecs resolves the guest's iovec array at iovs (count entries of
 // {buf u32, len u32}) into slices of guest memory, appended to dst. Any
 // entry outside memory gives EFAULT; more than maxIovecs entries EINVAL.
-func iovecs(mem memory, iovs, count uint32, dst [][]byte) ([][]byte, uint32) {
+func iovecs(mem Memory, iovs, count uint32, dst [][]byte) ([][]byte, Errno) {
 	if count > maxIovecs {
 		return dst, errnoInval
 	}
@@ -122,7 +144,7 @@ type subscription struct {
 // subscriptions decodes n subscriptions at in, appended to dst. n of 0 or
 // above maxSubscriptions, or an unknown tag, gives EINVAL; an array outside
 // memory gives EFAULT.
-func subscriptions(mem memory, in, n uint32, dst []subscription) ([]subscription, uint32) {
+func subscriptions(mem Memory, in, n uint32, dst []subscription) ([]subscription, Errno) {
 	if n == 0 || n > maxSubscriptions {
 		return dst, errnoInval
 	}
@@ -151,7 +173,7 @@ func subscriptions(mem memory, in, n uint32, dst []subscription) ([]subscription
 // event is one WASI event to report.
 type event struct {
 	userdata uint64
-	errno    uint32
+	errno    Errno
 	tag      uint8
 	hangup   bool
 }

@@ -34,7 +34,7 @@ func TestIovecs(t *testing.T) {
 		mem       byteMemory
 		iovs, n   uint32
 		wantLens  []int
-		wantErrno uint32
+		wantErrno Errno
 	}{
 		{"none", iovecMemory(), 0, 0, nil, errnoSuccess},
 		{"two", iovecMemory(64, 8, 128, 16), 0, 2, []int{8, 16}, errnoSuccess},
@@ -93,7 +93,7 @@ func TestSubscriptions(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		in, n     uint32
-		wantErrno uint32
+		wantErrno Errno
 	}{
 		{"unknown tag", 0, 4, errnoInval},
 		{"none", 0, 0, errnoInval},

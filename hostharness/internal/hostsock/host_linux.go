@@ -55,7 +55,7 @@ func closeFD(fd int) error { return unix.Close(fd) }
 // accept takes one pending connection from a listening host socket; the
 // connection is non-blocking on the host and has Nagle's algorithm off,
 // like connections accepted by package net.
-func accept(host int) (int, uint32) {
+func accept(host int) (int, Errno) {
 	for {
 		fd, _, err := unix.Accept4(host, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		switch {
@@ -72,13 +72,13 @@ func accept(host int) (int, uint32) {
 }
 
 // recv reads into bufs with recvmsg(2) flags (MSG_PEEK, MSG_WAITALL).
-func recv(host int, bufs [][]byte, flags int) (int, uint32) {
+func recv(host int, bufs [][]byte, flags int) (int, Errno) {
 	n, _, errno := recvmsg(host, bufs, flags)
 	return n, errno
 }
 
 // recvmsg reads into bufs and returns the sender's address, if any.
-func recvmsg(host int, bufs [][]byte, flags int) (int, unix.Sockaddr, uint32) {
+func recvmsg(host int, bufs [][]byte, flags int) (int, unix.Sockaddr, Errno) {
 	for {
 		n, _, _, from, err := unix.RecvmsgBuffers(host, bufs, nil, flags)
 		if err == unix.EINTR {
@@ -92,13 +92,13 @@ func recvmsg(host int, bufs [][]byte, flags int) (int, unix.Sockaddr, uint32) {
 }
 
 // send writes bufs to a connected socket.
-func send(host int, bufs [][]byte) (int, uint32) {
+func send(host int, bufs [][]byte) (int, Errno) {
 	return sendmsg(host, bufs, nil)
 }
 
 // sendmsg writes bufs, to sa unless it is nil; a peer that has gone gives
 // EPIPE, never SIGPIPE.
-func sendmsg(host int, bufs [][]byte, sa unix.Sockaddr) (int, uint32) {
+func sendmsg(host int, bufs [][]byte, sa unix.Sockaddr) (int, Errno) {
 	for {
 		n, err := unix.SendmsgBuffers(host, bufs, nil, sa, unix.MSG_NOSIGNAL)
 		if err == unix.EINTR {
@@ -111,7 +111,7 @@ func sendmsg(host int, bufs [][]byte, sa unix.Sockaddr) (int, uint32) {
 	}
 }
 
-func shutdown(host int, how uint8) uint32 {
+func shutdown(host int, how uint8) Errno {
 	var sysHow int
 	switch how {
 	case sdRD:
@@ -129,7 +129,7 @@ func shutdown(host int, how uint8) uint32 {
 	return errnoSuccess
 }
 
-func stat(host int) (filestat, uint32) {
+func stat(host int) (filestat, Errno) {
 	var st unix.Stat_t
 	if err := unix.Fstat(host, &st); err != nil {
 		return filestat{}, errnoOf(err)
@@ -158,7 +158,7 @@ const (
 
 // ppoll blocks in ppoll(2) until one of fds is ready or the deadline
 // passes (never, if zero), and sets their Revents.
-func ppoll(fds []pollFD, deadline time.Time) uint32 {
+func ppoll(fds []pollFD, deadline time.Time) Errno {
 	for {
 		var ts *unix.Timespec
 		if !deadline.IsZero() {
@@ -177,7 +177,7 @@ func ppoll(fds []pollFD, deadline time.Time) uint32 {
 }
 
 // errnoOf maps a host error to its WASI errno.
-func errnoOf(err error) uint32 {
+func errnoOf(err error) Errno {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		return errnoIO

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
 )
 
 // probeWasm is testdata/probe built for wasip1 once per test binary.
@@ -64,7 +65,7 @@ func startProbe(t *testing.T, ctx context.Context) *probe {
 	// No WithCloseOnContextDone: the table itself stops the guest.
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
 	t.Cleanup(func() { rt.Close(context.Background()) })
-	if _, err := hostsock.Instantiate(ctx, rt); err != nil {
+	if _, err := wazerosock.Instantiate(ctx, rt); err != nil {
 		t.Fatal(err)
 	}
 	wasm, err := os.ReadFile(probeWasm)
@@ -86,9 +87,9 @@ func startProbe(t *testing.T, ctx context.Context) *probe {
 	}
 	t.Cleanup(func() { p.table.Close() })
 	go func() {
-		_, err := rt.InstantiateModule(hostsock.WithTable(ctx, p.table), compiled, wazero.NewModuleConfig().
+		_, err := rt.InstantiateModule(wazerosock.WithTable(ctx, p.table), compiled, wazero.NewModuleConfig().
 			WithStdout(&p.stdout).WithStderr(&p.stderr).
-			WithFSConfig(hostsock.Reserve(wazero.NewFSConfig())).
+			WithFSConfig(wazerosock.Reserve(wazero.NewFSConfig())).
 			WithSysNanotime().WithSysWalltime().WithSysNanosleep())
 		p.done <- err
 	}()

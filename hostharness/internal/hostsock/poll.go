@@ -1,58 +1,42 @@
 package hostsock
 
 import (
-	"context"
 	"math"
 	"time"
-
-	"github.com/tetratelabs/wazero/api"
 )
 
-// pollOneoff replaces poll_oneoff. When the context has a Table it answers
-// every call itself except one that waits to read stdin with no owned fd
-// (see answers): it blocks in the kernel (ppoll) on the owned sockets, the
-// nearest clock deadline and the table's waker, so a guest that waits
-// costs no CPU. Subscriptions on fds the table does not own (stdout,
-// files) are reported ready at once, as POSIX poll does for regular files
-// and wazero does for its non-blocking fds: the guest's next read or
-// write then tells the truth, and no wait can hang on an fd the host
-// cannot poll. Calls that need stdin go to wazero's poll_oneoff unchanged.
-func pollOneoff(delegate api.GoModuleFunction) api.GoModuleFunction {
-	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-		t := tableFor(ctx, mod)
-		if t == nil {
-			delegate.Call(ctx, mod, stack)
-			return
-		}
-		in, out, n, result := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
-		mem := mod.Memory()
-		subs, errno := subscriptions(mem, in, n, t.subs[:0])
-		t.subs = subs[:0]
-		if errno != errnoSuccess {
-			stack[0] = uint64(errno)
-			return
-		}
-		if !t.answers(subs) {
-			delegate.Call(ctx, mod, stack)
-			return
-		}
-		outBuf, ok := mem.Read(out, n*eventSize)
-		if !ok {
-			stack[0] = uint64(errnoFault)
-			return
-		}
-		if _, ok := mem.Read(result, 4); !ok {
-			stack[0] = uint64(errnoFault)
-			return
-		}
-		nevents, errno := t.pollSubs(subs, outBuf)
-		if errno != errnoSuccess {
-			stack[0] = uint64(errno)
-			return
-		}
-		mem.WriteUint32Le(result, nevents)
-		stack[0] = uint64(errnoSuccess)
-	})
+// pollOneoff serves poll_oneoff. The table answers every call itself
+// except one that waits to read stdin with no owned fd (see answers): it
+// blocks in the kernel (ppoll) on the owned sockets, the nearest clock
+// deadline and the table's waker, so a guest that waits costs no CPU.
+// Subscriptions on fds the table does not own (stdout, files) are reported
+// ready at once, as POSIX poll does for regular files and wazero does for
+// its non-blocking fds: the guest's next read or write then tells the
+// truth, and no wait can hang on an fd the host cannot poll. Calls that
+// need stdin go to the engine's own poll_oneoff.
+func pollOneoff(t *Table, mem Memory, stack []uint64) (Errno, bool) {
+	in, out, nsubscriptions, result := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
+	subs, errno := subscriptions(mem, in, nsubscriptions, t.subs[:0])
+	t.subs = subs[:0]
+	if errno != errnoSuccess {
+		return errno, true
+	}
+	if !t.answers(subs) {
+		return 0, false
+	}
+	outBuf, ok := mem.Read(out, nsubscriptions*eventSize)
+	if !ok {
+		return errnoFault, true
+	}
+	if _, ok := mem.Read(result, 4); !ok {
+		return errnoFault, true
+	}
+	nevents, errno := t.pollSubs(subs, outBuf)
+	if errno != errnoSuccess {
+		return errno, true
+	}
+	putUint32(mem, result, nevents)
+	return errnoSuccess, true
 }
 
 // heldBack marks, in pollSubs, a listener subscription that cannot fire
@@ -83,7 +67,7 @@ func (t *Table) answers(subs []subscription) bool {
 
 // pollSubs waits for subs and writes their events into out, returning the
 // count.
-func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, uint32) {
+func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, Errno) {
 	start := time.Now()
 	var deadline time.Time // the nearest clock; zero means none
 	immediate := false
@@ -180,7 +164,7 @@ func (t *Table) drained(fd uint32) bool {
 // clockDeadline is when a clock subscription fires, counted from now for
 // relative ones. Absolute monotonic deadlines are not supported: the
 // guest's monotonic clock has an origin the host does not see.
-func clockDeadline(s subscription, now time.Time) (time.Time, uint32) {
+func clockDeadline(s subscription, now time.Time) (time.Time, Errno) {
 	switch {
 	case s.flags&^subclockAbstime != 0:
 		return time.Time{}, errnoInval

@@ -7,9 +7,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-
-	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/sys"
 )
 
 // ConnFDBase is the first guest fd number given to accepted connections.
@@ -21,7 +18,7 @@ const ConnFDBase = 1 << 20
 const maxConnFD = 1<<31 - 1
 
 // errnoMfile is WASI's "too many open files".
-const errnoMfile uint32 = 33
+const errnoMfile Errno = 33
 
 // kind tells listeners from connections.
 type kind uint8
@@ -57,7 +54,7 @@ type Table struct {
 	maxConns int // 0: no limit
 	wake     *waker
 	stop     func() bool
-	done     <-chan struct{} // the table's context's
+	ctx      context.Context // ends the guest's run when done; bounds lookups
 	policy   *rules          // where the guest's own sockets may go; nil: nowhere
 
 	// drain fires once Drain is called; draining is then true for good.
@@ -108,7 +105,7 @@ func NewTable(ctx context.Context, ln net.Listener, fd uint32) (*Table, error) {
 		ready:    make(chan struct{}),
 	}
 	t.stop = context.AfterFunc(ctx, wake.fire)
-	t.done = ctx.Done()
+	t.ctx = ctx
 	return t, nil
 }
 
@@ -167,7 +164,7 @@ func (t *Table) lookup(fd uint32) (*entry, bool) {
 
 // addConn gives an accepted host socket a guest fd from the connection
 // range, reusing closed numbers first.
-func (t *Table) addConn(host int, nonblock bool) (uint32, uint32) {
+func (t *Table) addConn(host int, nonblock bool) (uint32, Errno) {
 	fd, errno := t.add(&entry{kind: kindConn, host: host, nonblock: nonblock})
 	if errno == errnoSuccess {
 		t.conns++
@@ -177,7 +174,7 @@ func (t *Table) addConn(host int, nonblock bool) (uint32, uint32) {
 
 // add gives e a guest fd from the connection range, reusing closed numbers
 // first.
-func (t *Table) add(e *entry) (uint32, uint32) {
+func (t *Table) add(e *entry) (uint32, Errno) {
 	var fd uint32
 	switch {
 	case len(t.free) > 0:
@@ -216,41 +213,11 @@ func (t *Table) closeEntry(e *entry) error {
 	return closeFD(e.host)
 }
 
-// tableKey is the context key of a module instance's Table.
-type tableKey struct{}
-
-// WithTable returns a context under which an instantiated module's WASI
-// calls use t. Pass it to wazero's InstantiateModule: the host functions see
-// that context for the whole run of _start.
-func WithTable(ctx context.Context, t *Table) context.Context {
-	return context.WithValue(ctx, tableKey{}, t)
-}
-
-// tableFor returns the Table of the calling module instance, or nil, and
-// ends the guest's run (see exitIfStopped) when the table's context is done.
-func tableFor(ctx context.Context, mod api.Module) *Table {
-	t, _ := ctx.Value(tableKey{}).(*Table)
-	if t != nil {
-		t.exitIfStopped(ctx, mod)
-	}
-	return t
-}
-
-// exitIfStopped ends the guest's run, as proc_exit does, once the table's
-// context is done. Every function this package serves calls it first, so
-// that a guest is stopped at its next such call (a Go guest makes them
-// whenever it waits or does I/O), and the runtime need not check the
-// context in compiled code: wazero's WithCloseOnContextDone, which does,
-// costs the echo guest about 40 % of its throughput. A guest that makes no
-// such call, spinning in pure computation, is not stopped.
-func (t *Table) exitIfStopped(ctx context.Context, mod api.Module) {
-	select {
-	case <-t.done:
-	default:
-		return
-	}
-	mod.CloseWithExitCode(ctx, sys.ExitCodeContextCanceled)
-	panic(sys.NewExitError(sys.ExitCodeContextCanceled))
+// stopped reports whether the table's context is done: the guest is to
+// be stopped at its next call (see Func.Call). A guest that makes no such
+// call, spinning in pure computation, is stopped only by the engine.
+func (t *Table) stopped() bool {
+	return t.ctx.Err() != nil
 }
 
 // waker lets another goroutine interrupt the kernel waits of the guest:

@@ -8,9 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
 )
 
 // The WasmEdge socket extensions let a guest open sockets itself: listen on
@@ -37,16 +34,12 @@ const kindSocket = kindConn + 1
 // lookupTimeout bounds one host name lookup of sock_getaddrinfo.
 const lookupTimeout = 10 * time.Second
 
-// extFunc implements one extension function; stack holds its parameters
-// and it returns the errno.
-type extFunc func(ctx context.Context, t *Table, mem api.Memory, stack []uint64) uint32
-
-// extension is one exported socket-extension function. All its parameters
-// and its result are i32.
+// extension is one socket-extension function. All its parameters and its
+// result are i32.
 type extension struct {
 	name   string
 	params []string
-	fn     extFunc
+	fn     func(t *Table, mem Memory, stack []uint64) Errno
 }
 
 func extensions() []extension {
@@ -65,41 +58,14 @@ func extensions() []extension {
 	}
 }
 
-// exportExtensions adds the socket extensions to b. Called without a
-// Table in the context, they answer ENOTSUP.
-func exportExtensions(b wazero.HostModuleBuilder) {
-	i32 := func(n int) []api.ValueType {
-		types := make([]api.ValueType, n)
-		for i := range types {
-			types[i] = api.ValueTypeI32
-		}
-		return types
-	}
-	for _, x := range extensions() {
-		fn := x.fn
-		b.NewFunctionBuilder().
-			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-				t := tableFor(ctx, mod)
-				if t == nil {
-					stack[0] = uint64(errnoNotsup)
-					return
-				}
-				stack[0] = uint64(fn(ctx, t, mod.Memory(), stack))
-			}), i32(len(x.params)), i32(1)).
-			WithParameterNames(x.params...).
-			WithResultNames("errno").
-			Export(x.name)
-	}
-}
-
 // entryFunc implements an extension function whose first parameter is an
 // fd of the Table.
-type entryFunc func(t *Table, mem api.Memory, e *entry, stack []uint64) uint32
+type entryFunc func(t *Table, mem Memory, e *entry, stack []uint64) Errno
 
 // withEntry runs fn on the entry of the fd in stack[0]; an fd the Table
 // does not own is no socket (EBADF).
-func withEntry(fn entryFunc) extFunc {
-	return func(_ context.Context, t *Table, mem api.Memory, stack []uint64) uint32 {
+func withEntry(fn entryFunc) func(t *Table, mem Memory, stack []uint64) Errno {
+	return func(t *Table, mem Memory, stack []uint64) Errno {
 		e, ok := t.lookup(uint32(stack[0]))
 		if !ok {
 			return errnoBadf
@@ -108,7 +74,7 @@ func withEntry(fn entryFunc) extFunc {
 	}
 }
 
-func sockOpen(_ context.Context, t *Table, mem api.Memory, stack []uint64) uint32 {
+func sockOpen(t *Table, mem Memory, stack []uint64) Errno {
 	family, socktype, result := uint32(stack[0]), uint32(stack[1]), uint32(stack[2])
 	if _, ok := mem.Read(result, 4); !ok {
 		return errnoFault
@@ -128,11 +94,11 @@ func sockOpen(_ context.Context, t *Table, mem api.Memory, stack []uint64) uint3
 		closeFD(host)
 		return errno
 	}
-	mem.WriteUint32Le(result, fd)
+	putUint32(mem, result, fd)
 	return errnoSuccess
 }
 
-func sockBind(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
+func sockBind(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 	if e.opened == nil || e.kind != kindSocket || e.opened.bound {
 		return errnoInval // as bind(2) on a socket that has an address
 	}
@@ -150,7 +116,7 @@ func sockBind(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 	return errnoSuccess
 }
 
-func sockListen(t *Table, _ api.Memory, e *entry, stack []uint64) uint32 {
+func sockListen(t *Table, _ Memory, e *entry, stack []uint64) Errno {
 	if e.opened == nil || e.opened.dgram || e.kind != kindSocket {
 		return errnoInval
 	}
@@ -177,7 +143,7 @@ func wildcard(family int) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
-func sockConnect(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
+func sockConnect(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 	switch {
 	case e.kind == kindListener:
 		return errnoInval
@@ -207,14 +173,14 @@ func sockConnect(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 	if errno != errnoSuccess {
 		return errno
 	}
-	return uint32(v)
+	return Errno(v)
 }
 
 // sockAddrOf implements sock_getlocaladdr (peer false) and
 // sock_getpeeraddr: the address, family-tagged, into the guest's address
 // buffer and the port at result.port.
 func sockAddrOf(peer bool) entryFunc {
-	return func(_ *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
+	return func(_ *Table, mem Memory, e *entry, stack []uint64) Errno {
 		buf, errno := resultAddr(mem, uint32(stack[1]))
 		if errno != errnoSuccess {
 			return errno
@@ -228,12 +194,12 @@ func sockAddrOf(peer bool) entryFunc {
 			return errno
 		}
 		putSockaddr(buf, ap.Addr())
-		mem.WriteUint32Le(portPtr, uint32(ap.Port()))
+		putUint32(mem, portPtr, uint32(ap.Port()))
 		return errnoSuccess
 	}
 }
 
-func sockSetsockopt(_ *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
+func sockSetsockopt(_ *Table, mem Memory, e *entry, stack []uint64) Errno {
 	opt, errno := decodeSockopt(uint32(stack[1]), uint32(stack[2]), uint32(stack[4]))
 	if errno != errnoSuccess {
 		return errno
@@ -248,7 +214,7 @@ func sockSetsockopt(_ *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 	return setOption(e.host, opt.name, int32(le.Uint32(value)))
 }
 
-func sockGetsockopt(_ *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
+func sockGetsockopt(_ *Table, mem Memory, e *entry, stack []uint64) Errno {
 	opt, errno := decodeSockopt(uint32(stack[1]), uint32(stack[2]), uint32(stack[4]))
 	if errno != errnoSuccess {
 		return errno
@@ -278,7 +244,7 @@ func sockGetsockopt(_ *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 	return errnoSuccess
 }
 
-func sockRecvFrom(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
+func sockRecvFrom(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 	riFlags := uint32(stack[4])
 	if riFlags&^(riRecvPeek|riRecvWaitall) != 0 {
 		return errnoNotsup
@@ -308,9 +274,9 @@ func sockRecvFrom(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 	filter := dgram && e.kind != kindConn && !e.opened.bound
 	var n int
 	var from netip.AddrPort
-	errno = t.io(e, pollIn, func() uint32 {
+	errno = t.io(e, pollIn, func() Errno {
 		for {
-			var errno uint32
+			var errno Errno
 			n, from, errno = recvFrom(e.host, bufs, flags)
 			if errno != errnoSuccess || !filter || t.rules().dial.allows(from) {
 				return errno
@@ -324,13 +290,13 @@ func sockRecvFrom(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 		return errno
 	}
 	putSockaddr(addrBuf, from.Addr())
-	mem.WriteUint32Le(portPtr, uint32(from.Port()))
-	mem.WriteUint32Le(nreadPtr, uint32(n))
-	mem.WriteUint16Le(roFlagsPtr, 0)
+	putUint32(mem, portPtr, uint32(from.Port()))
+	putUint32(mem, nreadPtr, uint32(n))
+	putUint16(mem, roFlagsPtr, 0)
 	return errnoSuccess
 }
 
-func sockSendTo(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
+func sockSendTo(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 	if uint32(stack[5]) != 0 { // si_flags: none are defined
 		return errnoNotsup
 	}
@@ -353,15 +319,15 @@ func sockSendTo(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 		return errnoAcces
 	}
 	var n int
-	errno = t.io(e, pollOut, func() uint32 {
-		var errno uint32
+	errno = t.io(e, pollOut, func() Errno {
+		var errno Errno
 		n, errno = sendTo(e.host, e.opened.family, bufs, ap)
 		return errno
 	})
 	if errno != errnoSuccess {
 		return errno
 	}
-	mem.WriteUint32Le(result, uint32(n))
+	putUint32(mem, result, uint32(n))
 	return errnoSuccess
 }
 
@@ -371,7 +337,7 @@ func sockSendTo(t *Table, mem api.Memory, e *entry, stack []uint64) uint32 {
 // and a name it does not is answered as one that does not exist: no
 // results. Looked-up addresses become dialable on the ports of the
 // patterns that named them.
-func sockGetaddrinfo(ctx context.Context, t *Table, mem api.Memory, stack []uint64) uint32 {
+func sockGetaddrinfo(t *Table, mem Memory, stack []uint64) Errno {
 	resLenPtr := uint32(stack[7])
 	if _, ok := mem.Read(resLenPtr, 4); !ok {
 		return errnoFault
@@ -403,7 +369,7 @@ func sockGetaddrinfo(ctx context.Context, t *Table, mem api.Memory, stack []uint
 	if errno != errnoSuccess {
 		return errno
 	}
-	addrs, errno := t.lookupNode(ctx, node, hints)
+	addrs, errno := t.lookupNode(t.ctx, node, hints)
 	if errno != errnoSuccess {
 		return errno
 	}
@@ -421,7 +387,7 @@ func sockGetaddrinfo(ctx context.Context, t *Table, mem api.Memory, stack []uint
 	for i := range n {
 		slots[i].put(netip.AddrPortFrom(addrs[i], port), socktype, protocol)
 	}
-	mem.WriteUint32Le(resLenPtr, uint32(n))
+	putUint32(mem, resLenPtr, uint32(n))
 	return errnoSuccess
 }
 
@@ -434,7 +400,7 @@ const (
 // lookupService turns a getaddrinfo service into a port: empty is 0, a
 // number is itself, a name is looked up in the host's services database
 // (no network) unless AI_NUMERICSERV forbids it.
-func lookupService(service string, hints addrinfoHints) (uint16, uint32) {
+func lookupService(service string, hints addrinfoHints) (uint16, Errno) {
 	if service == "" {
 		return 0, errnoSuccess
 	}
@@ -460,7 +426,7 @@ func lookupService(service string, hints addrinfoHints) (uint16, uint32) {
 // is itself, and a host name is looked up on the host if the policy names
 // it. A name that is not allowed, malformed or not found gives no
 // addresses, so that the guest cannot tell them apart.
-func (t *Table) lookupNode(ctx context.Context, node string, hints addrinfoHints) ([]netip.Addr, uint32) {
+func (t *Table) lookupNode(ctx context.Context, node string, hints addrinfoHints) ([]netip.Addr, Errno) {
 	var addrs []netip.Addr
 	switch a, err := netip.ParseAddr(node); {
 	case node == "" && hints.flags&aiPassive != 0:
@@ -474,7 +440,7 @@ func (t *Table) lookupNode(ctx context.Context, node string, hints addrinfoHints
 	case !validName(canonicalName(node)) || !t.rules().allowName(node):
 		return nil, errnoSuccess
 	default:
-		var errno uint32
+		var errno Errno
 		if addrs, errno = resolve(ctx, node, hints.family); errno != errnoSuccess {
 			return nil, errno
 		}
@@ -491,7 +457,7 @@ func (t *Table) lookupNode(ctx context.Context, node string, hints addrinfoHints
 }
 
 // resolve looks name up with the host's resolver.
-func resolve(ctx context.Context, name string, family uint8) ([]netip.Addr, uint32) {
+func resolve(ctx context.Context, name string, family uint8) ([]netip.Addr, Errno) {
 	network := "ip"
 	switch family {
 	case afInet:

@@ -11,22 +11,22 @@ import (
 
 // More WASI errno values, used by the socket extensions.
 const (
-	errnoAcces        uint32 = 2
-	errnoAfnosupport  uint32 = 5
-	errnoInprogress   uint32 = 26
-	errnoIsconn       uint32 = 30
-	errnoNoprotoopt   uint32 = 50
-	errnoProtonosuppo uint32 = 66
+	errnoAcces        Errno = 2
+	errnoAfnosupport  Errno = 5
+	errnoInprogress   Errno = 26
+	errnoIsconn       Errno = 30
+	errnoNoprotoopt   Errno = 50
+	errnoProtonosuppo Errno = 66
 
 	// WasmEdge's getaddrinfo errors, numbered after WASI's own.
-	errnoAIAgain   uint32 = 78
-	errnoAIBadflag uint32 = 79
-	errnoAIFail    uint32 = 80
-	errnoAIFamily  uint32 = 81
-	errnoAIMemory  uint32 = 82
-	errnoAINoname  uint32 = 84
-	errnoAIService uint32 = 85
-	errnoAISocktyp uint32 = 86
+	errnoAIAgain   Errno = 78
+	errnoAIBadflag Errno = 79
+	errnoAIFail    Errno = 80
+	errnoAIFamily  Errno = 81
+	errnoAIMemory  Errno = 82
+	errnoAINoname  Errno = 84
+	errnoAIService Errno = 85
+	errnoAISocktyp Errno = 86
 )
 
 // WasmEdge address families and socket types.
@@ -101,7 +101,7 @@ const (
 // address; one of 128 bytes starts with a u16 family (sock_send_to's
 // form). Anything outside memory gives EFAULT; other lengths, ports above
 // 65535 and unknown families give EINVAL; AF_UNIX gives EAFNOSUPPORT.
-func sockaddr(mem memory, ptr, port uint32) (netip.AddrPort, uint32) {
+func sockaddr(mem Memory, ptr, port uint32) (netip.AddrPort, Errno) {
 	b, errno := addressBuf(mem, ptr)
 	if errno != errnoSuccess {
 		return netip.AddrPort{}, errno
@@ -130,7 +130,7 @@ func sockaddr(mem memory, ptr, port uint32) (netip.AddrPort, uint32) {
 
 // addressBuf resolves a __wasi_address_t at ptr into the guest memory it
 // points to.
-func addressBuf(mem memory, ptr uint32) ([]byte, uint32) {
+func addressBuf(mem Memory, ptr uint32) ([]byte, Errno) {
 	raw, ok := mem.Read(ptr, addressBufSize)
 	if !ok {
 		return nil, errnoFault
@@ -166,7 +166,7 @@ const minResultAddr = 2 + 16
 
 // resultAddr resolves the guest's result address buffer at ptr; it must
 // hold at least minResultAddr bytes (EINVAL otherwise).
-func resultAddr(mem memory, ptr uint32) ([]byte, uint32) {
+func resultAddr(mem Memory, ptr uint32) ([]byte, Errno) {
 	b, errno := addressBuf(mem, ptr)
 	if errno != errnoSuccess {
 		return nil, errno
@@ -189,7 +189,7 @@ type sockopt struct {
 // SO_RCVTIMEO, SO_SNDTIMEO) and SO_BINDTODEVICE, which would let the guest
 // pick the host's network interface, are refused with ENOPROTOOPT, as are
 // unknown levels and names; a value that is not 4 bytes gives EINVAL.
-func decodeSockopt(level, name, valueLen uint32) (sockopt, uint32) {
+func decodeSockopt(level, name, valueLen uint32) (sockopt, Errno) {
 	if level != solSocket {
 		return sockopt{}, errnoNoprotoopt
 	}
@@ -203,7 +203,7 @@ func decodeSockopt(level, name, valueLen uint32) (sockopt, uint32) {
 	return sockopt{name: name}, checkOptLen(valueLen)
 }
 
-func checkOptLen(n uint32) uint32 {
+func checkOptLen(n uint32) Errno {
 	if n != 4 {
 		return errnoInval
 	}
@@ -225,7 +225,7 @@ type addrinfoSlot struct {
 // is taken as 26, as stealthrocket/wasi-go's host does: WasmEdge's Rust
 // socket library declares 14 bytes but allocates 26. The chain is cut at
 // limit, so a cycle cannot loop.
-func addrinfoChain(mem memory, resPtr, limit uint32, dst []addrinfoSlot) ([]addrinfoSlot, uint32) {
+func addrinfoChain(mem Memory, resPtr, limit uint32, dst []addrinfoSlot) ([]addrinfoSlot, Errno) {
 	raw, ok := mem.Read(resPtr, 4)
 	if !ok {
 		return dst, errnoFault
@@ -298,7 +298,7 @@ type addrinfoHints struct {
 // decodeHints reads the hints addrinfo at ptr. Unknown flags give
 // EAI_BADFLAGS, an unknown family EAI_FAMILY, an unknown socket type
 // EAI_SOCKTYPE.
-func decodeHints(mem memory, ptr uint32) (addrinfoHints, uint32) {
+func decodeHints(mem Memory, ptr uint32) (addrinfoHints, Errno) {
 	b, ok := mem.Read(ptr, addrinfoSize)
 	if !ok {
 		return addrinfoHints{}, errnoFault
@@ -318,7 +318,7 @@ func decodeHints(mem memory, ptr uint32) (addrinfoHints, uint32) {
 // guestString reads a name of n bytes at ptr, without the one trailing
 // NUL that WasmEdge's guests append. Names longer than maxNameLen give
 // EINVAL.
-func guestString(mem memory, ptr, n uint32) (string, uint32) {
+func guestString(mem Memory, ptr, n uint32) (string, Errno) {
 	if n > maxNameLen {
 		return "", errnoInval
 	}

@@ -33,7 +33,7 @@ func TestSockaddr(t *testing.T) {
 		mem       byteMemory
 		ptr, port uint32
 		want      string
-		wantErrno uint32
+		wantErrno Errno
 	}{
 		{"IPv4", addressMemory([]byte{127, 0, 0, 1}), 0, 8080, "127.0.0.1:8080", errnoSuccess},
 		{"IPv6", addressMemory(v6[:]), 0, 443, "[2001:db8::1]:443", errnoSuccess},
@@ -86,7 +86,7 @@ func TestDecodeSockopt(t *testing.T) {
 	for _, tc := range []struct {
 		level, name, n uint32
 		want           sockopt
-		wantErrno      uint32
+		wantErrno      Errno
 	}{
 		{solSocket, soReuseaddr, 4, sockopt{name: soReuseaddr}, errnoSuccess},
 		{solSocket, soBroadcast, 4, sockopt{name: soBroadcast}, errnoSuccess},
@@ -146,7 +146,7 @@ func TestAddrinfoChain(t *testing.T) {
 		resPtr    uint32
 		limit     uint32
 		wantN     int
-		wantErrno uint32
+		wantErrno Errno
 	}{
 		{"three", addrinfoMemory(3), 0, 8, 3, errnoSuccess},
 		{"cut at the limit", addrinfoMemory(3), 0, 2, 2, errnoSuccess},
@@ -213,7 +213,7 @@ func TestDecodeHints(t *testing.T) {
 		name      string
 		mem       byteMemory
 		want      addrinfoHints
-		wantErrno uint32
+		wantErrno Errno
 	}{
 		{"numeric", hints(aiNumerichost|aiNumericserv, afInet, sockStream), addrinfoHints{aiNumerichost | aiNumericserv, afInet, sockStream, ipprotoTCP}, errnoSuccess},
 		{"unknown flag", hints(1<<9, afInet, sockStream), addrinfoHints{}, errnoAIBadflag},
@@ -233,7 +233,7 @@ func TestGuestString(t *testing.T) {
 	for _, tc := range []struct {
 		ptr, n    uint32
 		want      string
-		wantErrno uint32
+		wantErrno Errno
 	}{
 		{0, 12, "example.com", errnoSuccess},
 		{0, 11, "example.com", errnoSuccess},

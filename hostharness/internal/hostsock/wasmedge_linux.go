@@ -10,7 +10,7 @@ import (
 
 // openSocket creates a non-blocking host socket of the WasmEdge family
 // and type.
-func openSocket(family, socktype int) (int, uint32) {
+func openSocket(family, socktype int) (int, Errno) {
 	domain := unix.AF_INET
 	if family == afInet6 {
 		domain = unix.AF_INET6
@@ -29,7 +29,7 @@ func openSocket(family, socktype int) (int, uint32) {
 // toSockaddr converts ap for a socket of the WasmEdge family: an IPv4
 // address on an IPv6 socket becomes IPv4-mapped; an IPv6 address on an
 // IPv4 socket must be IPv4-mapped (EAFNOSUPPORT otherwise).
-func toSockaddr(family int, ap netip.AddrPort) (unix.Sockaddr, uint32) {
+func toSockaddr(family int, ap netip.AddrPort) (unix.Sockaddr, Errno) {
 	addr := ap.Addr()
 	if family == afInet6 {
 		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: addr.As16()}, errnoSuccess
@@ -53,7 +53,7 @@ func fromSockaddr(sa unix.Sockaddr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-func bindSocket(host, family int, ap netip.AddrPort) uint32 {
+func bindSocket(host, family int, ap netip.AddrPort) Errno {
 	sa, errno := toSockaddr(family, ap)
 	if errno != errnoSuccess {
 		return errno
@@ -64,7 +64,7 @@ func bindSocket(host, family int, ap netip.AddrPort) uint32 {
 	return errnoSuccess
 }
 
-func listenSocket(host int, backlog int32) uint32 {
+func listenSocket(host int, backlog int32) Errno {
 	if err := unix.Listen(host, int(backlog)); err != nil {
 		return errnoOf(err)
 	}
@@ -74,7 +74,7 @@ func listenSocket(host int, backlog int32) uint32 {
 // connectSocket starts a connection; on a stream socket it turns Nagle's
 // algorithm off first, as package net does. A host socket is non-blocking,
 // so a TCP connection answers EINPROGRESS.
-func connectSocket(host, family int, dgram bool, ap netip.AddrPort) uint32 {
+func connectSocket(host, family int, dgram bool, ap netip.AddrPort) Errno {
 	sa, errno := toSockaddr(family, ap)
 	if errno != errnoSuccess {
 		return errno
@@ -95,7 +95,7 @@ func connectSocket(host, family int, dgram bool, ap netip.AddrPort) uint32 {
 }
 
 // socketAddr is the socket's local address, or its peer's.
-func socketAddr(host int, peer bool) (netip.AddrPort, uint32) {
+func socketAddr(host int, peer bool) (netip.AddrPort, Errno) {
 	var sa unix.Sockaddr
 	var err error
 	if peer {
@@ -124,7 +124,7 @@ var hostOptions = map[uint32]int{
 // getOption reads an integer option. SO_ERROR is the pending error as a
 // WASI errno; SO_TYPE and SO_ACCEPTCONN are answered from the entry by the
 // caller.
-func getOption(host int, name uint32) (int32, uint32) {
+func getOption(host int, name uint32) (int32, Errno) {
 	if name == soError {
 		v, err := unix.GetsockoptInt(host, unix.SOL_SOCKET, unix.SO_ERROR)
 		if err != nil {
@@ -146,7 +146,7 @@ func getOption(host int, name uint32) (int32, uint32) {
 	return int32(v), errnoSuccess
 }
 
-func setOption(host int, name uint32, value int32) uint32 {
+func setOption(host int, name uint32, value int32) Errno {
 	opt, ok := hostOptions[name]
 	if !ok {
 		return errnoNoprotoopt
@@ -159,13 +159,13 @@ func setOption(host int, name uint32, value int32) uint32 {
 
 // recvFrom reads one datagram (or stream bytes) into bufs and returns the
 // sender's address (zero for a stream socket).
-func recvFrom(host int, bufs [][]byte, flags int) (int, netip.AddrPort, uint32) {
+func recvFrom(host int, bufs [][]byte, flags int) (int, netip.AddrPort, Errno) {
 	n, from, errno := recvmsg(host, bufs, flags)
 	return n, fromSockaddr(from), errno
 }
 
 // sendTo sends bufs as one datagram to ap.
-func sendTo(host, family int, bufs [][]byte, ap netip.AddrPort) (int, uint32) {
+func sendTo(host, family int, bufs [][]byte, ap netip.AddrPort) (int, Errno) {
 	sa, errno := toSockaddr(family, ap)
 	if errno != errnoSuccess {
 		return 0, errno

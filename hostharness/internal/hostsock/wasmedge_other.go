@@ -11,7 +11,7 @@ func connectSocket(int, int, bool, netip.AddrPort) uint32 { return errnoNotsup }
 func socketAddr(int, bool) (netip.AddrPort, uint32)       { return netip.AddrPort{}, errnoNotsup }
 func getOption(int, uint32) (int32, uint32)               { return 0, errnoNotsup }
 func setOption(int, uint32, int32) uint32                 { return errnoNotsup }
-func recvFrom(int, [][]byte, int) (int, netip.AddrPort, uint32) {
+func recvFrom(int, [][]byte, int) (int, netip.AddrPort, Errno) {
 	return 0, netip.AddrPort{}, errnoNotsup
 }
 func sendTo(int, int, [][]byte, netip.AddrPort) (int, uint32) { return 0, errnoNotsup }

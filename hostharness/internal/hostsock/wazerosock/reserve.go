@@ -1,4 +1,4 @@
-package hostsock
+package wazerosock
 
 import (
 	"github.com/tetratelabs/wazero"

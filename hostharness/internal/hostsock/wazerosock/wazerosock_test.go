@@ -1,0 +1,29 @@
+package wazerosock_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
+)
+
+// TestInstantiate: every hostsock function matches wazero's signature of
+// the same name (Export checks it) and the module instantiates.
+func TestInstantiate(t *testing.T) {
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	mod, err := wazerosock.Instantiate(ctx, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close(ctx)
+	got := rt.Module("wasi_snapshot_preview1").ExportedFunctionDefinitions()
+	for _, name := range []string{"sock_accept", "poll_oneoff", "path_open", "sock_open", "sock_getaddrinfo", "clock_time_get"} {
+		if got[name] == nil {
+			t.Errorf("no %s exported", name)
+		}
+	}
+}
