@@ -94,6 +94,9 @@ type Config struct {
 	// onReady, set by Serve for modules that are readyReporters, is called
 	// once when the guest first waits for a connection.
 	onReady func()
+	// told is the environment of the address contract, set by engines
+	// that send the guest PROXY headers (tellAddrs); see guestEnv.
+	told []string
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
 	// Logger receives the engine's own messages; nil discards them.

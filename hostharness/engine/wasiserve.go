@@ -56,23 +56,24 @@ func (e *wasiserveEngine) Load(ctx context.Context, path string) (Module, error)
 	if err != nil {
 		return nil, err
 	}
-	return &wasiserveModule{mod.(*wazeroModule)}, nil
+	wm := mod.(*wazeroModule)
+	return &wasiserveModule{wazeroModule: wm, proxy: exportsProxy(wm.compiled.ExportedFunctions())}, nil
 }
 
 // wasiserveModule runs a compiled guest with a host-owned listener.
 type wasiserveModule struct {
 	*wazeroModule
+	// proxy: the guest reads PROXY headers (it exports
+	// wasisock.ProxyExport), so the host tells it its addresses.
+	proxy bool
 }
 
 // Run serves cfg.Listener, or binds cfg.Listen itself, and gives the
 // listener to the guest at cfg.ListenerFD(), after the preopened
-// directories.
+// directories. A guest that reads PROXY headers gets one at the start of
+// each connection, with its addresses (see tellAddrs).
 func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
-	modCfg, closeFS, err := m.moduleConfig(cfg, wazerosock.Reserve)
-	if err != nil {
-		return err
-	}
-	defer closeFS()
+	var err error
 	ln := cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -93,6 +94,12 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 	if err := table.SetPolicy(hostsock.Policy{Dial: cfg.AllowDial, Listen: cfg.AllowListen, Logger: cfg.logger()}); err != nil {
 		return fmt.Errorf("%s: %w", Wasiserve, err)
 	}
+	tellAddrs(&cfg, m.proxy, table, ln)
+	modCfg, closeFS, err := m.moduleConfig(cfg, wazerosock.Reserve)
+	if err != nil {
+		return err
+	}
+	defer closeFS()
 	if cfg.onReady != nil {
 		defer afterClose(table.Ready(), cfg.onReady)()
 	}

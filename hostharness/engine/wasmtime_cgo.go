@@ -237,7 +237,7 @@ func (m *wasmtimeModule) wasiConfig(cfg Config) (*wasmtime.WasiConfig, func(), e
 	wasi := wasmtime.NewWasiConfig()
 	wasi.SetArgv(append([]string{m.name}, cfg.Args...))
 	var keys, values []string
-	for _, kv := range cfg.Env {
+	for _, kv := range cfg.guestEnv() {
 		k, v, err := splitEnv(kv)
 		if err != nil {
 			return nil, nil, err

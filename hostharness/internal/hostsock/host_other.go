@@ -45,3 +45,5 @@ func shutdown(int, uint8) uint32            { return errnoNotsup }
 func stat(int) (filestat, uint32)           { return filestat{}, errnoNotsup }
 func ppoll([]pollFD, time.Time) uint32      { return errnoNotsup }
 func errnoOf(error) uint32                  { return errnoIO }
+
+func acceptedHeader(int) ([]byte, Errno) { return nil, errnoNotsup }
