@@ -11,31 +11,11 @@ import (
 	"github.com/pires/go-proxyproto"
 )
 
-// The address contract between a guest and a host that owns its accepts.
-//
-// A WASI guest cannot ask for the addresses of its sockets (wasip1 has no
-// getsockname or getpeername), so a host that accepts the connections tells
-// them: it writes a PROXY protocol version 2 header (the HAProxy
-// specification) at the start of every connection it accepts on the
-// listener it preopened, before any byte of the client, and sets EnvProxy
-// and EnvListenAddr in the guest's environment. Listen on WASI then reads
-// the header of each accepted connection, so that its RemoteAddr and
-// LocalAddr are the client's and the server's, and its Addr is the bound
-// address.
-//
-// The host does this only for modules that export ProxyExport, a function
-// this package defines on WASI: importing the package announces that the
-// guest parses the header, and Listen parses it only when EnvProxy says
-// that the host sends it. A host sets EnvProxy exactly when it does, and
-// removes any value the operator gave, so a header is never expected where
-// none comes; since the host's header comes before anything the client
-// sends, a client can never pass its own header for the host's. Runtimes
-// that know nothing of this set neither variable, send no header, and the
-// guest sees the empty addresses WASI gives.
-//
-// A guest that imports this package but takes its listener without Listen
-// (net.FileListener on the fd itself) receives the headers unparsed:
-// such a guest must not import the package, or must use Listen.
+// The address contract between a guest and a host that owns its accepts
+// (see Addresses in the package documentation). Importing the package
+// announces that the guest parses the headers: a guest that imports it but
+// takes its listener without Listen (net.FileListener on the fd itself)
+// would read the host's header as its client's first bytes.
 const (
 	// ProxyExport is the export by which a module announces that it
 	// parses the PROXY protocol v2 headers of EnvProxy. The host never
@@ -151,11 +131,41 @@ func (l *hostListener) Accept() (net.Conn, error) {
 
 // wrap makes c read its PROXY header before anything else.
 func (l *hostListener) wrap(c net.Conn) net.Conn {
-	return proxyproto.NewConn(c,
+	return hostConn{proxyproto.NewConn(c,
 		proxyproto.WithPolicy(proxyproto.REQUIRE),
 		proxyproto.ValidateHeader(l.validate),
 		proxyproto.SetReadHeaderTimeout(l.headerTimeout),
-	)
+	)}
+}
+
+// hostConn is a connection whose addresses the host told. It keeps the
+// half-closes of the connection it wraps: http.Server closes the write
+// side first (CloseWrite) so that a client still sending gets the last
+// response instead of a reset.
+type hostConn struct {
+	*proxyproto.Conn
+}
+
+// halfCloser is a connection that can close one direction.
+type halfCloser interface {
+	CloseRead() error
+	CloseWrite() error
+}
+
+// CloseWrite shuts down the writing side of the connection.
+func (c hostConn) CloseWrite() error {
+	if hc, ok := c.Raw().(halfCloser); ok {
+		return hc.CloseWrite()
+	}
+	return fmt.Errorf("close write: %T: %w", c.Raw(), errors.ErrUnsupported)
+}
+
+// CloseRead shuts down the reading side of the connection.
+func (c hostConn) CloseRead() error {
+	if hc, ok := c.Raw().(halfCloser); ok {
+		return hc.CloseRead()
+	}
+	return fmt.Errorf("close read: %T: %w", c.Raw(), errors.ErrUnsupported)
 }
 
 // errHeader is the error of a header that is valid PROXY protocol but not

@@ -310,3 +310,43 @@ func TestListenIgnoresHostContractNatively(t *testing.T) {
 	}
 	roundTrip(t, ln)
 }
+
+// TestHostConnHalfClose: a connection whose addresses the host told still
+// closes one direction, as http.Server does before its last close so that
+// the client gets the response instead of a reset.
+func TestHostConnHalfClose(t *testing.T) {
+	raw := listenFor(t, &net.TCPAddr{})
+	ln := newHostListener(raw, nil, true)
+	client, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	client.Write(append(append([]byte(nil), headerV4...), "ping"...))
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T has no CloseWrite", c)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	io.WriteString(c, "pong")
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(client); err != nil || string(got) != "pong" {
+		t.Fatalf("client read %q, %v; want pong, then end of file", got, err)
+	}
+	client.Write([]byte("still open"))
+	buf = make([]byte, 10)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "still open" {
+		t.Fatalf("after CloseWrite the server read %q, %v", buf, err)
+	}
+}

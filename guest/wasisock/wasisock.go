@@ -7,6 +7,27 @@
 // number the host gave it (3, 4, ...). On every other GOOS the same call
 // inherits LISTEN_FDS sockets or listens on an address, so one main package
 // serves natively and under a WebAssembly runtime.
+//
+// # Addresses
+//
+// WASI preview 1 cannot tell a guest the addresses of its sockets, so
+// RemoteAddr, LocalAddr and Addr are empty there, unless the host tells
+// them. On WASI this package exports ProxyExport (wasiserve_proxy_v2),
+// announcing that Listen reads PROXY protocol v2 headers. A host that owns
+// the accepts (hostharness's wasiserve engine) then writes one at the
+// start of every connection it accepts on the preopened listener, before
+// any byte of the client, and sets:
+//
+//	WASISERVE_PROXY=v2                     (EnvProxy: headers are sent)
+//	WASISERVE_LISTEN_ADDR=127.0.0.1:8080   (EnvListenAddr: the bound address;
+//	                                        also [::1]:8080 or unix:/run/app.sock)
+//
+// Listen then reports the header's addresses as each connection's
+// RemoteAddr and LocalAddr, and EnvListenAddr as the listener's Addr. The
+// host removes operator values of both variables, so they always say what
+// it does: without EnvProxy no header is parsed, and with it the host's
+// header precedes the client's bytes, so a client cannot pass a header of
+// its own. Natively both variables are ignored.
 package wasisock
 
 import (

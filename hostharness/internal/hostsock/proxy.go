@@ -7,17 +7,6 @@ import (
 	"github.com/pires/go-proxyproto"
 )
 
-// A WASI guest cannot ask for the addresses of its sockets (preview 1 has
-// no getsockname or getpeername). A table that SendProxyHeaders tells
-// them: each connection accepted on the listener it was given starts, for
-// the guest, with a PROXY protocol version 2 header (the HAProxy
-// specification) carrying the client's and the server's address, which
-// the guest shim (package wasisock) reads. The header is the entry's
-// pending bytes: fd_read, sock_recv and sock_recv_from return them before
-// any byte of the socket, and poll_oneoff reports the connection readable
-// while some are left. As the guest sees nothing of the connection before
-// them, no client can pass a header of its own for the host's.
-
 // proxyHeader encodes the PROXY protocol v2 header of a connection from
 // peer to local: TCP over IPv4 (both addresses IPv4, or IPv4-mapped IPv6,
 // as package net reports them) or IPv6, or a Unix stream. It fails for
