@@ -290,3 +290,36 @@ func sockName(t *testing.T, host int) string {
 	in4 := sa.(*syscall.SockaddrInet4)
 	return (&net.TCPAddr{IP: net.IP(in4.Addr[:]), Port: in4.Port}).String()
 }
+
+// TestAcceptSkipsGoneClient: a client that reset its connection before the
+// guest took it has no address left to tell; the guest gets the next
+// client's connection, with that client's header.
+func TestAcceptSkipsGoneClient(t *testing.T) {
+	table := newTestTable(t, context.Background())
+	table.SendProxyHeaders()
+	g := &guest{t: t, table: table, mem: make(byteMemory, 1024)}
+	addr := sockName(t, table.fds[3].host)
+	gone, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.(*net.TCPConn).SetLinger(0)
+	gone.Close() // a reset
+	client, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	time.Sleep(100 * time.Millisecond) // let the reset arrive
+	if errno := g.call("sock_accept", 3, 0, memResult); errno != errnoSuccess {
+		t.Fatalf("sock_accept: errno %d", errno)
+	}
+	fd := binary.LittleEndian.Uint32(g.mem[memResult:])
+	want, err := proxyHeader(client.RemoteAddr(), client.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := g.recv(fd, 512, false, 0); !bytes.Equal(got, want) {
+		t.Fatalf("header %x, want %x (the second client's)", got, want)
+	}
+}

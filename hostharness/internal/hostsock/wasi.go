@@ -233,10 +233,14 @@ func sockAccept(t *Table, mem Memory, _ uint32, e *entry, stack []uint64) Errno 
 			if host, errno = accept(e.host); errno != errnoSuccess || !t.proxyHeaders || !e.lent {
 				return errno
 			}
-			if header, errno = acceptedHeader(host); errno != errnoAgain {
+			if header, errno = acceptedHeader(host); errno == errnoSuccess {
 				return errno
 			}
-			closeFD(host) // the client left before its address was read; take the next
+			closeFD(host)
+			if errno != errnoAgain {
+				return errno
+			}
+			// The client left before its address was read: take the next.
 		}
 	})
 	if errno != errnoSuccess {
