@@ -5,10 +5,11 @@ go 1.26
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/bytecodealliance/wasmtime-go/v19 v19.0.0
+	github.com/bytecodealliance/wasmtime-go/v42 v42.0.0
 	github.com/google/go-cmp v0.7.0
 	github.com/pires/go-proxyproto v0.15.0
+	github.com/samyfodil/wazy v0.8.0
 	github.com/stealthrocket/net v0.2.1
-	github.com/tetratelabs/wazero v1.12.0
 	golang.org/x/sys v0.44.0
 	gonum.org/v1/plot v0.17.0
 )

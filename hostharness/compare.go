@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/compare"
+	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
 )
 
 func runCompare(ctx context.Context, env *cliEnv, args []string) int {
@@ -134,14 +135,22 @@ func serveForCompare(ctx context.Context, logger *slog.Logger, name, path, cache
 		return nil, nil, err
 	}
 	bg := context.WithoutCancel(ctx)
-	inst, err := engine.Serve(ctx, mod, engine.Config{Listen: "127.0.0.1:0", Stderr: os.Stderr, Logger: logger})
+	ln, err := listener.Spec{Kind: listener.TCP, Addr: "127.0.0.1:0"}.Open(os.Getenv)
 	if err != nil {
+		mod.Close(bg)
+		eng.Close(bg)
+		return nil, nil, err
+	}
+	inst, err := engine.Serve(ctx, mod, engine.Config{Listener: ln, Stderr: os.Stderr, Logger: logger})
+	if err != nil {
+		ln.Close()
 		mod.Close(bg)
 		eng.Close(bg)
 		return nil, nil, fmt.Errorf("serve %s on %s: %w", path, name, err)
 	}
 	return inst, func() {
 		inst.Stop()
+		ln.Close()
 		mod.Close(bg)
 		eng.Close(bg)
 	}, nil

@@ -38,9 +38,7 @@ func TestCompareUsageErrors(t *testing.T) {
 }
 
 // TestCompareCommand runs the command end to end on one fast engine and a
-// few cases, with a JSON report. The engine is wasiserve, whose guest sees
-// its client's address as the native build does (on wazero, GET /listener
-// is a known difference).
+// few cases, with a JSON report.
 func TestCompareCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the guest twice; the corpus itself runs in hostharness/internal/compare under -short too")
@@ -49,7 +47,7 @@ func TestCompareCommand(t *testing.T) {
 	report := filepath.Join(dir, "report.json")
 	var stdout, stderr bytes.Buffer
 	env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
-	code := runCompare(context.Background(), env, []string{"--engine", "wasiserve", "--cache-dir", dir, "--json", report, "-run", "^(post-echo|get-listener)$"})
+	code := runCompare(context.Background(), env, []string{"--engine", "wazy", "--cache-dir", dir, "--json", report, "-run", "^(post-echo|get-listener)$"})
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -10,6 +11,10 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
+	"github.com/wasiserve/wasiserve/hostharness/supervise"
+	"github.com/wasiserve/wasiserve/internal/activation"
 )
 
 // stringList is a repeatable string flag.
@@ -18,6 +23,30 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
+// Bounds on serve's numeric flags.
+const (
+	maxInstances = 1024
+	// minMemory is the least --max-memory a Go guest can start in.
+	minMemory = 1 << 20
+	// instanceFootprint is a serving echo instance's resident memory, for
+	// the --instances check against the memory available.
+	instanceFootprint = 12 << 20
+	// maxGuestSize bounds the guest file serve reads.
+	maxGuestSize = 512 << 20
+)
+
+// serveRun is a checked serve command line.
+type serveRun struct {
+	engine       string
+	wasm         string
+	listen       listener.Spec
+	restart      bool
+	instances    int
+	drainTimeout time.Duration
+	options      engine.Options
+	cfg          engine.Config
+}
+
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags := newFlagSet(env, "serve", "usage: hostharness serve [flags] [guest.wasm]\n\n"+
 		"Serves a wasip1 guest on a preopened listening socket. With no guest.wasm it\n"+
@@ -25,8 +54,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	listen := flags.String("listen", "127.0.0.1:8080", "where to serve: host:port (port 0 picks a free port), unix:/path, or systemd[:NAME] for a socket\n"+
 		"passed by systemd socket activation (LISTEN_FDS; the default when one was passed)")
 	engineName := flags.String("engine", engine.Default(), "engine: "+strings.Join(engine.Names(), ", ")+"\n"+
-		"(when not given, "+engine.Wasiserve+" if a flag needs a host-owned listener)")
-	instances := flags.Int("instances", 1, "guest instances sharing the listener, so that a single-threaded guest uses that many cores ("+engine.Wasiserve+" engine)")
+		"(when not given, one that has what the other flags need)")
+	instances := flags.Int("instances", 1, "guest instances sharing the listener, so that a single-threaded guest uses that many cores")
 	drainTimeout := flags.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long the guest may take to finish requests in flight\n"+
 		"after its listener stops, before it is stopped")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
@@ -35,12 +64,12 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&dirs, "dir", "host[:guest][:ro|:rw] directory to preopen for the guest (repeatable; default rw); the guest sees no other")
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
-	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (wasiserve engine; 0: no limit)")
+	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
 	var allowDial, allowListen stringList
 	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
-		"name, *.domain or *; PORT: number or *); it may reach and resolve nothing else ("+engine.Wasiserve+" engine)")
-	flags.Var(&allowListen, "allow-listen", "HOST:PORT such a guest may bind and listen on itself (repeatable; "+engine.Wasiserve+" engine)")
+		"name, *.domain or *; PORT: number or *); it may reach and resolve nothing else")
+	flags.Var(&allowListen, "allow-listen", "HOST:PORT such a guest may bind and listen on itself (repeatable)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
@@ -50,95 +79,217 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintln(env.stderr, "hostharness serve: at most one guest.wasm")
 		return 2
 	}
-	if *instances < 1 {
-		fmt.Fprintln(env.stderr, "hostharness serve: --instances must be at least 1")
-		return 2
-	}
 	if *inheritEnv {
-		envs = append(withoutActivation(os.Environ()), envs...)
+		envs = append(activation.Without(os.Environ()), envs...)
 	}
-	memLimit, err := parseSize(*maxMemory)
-	if err != nil {
-		fmt.Fprintln(env.stderr, "hostharness serve: --max-memory:", err)
+	listenText := *listen
+	if !explicit["listen"] && activation.ForThisProcess(os.Getenv) {
+		listenText = "systemd"
+	}
+	r := serveRun{engine: *engineName, wasm: flags.Arg(0), restart: *restart, instances: *instances, drainTimeout: *drainTimeout,
+		cfg: engine.Config{Env: envs, MaxConns: *maxConns, AllowDial: allowDial, AllowListen: allowListen,
+			Stdout: env.stdout, Stderr: env.stderr, Logger: env.logger}}
+	if err := r.check(listenText, *maxMemory, *cacheDir, dirs); err != nil {
+		fmt.Fprintln(env.stderr, "hostharness serve:", err)
 		return 2
 	}
-	cfg := engine.Config{
-		Env:      envs,
-		Listen:   *listen,
-		MaxConns: *maxConns,
-		Stdout:   env.stdout,
-		Stderr:   env.stderr,
-		Logger:   env.logger,
+	if err := r.pickEngine(env, explicit["engine"]); err != nil {
+		fmt.Fprintln(env.stderr, "hostharness serve:", err)
+		return 2
 	}
-	cfg.AllowDial, cfg.AllowListen = allowDial, allowListen
-	for _, d := range dirs {
-		m, err := engine.ParseMount(d)
-		if err != nil {
-			fmt.Fprintln(env.stderr, "hostharness serve:", err)
-			return 2
-		}
-		cfg.Dirs = append(cfg.Dirs, m)
-	}
-	opts := serveOptions{engine: *engineName, wasm: flags.Arg(0), restart: *restart,
-		instances: *instances, drainTimeout: *drainTimeout,
-		engineOptions: engine.Options{CacheDir: *cacheDir, MaxMemory: memLimit}}
-	if !explicit["listen"] && activated(os.Getenv) {
-		cfg.Listen = systemdListen
-	}
-	if !explicit["engine"] && opts.engine != engine.Wasiserve && needsOwnedListener(cfg, opts) {
-		env.logger.Info("using the engine whose host owns the listener", "engine", engine.Wasiserve, "listen", cfg.Listen, "instances", opts.instances)
-		opts.engine = engine.Wasiserve
-	}
-	if err := serve(ctx, env, opts, cfg); err != nil {
+	if err := serve(ctx, env, r); err != nil {
 		env.logger.Error("serve failed", "err", err)
 		return engine.ExitCode(err)
 	}
 	return 0
 }
 
-// serveOptions are the serve flags that are not part of engine.Config.
-type serveOptions struct {
-	engine        string
-	wasm          string
-	restart       bool
-	instances     int
-	drainTimeout  time.Duration
-	engineOptions engine.Options
-}
-
-// serve builds or loads the guest and serves it (opts.instances times, on
-// one listener) until a signal, then drains it; see group.
-func serve(ctx context.Context, env *cliEnv, opts serveOptions, cfg engine.Config) error {
-	if err := engine.Known(opts.engine); err != nil {
+// check validates every flag, before anything slow starts, and fills r.
+func (r *serveRun) check(listenText, maxMemory, cacheDir string, dirs []string) error {
+	var err error
+	if r.listen, err = listener.Parse(listenText); err != nil {
 		return err
 	}
-	if opts.instances > 1 && opts.engine != engine.Wasiserve {
-		return fmt.Errorf("engine %s: --instances needs an engine whose host owns the listener; use --engine %s", opts.engine, engine.Wasiserve)
+	if r.instances < 1 || r.instances > maxInstances {
+		return fmt.Errorf("--instances %d: want 1 to %d", r.instances, maxInstances)
 	}
-	// The listener is opened before the guest is built or compiled, so
-	// that a port in use fails at once.
-	if opts.engine == engine.Wasiserve || ownedListenSpec(cfg.Listen) {
-		// The host keeps the listener across restarts: connections queue
-		// meanwhile instead of being refused.
-		ln, err := openListener(cfg.Listen, os.Getenv)
+	if avail := memAvailable(); avail > 0 && uint64(r.instances)*instanceFootprint > avail {
+		return fmt.Errorf("--instances %d: each instance takes about %d MiB and this machine has %d MiB available",
+			r.instances, instanceFootprint>>20, avail>>20)
+	}
+	if r.drainTimeout < 0 {
+		return fmt.Errorf("--drain-timeout %s: want a duration of 0 or more", r.drainTimeout)
+	}
+	if r.cfg.MaxConns < 0 {
+		return fmt.Errorf("--max-conns %d: want 0 (no limit) or more", r.cfg.MaxConns)
+	}
+	memLimit, err := parseSize(maxMemory)
+	if err != nil {
+		return fmt.Errorf("--max-memory: %w", err)
+	}
+	if err := engine.Known(r.engine); err != nil {
+		return err
+	}
+	for _, kv := range r.cfg.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
+		}
+	}
+	if err := (hostsock.Policy{Dial: r.cfg.AllowDial, Listen: r.cfg.AllowListen}).Check(); err != nil {
+		return err
+	}
+	guestPaths := map[string]bool{}
+	for _, d := range dirs {
+		m, err := engine.ParseMount(d)
 		if err != nil {
 			return err
 		}
-		defer ln.Close()
-		cfg.Listener = ln
+		if guestPaths[m.Guest] {
+			return fmt.Errorf("--dir %s: guest path %s is mounted twice", d, m.Guest)
+		}
+		guestPaths[m.Guest] = true
+		if st, err := os.Stat(m.Host); err != nil {
+			return fmt.Errorf("--dir %s: %w", d, err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("--dir %s: %s is not a directory", d, m.Host)
+		}
+		r.cfg.Dirs = append(r.cfg.Dirs, m)
 	}
-	path, err := wasmPath(ctx, env.logger, opts.wasm, opts.engineOptions.CacheDir)
+	if r.wasm != "" {
+		st, err := os.Stat(r.wasm)
+		switch {
+		case err != nil:
+			return fmt.Errorf("guest %w", err)
+		case !st.Mode().IsRegular():
+			return fmt.Errorf("guest %s: not a regular file", r.wasm)
+		case st.Size() > maxGuestSize:
+			return fmt.Errorf("guest %s: %d MiB, more than the %d MiB a guest may be", r.wasm, st.Size()>>20, maxGuestSize>>20)
+		}
+	}
+	r.options = engine.Options{CacheDir: cacheDir, MaxMemory: memLimit}
+	return nil
+}
+
+// needs lists what the flags need of an engine, each with the flag that
+// needs it.
+func (r *serveRun) needs() []need {
+	var out []need
+	if r.listen.HostOnly() {
+		out = append(out, need{engine.HostListener, "--listen " + r.listen.String()})
+	}
+	if r.instances > 1 {
+		out = append(out, need{engine.HostListener, "--instances"})
+	}
+	if r.cfg.MaxConns > 0 {
+		out = append(out, need{engine.ConnLimit, "--max-conns"})
+	}
+	if len(r.cfg.AllowDial) > 0 {
+		out = append(out, need{engine.SocketExtensions, "--allow-dial"})
+	}
+	if len(r.cfg.AllowListen) > 0 {
+		out = append(out, need{engine.SocketExtensions, "--allow-listen"})
+	}
+	for _, d := range r.cfg.Dirs {
+		if d.ReadOnly {
+			out = append(out, need{engine.ReadOnlyDirs, "--dir " + d.Host + ":ro"})
+			break
+		}
+	}
+	return out
+}
+
+// need is a capability a flag needs.
+type need struct {
+	capability engine.Capability
+	flag       string
+}
+
+// pickEngine checks that the engine has what the flags need: when the
+// engine was not named, it switches to the first embedded engine that
+// does; otherwise it names the flag and the engines that would do.
+func (r *serveRun) pickEngine(env *cliEnv, named bool) error {
+	needs := r.needs()
+	missing := func(name string) *need {
+		for i, n := range needs {
+			if !engine.CapabilitiesOf(name).Has(n.capability) {
+				return &needs[i]
+			}
+		}
+		return nil
+	}
+	n := missing(r.engine)
+	if n == nil {
+		return nil
+	}
+	if !named {
+		for _, name := range engine.Embedded() {
+			if missing(name) == nil {
+				env.logger.Info("using an engine that has what the flags need", "engine", name, "needs", n.capability)
+				r.engine = name
+				return nil
+			}
+		}
+	}
+	var alt []string
+	for _, name := range engine.Embedded() {
+		if missing(name) == nil {
+			alt = append(alt, "--engine "+name)
+		}
+	}
+	msg := fmt.Sprintf("%s needs %s, which engine %s does not support", n.flag, n.capability, r.engine)
+	if len(alt) > 0 {
+		msg += "; use " + strings.Join(alt, " or ")
+	}
+	return errors.New(msg)
+}
+
+// serve binds the listener, builds or loads the guest and serves it
+// (r.instances times, on one listener) until a signal, then drains it.
+func serve(ctx context.Context, env *cliEnv, r serveRun) error {
+	// The listener is bound before the guest is built or compiled, so
+	// that a port in use fails at once; the host keeps it across restarts,
+	// so that connections queue meanwhile instead of being refused.
+	ln, err := r.listen.Open(os.Getenv)
 	if err != nil {
 		return err
 	}
-	eng, mod, err := loadGuestWith(ctx, env.logger, opts.engine, path, opts.engineOptions)
+	defer ln.Close()
+	r.cfg.Listener = ln
+	path, err := wasmPath(ctx, env.logger, r.wasm, r.options.CacheDir)
+	if err != nil {
+		return err
+	}
+	eng, mod, err := loadGuestWith(ctx, env.logger, r.engine, path, r.options)
 	if err != nil {
 		return err
 	}
 	defer eng.Close(context.WithoutCancel(ctx))
 	defer mod.Close(context.WithoutCancel(ctx))
-	g := &group{env: env, mod: mod, cfg: cfg, opts: opts, path: path}
-	return g.run(ctx)
+	g := &supervise.Group{Module: mod, Config: r.cfg, Instances: r.instances, Restart: r.restart,
+		DrainTimeout: r.drainTimeout, Logger: env.logger,
+		Ready: func() { fmt.Fprintf(env.stdout, "serving %s at %s (engine %s)\n", path, listener.Served(ln), r.engine) }}
+	if err := g.Run(ctx); err != nil {
+		return fmt.Errorf("serve %s: %w", path, err)
+	}
+	return nil
+}
+
+// memAvailable is the memory the kernel says is available, in bytes, or
+// 0 where it cannot tell.
+func memAvailable() uint64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 // parseSize parses a byte count such as 1048576, 512KiB, 64MiB or 1GiB
@@ -163,8 +314,8 @@ func parseSize(s string) (uint64, error) {
 		}
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(number), 10, 64)
-	if err != nil || n == 0 || n > (1<<32)/factor {
-		return 0, fmt.Errorf("%q: want a size from 64KiB to 4GiB such as 256MiB", s)
+	if err != nil || n == 0 || n > (1<<32)/factor || n*factor < minMemory {
+		return 0, fmt.Errorf("%q: want a size from 1MiB to 4GiB such as 256MiB", s)
 	}
 	return n * factor, nil
 }

@@ -41,15 +41,15 @@ func FuzzListenFDs(f *testing.F) {
 			nameList = strings.Split(names, ":")
 		}
 		for i, fd := range fds {
-			if fd.fd != firstListenFD+i {
-				t.Fatalf("fd %d at index %d, want %d", fd.fd, i, firstListenFD+i)
+			if fd.FD != firstListenFD+i {
+				t.Fatalf("fd %d at index %d, want %d", fd.FD, i, firstListenFD+i)
 			}
 			want := ""
 			if i < len(nameList) {
 				want = nameList[i]
 			}
-			if fd.name != want {
-				t.Fatalf("name %q at index %d, want %q", fd.name, i, want)
+			if fd.Name != want {
+				t.Fatalf("name %q at index %d, want %q", fd.Name, i, want)
 			}
 		}
 	})

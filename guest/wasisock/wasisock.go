@@ -14,7 +14,7 @@
 // RemoteAddr, LocalAddr and Addr are empty there, unless the host tells
 // them. On WASI this package exports ProxyExport (wasiserve_proxy_v2),
 // announcing that Listen reads PROXY protocol v2 headers. A host that owns
-// the accepts (hostharness's wasiserve engine) then writes one at the
+// the accepts (hostharness's wasmtime and wazy engines) then writes one at the
 // start of every connection it accepts on the preopened listener, before
 // any byte of the client, and sets:
 //
@@ -36,8 +36,9 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/wasiserve/wasiserve/internal/activation"
 )
 
 // Source says how a listener was obtained.
@@ -57,7 +58,7 @@ const DefaultAddr = "127.0.0.1:8080"
 
 // firstListenFD is the first file descriptor after stdin, stdout and stderr,
 // where both systemd and WASI hosts place inherited sockets.
-const firstListenFD = 3
+const firstListenFD = activation.FirstFD
 
 // Config says where to look for the listener.
 type Config struct {
@@ -133,54 +134,23 @@ func listen(cfg Config) (net.Listener, Info, error) {
 	return listenDefault(cfg)
 }
 
-// listenFD is one socket passed by LISTEN_FDS.
-type listenFD struct {
-	fd   int
-	name string
-}
-
 // listenFDs parses the systemd socket-activation variables. ok is false when
 // they are absent or meant for another process.
-func listenFDs(cfg Config) (fds []listenFD, ok bool, err error) {
-	countText := cfg.getenv("LISTEN_FDS")
-	if countText == "" {
-		return nil, false, nil
-	}
-	if pid := cfg.getenv("LISTEN_PID"); pid != "" && checkListenPID && pid != strconv.Itoa(os.Getpid()) {
-		return nil, false, nil
-	}
-	count, err := strconv.Atoi(countText)
-	if err != nil || count < 0 || count > 1<<16 {
-		return nil, false, fmt.Errorf("LISTEN_FDS=%q: want a count of sockets", countText)
-	}
-	if count == 0 {
-		return nil, false, nil
-	}
-	var names []string
-	if n := cfg.getenv("LISTEN_FDNAMES"); n != "" {
-		names = strings.Split(n, ":")
-	}
-	for i := range count {
-		fd := listenFD{fd: firstListenFD + i}
-		if i < len(names) {
-			fd.name = names[i]
-		}
-		fds = append(fds, fd)
-	}
-	return fds, true, nil
+func listenFDs(cfg Config) ([]activation.FD, bool, error) {
+	return activation.Parse(cfg.getenv, checkListenPID)
 }
 
 // pickListenFD wraps the LISTEN_FDS socket that cfg.Name selects.
-func pickListenFD(cfg Config, fds []listenFD) (net.Listener, Info, error) {
+func pickListenFD(cfg Config, fds []activation.FD) (net.Listener, Info, error) {
 	for _, fd := range fds {
-		if cfg.Name != "" && fd.name != cfg.Name {
+		if cfg.Name != "" && fd.Name != cfg.Name {
 			continue
 		}
-		ln, err := fileListener(fd.fd, fd.name)
+		ln, err := fileListener(fd.FD, fd.Name)
 		if err != nil {
-			return nil, Info{}, fmt.Errorf("LISTEN_FDS socket fd %d: %w", fd.fd, err)
+			return nil, Info{}, fmt.Errorf("LISTEN_FDS socket fd %d: %w", fd.FD, err)
 		}
-		return ln, Info{Source: SourceListenFDs, FD: fd.fd, Name: fd.name, Addr: addrString(ln)}, nil
+		return ln, Info{Source: SourceListenFDs, FD: fd.FD, Name: fd.Name, Addr: addrString(ln)}, nil
 	}
 	return nil, Info{}, fmt.Errorf("LISTEN_FDNAMES has no socket named %q: %w", cfg.Name, ErrNoListener)
 }

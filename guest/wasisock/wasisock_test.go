@@ -19,42 +19,6 @@ func envMap(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-func TestListenFDsParsing(t *testing.T) {
-	pid := fmt.Sprint(os.Getpid())
-	for _, tc := range []struct {
-		name    string
-		env     map[string]string
-		want    []listenFD
-		wantOK  bool
-		wantErr string
-	}{
-		{name: "absent", env: map[string]string{}},
-		{name: "zero", env: map[string]string{"LISTEN_FDS": "0"}},
-		{name: "one", env: map[string]string{"LISTEN_FDS": "1"}, want: []listenFD{{fd: 3}}, wantOK: true},
-		{name: "our pid", env: map[string]string{"LISTEN_FDS": "1", "LISTEN_PID": pid}, want: []listenFD{{fd: 3}}, wantOK: true},
-		{name: "other pid", env: map[string]string{"LISTEN_FDS": "1", "LISTEN_PID": "1"}},
-		{name: "names", env: map[string]string{"LISTEN_FDS": "2", "LISTEN_FDNAMES": "http:admin"},
-			want: []listenFD{{fd: 3, name: "http"}, {fd: 4, name: "admin"}}, wantOK: true},
-		{name: "fewer names", env: map[string]string{"LISTEN_FDS": "2", "LISTEN_FDNAMES": "http"},
-			want: []listenFD{{fd: 3, name: "http"}, {fd: 4}}, wantOK: true},
-		{name: "garbage", env: map[string]string{"LISTEN_FDS": "many"}, wantErr: "LISTEN_FDS"},
-		{name: "negative", env: map[string]string{"LISTEN_FDS": "-1"}, wantErr: "LISTEN_FDS"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok, err := listenFDs(Config{Getenv: envMap(tc.env)})
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one mentioning %s", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || ok != tc.wantOK || fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Fatalf("listenFDs = %v, %v, %v; want %v, %v, nil", got, ok, err, tc.want, tc.wantOK)
-			}
-		})
-	}
-}
-
 func TestListenAddress(t *testing.T) {
 	for _, tc := range []struct {
 		name, addr, network string

@@ -15,6 +15,7 @@ import (
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 )
 
 // addrClient is an HTTP client to one instance that records the local and
@@ -55,37 +56,34 @@ func (c *addrClient) listenerReport(t *testing.T) echo.Report {
 	return report
 }
 
-// TestGuestSeesAddresses serves the echo guest on the engine whose host
+// TestGuestSeesAddresses serves the echo guest on every engine whose host
 // owns the accepts and checks that its RemoteAddr, LocalAddr and
 // ln.Addr() are what the client and the host see, over IPv4, IPv6 and a
 // Unix socket. The operator's own values of the contract's variables are
 // dropped: the host alone says what it does.
 func TestGuestSeesAddresses(t *testing.T) {
-	eng := newEngine(t, engine.Wasiserve)
+	for _, name := range engine.With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) { testGuestSeesAddresses(t, newEngine(t, name)) })
+	}
+}
+
+func testGuestSeesAddresses(t *testing.T, eng engine.Engine) {
 	for _, tc := range []struct{ name, listen string }{
 		{"IPv4", "127.0.0.1:0"},
 		{"IPv6", "[::1]:0"},
-		{"Unix", "unix"},
+		{"Unix", "unix:" + filepath.Join(t.TempDir(), "echo.sock")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := engine.Config{
-				Listen: tc.listen,
-				Env:    []string{wasisock.EnvListenAddr + "=198.51.100.7:1", wasisock.EnvProxy + "=v1"},
+			ln, err := enginetest.Listen(t, tc.listen)
+			if err != nil && tc.name == "IPv6" {
+				t.Skip("no IPv6 loopback here:", err)
 			}
-			switch tc.listen {
-			case "unix":
-				ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "echo.sock"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ln.Close()
-				cfg.Listener = ln
-			case "[::1]:0":
-				ln, err := net.Listen("tcp", tc.listen)
-				if err != nil {
-					t.Skip("no IPv6 loopback here:", err)
-				}
-				ln.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := engine.Config{
+				Listener: ln,
+				Env:      []string{wasisock.EnvListenAddr + "=198.51.100.7:1", wasisock.EnvProxy + "=v1"},
 			}
 			inst := serve(t, eng, built.echo, cfg)
 			c := newAddrClient(inst)
@@ -104,7 +102,7 @@ func TestGuestSeesAddresses(t *testing.T) {
 // before its request: the guest reads the host's header first, so the
 // client's is taken as a (bad) request, never as its address.
 func TestClientCannotSpoofAddress(t *testing.T) {
-	inst := serve(t, newEngine(t, engine.Wasiserve), built.echo, engine.Config{})
+	inst := serve(t, newEngine(t, engine.Wazy), built.echo, engine.Config{})
 	conn, err := net.Dial("tcp", inst.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +122,7 @@ func TestClientCannotSpoofAddress(t *testing.T) {
 // when the operator passes them: it serves, with WASI's empty addresses.
 func TestOtherEnginesTellNothing(t *testing.T) {
 	for _, name := range engine.Embedded() {
-		if name == engine.Wasiserve {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {

@@ -19,8 +19,9 @@ import (
 type cliRuntime struct {
 	// command is the executable looked up in PATH.
 	command string
-	// args returns the command's arguments for a run of wasm under cfg.
-	args func(wasm string, cfg Config) []string
+	// args returns the command's arguments for a run of wasm under cfg,
+	// serving on the TCP address listen.
+	args func(wasm, listen string, cfg Config) []string
 	// env adds variables to the runtime's own environment.
 	env func(cfg Config) []string
 	// explain turns a failure whose stderr tail is given into a clearer
@@ -36,7 +37,7 @@ func cliRuntimes() map[string]cliRuntime {
 		"wasmtime-cli": {
 			command: "wasmtime",
 			args: cliArgs("--dir", func(d Mount) string { return d.Host + "::" + d.Guest }, "--env",
-				func(cfg Config) []string { return []string{"run", "-S", "preview2=n", "-S", "tcplisten=" + cfg.Listen} }),
+				func(listen string) []string { return []string{"run", "-S", "preview2=n", "-S", "tcplisten=" + listen} }),
 			explain: func(tail string) error {
 				if strings.Contains(tail, "tcplisten") || strings.Contains(tail, "preview2") {
 					return errors.New("this wasmtime CLI rejects `-S preview2=n -S tcplisten`: the wasi-common implementation " +
@@ -50,13 +51,13 @@ func cliRuntimes() map[string]cliRuntime {
 		"wazero-cli": {
 			command: "wazero",
 			args: cliArgs("-mount", func(d Mount) string { return d.Host + ":" + d.Guest }, "-env",
-				func(cfg Config) []string { return []string{"run", "-listen", cfg.Listen} }),
+				func(listen string) []string { return []string{"run", "-listen", listen} }),
 			note: "wazero's poll_oneoff does not sleep on sockets: expect a busy core while the guest is idle",
 		},
 		"wasmedge-cli": {
 			command: "wasmedge",
 			args: cliArgs("--dir", func(d Mount) string { return d.Guest + ":" + d.Host }, "--env",
-				func(cfg Config) []string { return []string{"--env", "LISTEN_ADDR=" + cfg.Listen} }),
+				func(listen string) []string { return []string{"--env", "LISTEN_ADDR=" + listen} }),
 			note: "WasmEdge preopens no listener: the guest must bind LISTEN_ADDR itself through WasmEdge's socket extensions",
 		},
 	}
@@ -65,9 +66,9 @@ func cliRuntimes() map[string]cliRuntime {
 // cliArgs returns a cliRuntime.args function for the usual command line
 // shape: leading arguments, then one dirFlag per directory (formatted by
 // dir) and one envFlag per variable, then the module and its arguments.
-func cliArgs(dirFlag string, dir func(Mount) string, envFlag string, leading func(Config) []string) func(string, Config) []string {
-	return func(wasm string, cfg Config) []string {
-		args := leading(cfg)
+func cliArgs(dirFlag string, dir func(Mount) string, envFlag string, leading func(listen string) []string) func(string, string, Config) []string {
+	return func(wasm, listen string, cfg Config) []string {
+		args := leading(listen)
 		for _, d := range cfg.Dirs {
 			args = append(args, dirFlag, dir(d))
 		}
@@ -112,13 +113,16 @@ type cliModule struct {
 
 func (m *cliModule) Close(context.Context) error { return nil }
 
+func (m *cliModule) Engine() string { return m.engine.name }
+
 func (m *cliModule) Run(ctx context.Context, cfg Config) error {
-	if err := cfg.onlyEngineSockets(m.engine.name); err != nil {
+	listen, err := takeOverAddr(m.engine.name, cfg)
+	if err != nil {
 		return err
 	}
 	rt := m.engine.runtime
 	cfg.logger().Info("running guest with an installed runtime", "command", m.engine.path, "note", rt.note)
-	cmd := exec.CommandContext(ctx, m.engine.path, rt.args(m.wasm, cfg)...)
+	cmd := exec.CommandContext(ctx, m.engine.path, rt.args(m.wasm, listen, cfg)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = os.Environ()
@@ -128,7 +132,7 @@ func (m *cliModule) Run(ctx context.Context, cfg Config) error {
 	tail := &tailBuffer{max: 4096}
 	cmd.Stdout = writerOrDiscard(cfg.Stdout)
 	cmd.Stderr = io.MultiWriter(writerOrDiscard(cfg.Stderr), tail)
-	err := cmd.Run()
+	err = cmd.Run()
 	if err == nil || ctx.Err() != nil {
 		return nil
 	}

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 )
 
 // Mount preopens a host directory for the guest.
@@ -61,14 +63,12 @@ type Config struct {
 	// Dirs are preopened in order, at fds 3, 4, ...; the listener comes
 	// after them so that the guest's preopen scan still finds them.
 	Dirs []Mount
-	// Listen is the "host:port" the engine binds and preopens for the
-	// guest. The port must not be 0: Serve picks one first.
-	Listen string
-	// Listener, when set, is a listener the host already has: a Unix
-	// socket, a socket inherited from systemd, or one that several guest
-	// instances share. The engine serves it instead of binding Listen and
-	// never closes it. Only engines whose host owns the accepts can: others
-	// refuse it.
+	// Listener is the listener the guest serves, bound by the caller
+	// (package listener): a TCP or Unix socket, or one inherited from
+	// systemd, which several instances may share. Engines whose host owns
+	// the listener (Capabilities.HostListener) serve it and never close
+	// it. The others bind their socket themselves: they take over its TCP
+	// address, closing it first (see takeOverAddr).
 	Listener net.Listener
 	// MaxConns bounds the connections the guest may have open at once
 	// (0: no limit). Only engines whose host owns the accepts can: others
@@ -77,12 +77,12 @@ type Config struct {
 	// AllowDial lists the HOST:PORT patterns (see hostsock.Policy) that a
 	// guest built against the WasmEdge socket extensions may connect and
 	// send to, and whose host names it may resolve; it may reach nothing
-	// else. Only the wasiserve engine has the extensions: others refuse a
+	// else. Only engines with SocketExtensions have them: others refuse a
 	// non-empty list.
 	AllowDial []string
 	// AllowListen lists the HOST:PORT patterns such a guest may bind and
 	// listen on itself (the preopened listener needs none). Only the
-	// wasiserve engine: others refuse a non-empty list.
+	// Only engines with SocketExtensions: others refuse a non-empty list.
 	AllowListen []string
 	// Drain, once closed, asks for a graceful stop: the guest's accepts
 	// fail (EINVAL, as accept(2) on a socket that no longer listens) so
@@ -103,27 +103,98 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// onlyEngineSockets returns an error, for engines whose listener and
-// accepts live inside the engine, when cfg asks for something only a host
-// that owns the sockets can do.
-func (cfg Config) onlyEngineSockets(engine string) error {
-	var need []string
-	if cfg.Listener != nil {
-		need = append(need, "a host-owned listener ("+cfg.Listener.Addr().Network()+" "+cfg.Listener.Addr().String()+")")
+// Capability is one thing an engine can do beyond running a guest.
+type Capability string
+
+// The capabilities an engine may have.
+const (
+	// HostListener: the host owns the listener and every accepted
+	// connection. The engine serves a listener it is lent (a Unix socket,
+	// a socket from systemd, one listener shared by several instances and
+	// kept across restarts, so that clients queue instead of being
+	// refused), and guests may use it blocking or non-blocking.
+	HostListener Capability = "a host-owned listener"
+	// Drain: Run acts on Config.Drain (a graceful stop).
+	Drain Capability = "graceful drain"
+	// ReadyReport: Run tells when the guest first waits for a connection.
+	ReadyReport Capability = "readiness at the first accept"
+	// ConnLimit: Run honours Config.MaxConns.
+	ConnLimit Capability = "a connection limit"
+	// SocketExtensions: the WasmEdge socket extensions, under
+	// Config.AllowDial and Config.AllowListen.
+	SocketExtensions Capability = "the WasmEdge socket extensions"
+	// ReadOnlyDirs: Mount.ReadOnly, confined against symlinks.
+	ReadOnlyDirs Capability = "read-only directories"
+)
+
+// Capabilities is the set of an engine's capabilities.
+type Capabilities []Capability
+
+// Has reports whether c includes capability.
+func (c Capabilities) Has(capability Capability) bool { return slices.Contains(c, capability) }
+
+// hostSocketCapabilities are those of the engines whose host owns the
+// sockets (package hostsock).
+var hostSocketCapabilities = Capabilities{HostListener, Drain, ReadyReport, ConnLimit, SocketExtensions, ReadOnlyDirs}
+
+// UnsupportedError reports a Config that needs a capability the engine
+// lacks.
+type UnsupportedError struct {
+	Engine string
+	Need   Capability
+	// Engines lists the engines of this build that have it.
+	Engines []string
+}
+
+func (e *UnsupportedError) Error() string {
+	msg := fmt.Sprintf("engine %s does not support %s", e.Engine, e.Need)
+	if len(e.Engines) > 0 {
+		msg += "; use --engine " + strings.Join(e.Engines, " or --engine ")
+	}
+	return msg
+}
+
+// Needs lists the capabilities cfg needs of an engine.
+func (cfg Config) Needs() Capabilities {
+	var need Capabilities
+	if cfg.Listener != nil && cfg.Listener.Addr().Network() != "tcp" {
+		need = append(need, HostListener)
 	}
 	if cfg.MaxConns > 0 {
-		need = append(need, "--max-conns")
+		need = append(need, ConnLimit)
 	}
-	if len(cfg.AllowDial) > 0 {
-		need = append(need, "--allow-dial")
+	if len(cfg.AllowDial) > 0 || len(cfg.AllowListen) > 0 {
+		need = append(need, SocketExtensions)
 	}
-	if len(cfg.AllowListen) > 0 {
-		need = append(need, "--allow-listen")
+	for _, d := range cfg.Dirs {
+		if d.ReadOnly {
+			need = append(need, ReadOnlyDirs)
+			break
+		}
 	}
-	if len(need) == 0 {
-		return nil
+	return need
+}
+
+// Check returns an *UnsupportedError for the first capability in need
+// that the named engine lacks.
+func Check(engine string, have Capabilities, need ...Capability) error {
+	for _, c := range need {
+		if !have.Has(c) {
+			return &UnsupportedError{Engine: engine, Need: c, Engines: With(c)}
+		}
 	}
-	return fmt.Errorf("engine %s: %s needs an engine whose host owns the sockets; use --engine %s", engine, strings.Join(need, " and "), Wasiserve)
+	return nil
+}
+
+// With lists the embedded engines that have capability c.
+func With(c Capability) []string {
+	var names []string
+	for _, name := range Embedded() {
+		if CapabilitiesOf(name).Has(c) {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // afterClose runs f in a goroutine of its own once ch is closed, unless
@@ -145,7 +216,7 @@ func afterClose(ch <-chan struct{}, f func()) (stop func()) {
 func errMissingImport(path, module, name, engine string) error {
 	hint := ""
 	if module == "wasi_snapshot_preview1" && strings.HasPrefix(name, "sock_") {
-		hint = "; guests built with the WasmEdge socket extensions run with --engine " + Wasiserve
+		hint = "; guests built with the WasmEdge socket extensions run with --engine " + strings.Join(With(SocketExtensions), " or --engine ")
 	}
 	return fmt.Errorf("load %s: it imports %s.%s, which the %s engine does not provide%s", path, module, name, engine, hint)
 }
@@ -184,6 +255,8 @@ type Engine interface {
 
 // Module is a compiled guest.
 type Module interface {
+	// Engine is the name of the engine that loaded it.
+	Engine() string
 	// Run instantiates the guest and runs its _start until it exits or ctx
 	// is done. It returns nil on exit code 0 and when ctx stopped it, and
 	// an *ExitError when the guest exited non-zero or trapped.
@@ -244,55 +317,82 @@ func DefaultCacheDir() string {
 // constructor builds one kind of engine.
 type constructor func(ctx context.Context, opts Options) (Engine, error)
 
-// constructors lists every engine this build knows. Engines needing cgo
+// kind is one engine this build knows.
+type kind struct {
+	new          constructor
+	capabilities Capabilities
+}
+
+// kinds lists every engine this build knows. Engines needing cgo
 // register a stub explaining how to get them when built without it.
-func constructors() map[string]constructor {
-	m := map[string]constructor{
-		Wazero:   newWazero,
-		Wasmtime: newWasmtimeEmbedded,
+func kinds() map[string]kind {
+	m := map[string]kind{
+		WazySock:     {newWazeroSock, Capabilities{ReadOnlyDirs}},
+		wasmtimeName: {newWasmtimeEmbedded, wasmtimeCapabilities},
 	}
-	m[Wasiserve] = newWasiserve
+	if hostsock.Supported() == nil {
+		m[Wazy] = kind{newWazero, hostSocketCapabilities}
+	}
 	for name, rt := range cliRuntimes() {
-		m[name] = func(context.Context, Options) (Engine, error) { return newCLI(name, rt) }
+		m[name] = kind{func(context.Context, Options) (Engine, error) { return newCLI(name, rt) }, nil}
 	}
 	return m
 }
 
+// CapabilitiesOf returns the named engine's capabilities, so that a
+// caller can check what a run needs before any engine is built.
+func CapabilitiesOf(name string) Capabilities { return kinds()[name].capabilities }
+
 // Engine names.
 const (
-	Wazero   = "wazero"
+	// Wazy is the pure-Go engine: wazy (a fork of wazero, with wazero's
+	// API, whose compiled code yields to Go's scheduler) with the
+	// project's host socket layer (package hostsock): the host owns the
+	// listener and every connection, and an idle guest blocks in the
+	// kernel.
+	Wazy = "wazy"
+	// WazySock is wazy with its own experimental/sock listener, as in
+	// wazero, kept as a reference peer for compare and bench: the runtime
+	// binds the socket, and its poll_oneoff keeps a core busy while the
+	// guest is idle.
+	WazySock = "wazy-sock"
+	// Wasmtime is wasmtime embedded through cgo.
 	Wasmtime = "wasmtime"
 )
+
+// renamed maps engine names of earlier releases to today's.
+var renamed = map[string]string{"wasiserve": Wazy, "wazero": Wazy}
 
 // Names lists the engine names New accepts, sorted.
 func Names() []string {
 	var names []string
-	for name := range constructors() {
+	for name := range kinds() {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	return names
 }
 
-// Embedded lists the engines linked into this binary that can run.
+// Embedded lists the engines linked into this binary that can run, the
+// project's own (whose host owns the sockets) first.
 func Embedded() []string {
+	var names []string
 	if wasmtimeAvailable {
-		return withWasiserve([]string{Wasmtime, Wazero})
+		names = append(names, wasmtimeName)
 	}
-	return withWasiserve([]string{Wazero})
+	if hostsock.Supported() == nil {
+		names = append(names, Wazy)
+	}
+	return append(names, WazySock)
 }
 
 // Default is the engine used when none is named, chosen from what the
 // project measured (docs/BENCHMARKS.md): wasmtime where it is linked in
-// (about 2.4x wasiserve's small-echo throughput, no idle CPU); otherwise
-// wasiserve where its socket layer runs (no idle CPU, no lost echo tails,
-// and 1.8x plain wazero's throughput); otherwise wazero.
+// (about 2.4x wazero's small-echo throughput, no idle CPU); otherwise
+// wazero with the project's socket layer where it runs (no idle CPU, no
+// lost echo tails); otherwise wazero's own sockets.
 func Default() string {
-	embedded := Embedded()
-	if !slices.Contains(embedded, Wasmtime) && slices.Contains(embedded, Wasiserve) {
-		return Wasiserve
-	}
-	return embedded[0]
+	return Embedded()[0]
 }
 
 // ErrUnknownEngine is returned (wrapped) by New for an unknown name.
@@ -325,7 +425,10 @@ func Select(spec string) ([]string, error) {
 // Known reports an error, before any work is done, when name is not an
 // engine New accepts.
 func Known(name string) error {
-	if _, ok := constructors()[name]; !ok {
+	if now, ok := renamed[name]; ok {
+		return fmt.Errorf("engine %q: %w: it is now called %q", name, ErrUnknownEngine, now)
+	}
+	if _, ok := kinds()[name]; !ok {
 		return fmt.Errorf("engine %q: %w (have %s)", name, ErrUnknownEngine, strings.Join(Names(), ", "))
 	}
 	return nil
@@ -339,5 +442,5 @@ func New(ctx context.Context, name string, opts Options) (Engine, error) {
 	if err := Known(name); err != nil {
 		return nil, err
 	}
-	return constructors()[name](ctx, opts)
+	return kinds()[name].new(ctx, opts)
 }

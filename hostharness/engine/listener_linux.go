@@ -33,43 +33,13 @@ func tuneListener(addr string) error {
 }
 
 // stopListeningAt stops this process's listening TCP socket bound to addr,
-// as StopAccepting does, for engines that bind it themselves.
+// as listener.StopAccepting does, for engines that bind it themselves.
 func stopListeningAt(addr string) error {
 	fd, err := listeningFD(addr)
 	if err != nil {
 		return err
 	}
-	return stopListening(fd)
-}
-
-// StopAccepting makes ln refuse new connections without closing it, so
-// that guests still waiting on it are woken rather than left polling a
-// closed descriptor: clients that connect are refused, connections queued
-// but not yet accepted are reset, and accepts fail. Close ln once nothing
-// uses it.
-func StopAccepting(ln net.Listener) error {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return fmt.Errorf("stop listening on %s: %T has no socket", ln.Addr(), ln)
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("stop listening on %s: %w", ln.Addr(), err)
-	}
-	var stopErr error
-	if err := raw.Control(func(fd uintptr) { stopErr = stopListening(int(fd)) }); err != nil {
-		return fmt.Errorf("stop listening on %s: %w", ln.Addr(), err)
-	}
-	if stopErr != nil {
-		return fmt.Errorf("stop listening on %s: %w", ln.Addr(), stopErr)
-	}
-	return nil
-}
-
-// stopListening shuts the receiving side of a listening socket: Linux then
-// takes a TCP socket out of the listening state (waking its waiters, whose
-// accept fails with EINVAL) and refuses connections to a Unix one.
-func stopListening(fd int) error {
+	// As listener.StopAccepting does.
 	return syscall.Shutdown(fd, syscall.SHUT_RD)
 }
 

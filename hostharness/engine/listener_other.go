@@ -5,7 +5,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"net"
 	"runtime"
 )
 
@@ -18,10 +17,4 @@ func tuneListener(string) error { return nil }
 
 func stopListeningAt(addr string) error {
 	return fmt.Errorf("stop listening on %s: %w", addr, errNoStopListening)
-}
-
-// StopAccepting makes ln refuse new connections without closing it; see
-// the linux version. Elsewhere it reports that it cannot.
-func StopAccepting(ln net.Listener) error {
-	return fmt.Errorf("stop listening on %s: %w", ln.Addr(), errNoStopListening)
 }

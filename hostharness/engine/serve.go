@@ -27,37 +27,33 @@ type Instance struct {
 	drains    bool
 }
 
-// drainer is a Module whose Run acts on Config.Drain.
-type drainer interface{ drains() }
-
-// readyReporter is a Module whose Run calls Config.onReady when the guest
-// first waits for a connection: a truer sign of readiness than a
-// connection that the kernel accepts on the guest's behalf.
-type readyReporter interface{ reportsReady() }
-
 // Serve runs mod under cfg in the background and returns once the guest
 // is ready: when it first waits for a connection, for engines that can
-// tell, and otherwise once its listener accepts connections. cfg.Listen
-// may use port 0: a free port is picked and reported in Instance.Addr,
-// since engines that bind the socket themselves cannot report it. A port
-// in use fails here, with the operating system's error, before the engine
-// starts. With cfg.Listener set, the guest serves that listener instead.
-// Serve sets cfg.Drain: use Instance.Drain.
+// tell (ReadyReport), and otherwise once its listener accepts connections.
+// cfg.Listener must be set (package listener binds it), and cfg must need
+// nothing the engine lacks (an *UnsupportedError). Serve sets cfg.Drain:
+// use Instance.Drain.
 func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
-	inst := &Instance{Network: "tcp", done: make(chan struct{}), drain: make(chan struct{})}
-	if cfg.Listener != nil {
-		inst.Addr, inst.Network = cfg.Listener.Addr().String(), cfg.Listener.Addr().Network()
-	} else {
-		addr, err := reserve(cfg.Listen)
-		if err != nil {
+	if cfg.Listener == nil {
+		return nil, errors.New("serve: no listener")
+	}
+	caps := CapabilitiesOf(mod.Engine())
+	if err := Check(mod.Engine(), caps, cfg.Needs()...); err != nil {
+		return nil, err
+	}
+	addr := cfg.Listener.Addr()
+	if !caps.Has(HostListener) {
+		// The engine binds the address itself: free it first, so that
+		// the readiness check below reaches the engine's socket.
+		if _, err := takeOverAddr(mod.Engine(), cfg); err != nil {
 			return nil, err
 		}
-		inst.Addr, cfg.Listen = addr, addr
 	}
+	inst := &Instance{Addr: addr.String(), Network: addr.Network(), done: make(chan struct{}), drain: make(chan struct{})}
 	cfg.Drain = inst.drain
-	_, inst.drains = mod.(drainer)
+	inst.drains = caps.Has(Drain)
 	var ready chan struct{}
-	if _, ok := mod.(readyReporter); ok {
+	if caps.Has(ReadyReport) {
 		ready = make(chan struct{})
 		var once sync.Once
 		cfg.onReady = func() { once.Do(func() { close(ready) }) }
@@ -74,21 +70,16 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 	return inst, nil
 }
 
-// reserve checks that listen can be bound and resolves port 0 to a free port.
-func reserve(listen string) (string, error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return "", fmt.Errorf("listen %s: %w", listen, err)
+// takeOverAddr is, for engines that bind their socket themselves, the
+// TCP address of cfg.Listener, which it closes (Serve did already; again,
+// as on a restart, does nothing) so that the engine can bind it.
+func takeOverAddr(engine string, cfg Config) (string, error) {
+	addr, ok := cfg.Listener.Addr().(*net.TCPAddr)
+	if !ok {
+		return "", &UnsupportedError{Engine: engine, Need: HostListener, Engines: With(HostListener)}
 	}
-	addr := ln.Addr().(*net.TCPAddr)
-	host, _, _ := net.SplitHostPort(listen)
-	if host == "" {
-		host = addr.IP.String()
-	}
-	if err := ln.Close(); err != nil {
-		return "", fmt.Errorf("listen %s: %w", listen, err)
-	}
-	return net.JoinHostPort(host, fmt.Sprint(addr.Port)), nil
+	cfg.Listener.Close()
+	return addr.String(), nil
 }
 
 // waitReady waits until ready is closed or, when ready is nil, dials the

@@ -31,7 +31,7 @@ func Normalisations() []Normalisation {
 		{
 			Name: "GET /listener: listener.fd, listener.source, listener.addr, goos, goarch, the ports of remote_addr and local_addr, and Content-Length masked",
 			Reason: "the report says how the process got its socket: natively it binds an address itself (fd -1, source address, " +
-				"addr set, linux), under WASI the host preopens it (fd 3, source scan, addr told by the wasiserve engine only, wasip1); " +
+				"addr set, linux), under WASI the host preopens it (fd 3, source scan, addr told only by the engines whose host owns the accepts, wasip1); " +
 				"each target listens on a port of its own and each connection comes from another; the body length follows",
 			apply: maskListenerReport,
 		},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
 )
 
 // CacheDir is the compilation cache shared by every test run on the
@@ -75,8 +76,8 @@ func NewEngine(t testing.TB, name string) (engine.Engine, error) {
 }
 
 // Serve loads wasm with eng and serves it under cfg (on a free loopback
-// port unless cfg.Listen says otherwise) until the test ends, when the
-// guest is stopped and a failure to stop is reported.
+// port unless cfg.Listener is set) until the test ends, when the guest is
+// stopped and a failure to stop is reported.
 func Serve(t testing.TB, eng engine.Engine, wasm string, cfg engine.Config) (*engine.Instance, error) {
 	t.Helper()
 	ctx := context.Background()
@@ -85,8 +86,10 @@ func Serve(t testing.TB, eng engine.Engine, wasm string, cfg engine.Config) (*en
 		return nil, err
 	}
 	t.Cleanup(func() { mod.Close(ctx) })
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
+	if cfg.Listener == nil {
+		if cfg.Listener, err = Listen(t, "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
 	}
 	inst, err := engine.Serve(ctx, mod, cfg)
 	if err != nil {
@@ -98,6 +101,22 @@ func Serve(t testing.TB, eng engine.Engine, wasm string, cfg engine.Config) (*en
 		}
 	})
 	return inst, nil
+}
+
+// Listen opens a listener for spec (a --listen value), closed when the
+// test ends.
+func Listen(t testing.TB, spec string) (net.Listener, error) {
+	t.Helper()
+	s, err := listener.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := s.Open(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, nil
 }
 
 // StartEcho sends the echo guest on conn a POST whose body it sends only

@@ -32,20 +32,35 @@ type Policy struct {
 // runs. It fails, leaving the policy unchanged, when a pattern is
 // malformed. A table whose policy was never set denies everything.
 func (t *Table) SetPolicy(p Policy) error {
+	r, err := p.parse()
+	if err != nil {
+		return err
+	}
+	t.policy = r
+	return nil
+}
+
+// Check reports the first malformed pattern of p, so that a caller can
+// refuse it before any guest runs.
+func (p Policy) Check() error {
+	_, err := p.parse()
+	return err
+}
+
+func (p Policy) parse() (*rules, error) {
 	dial, err := parsePatterns(p.Dial)
 	if err != nil {
-		return fmt.Errorf("dial policy: %w", err)
+		return nil, fmt.Errorf("--allow-dial: %w", err)
 	}
 	listen, err := parsePatterns(p.Listen)
 	if err != nil {
-		return fmt.Errorf("listen policy: %w", err)
+		return nil, fmt.Errorf("--allow-listen: %w", err)
 	}
 	logger := p.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t.policy = &rules{dial: dial, listen: listen, logger: logger}
-	return nil
+	return &rules{dial: dial, listen: listen, logger: logger}, nil
 }
 
 // rules is a parsed Policy and what getaddrinfo learnt under it.
