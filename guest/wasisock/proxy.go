@@ -123,6 +123,9 @@ func (l *hostListener) Addr() net.Addr {
 // response) and keeps the empty WASI addresses.
 func (l *hostListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
+	if oe, ok := err.(*net.OpError); ok && l.addr != nil {
+		oe.Addr = l.addr // "accept tcp 127.0.0.1:8080: ...", not "tcp :0"
+	}
 	if err != nil || !l.proxy {
 		return c, err
 	}

@@ -350,3 +350,16 @@ func TestHostConnHalfClose(t *testing.T) {
 		t.Fatalf("after CloseWrite the server read %q, %v", buf, err)
 	}
 }
+
+// TestHostListenerAcceptErrorAddr: Accept's errors name the bound address
+// the host told, not the empty one WASI gives.
+func TestHostListenerAcceptErrorAddr(t *testing.T) {
+	raw := listenFor(t, &net.TCPAddr{})
+	addr := &net.TCPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 8080}
+	ln := newHostListener(raw, addr, true)
+	raw.Close()
+	_, err := ln.Accept()
+	if err == nil || !strings.Contains(err.Error(), "accept tcp 198.51.100.7:8080:") {
+		t.Fatalf("Accept on a closed listener: %v, want an error naming 198.51.100.7:8080", err)
+	}
+}
