@@ -7,6 +7,7 @@ require (
 	github.com/bytecodealliance/wasmtime-go/v42 v42.0.0
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/google/go-cmp v0.7.0
+	github.com/pires/go-proxyproto v0.15.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/samyfodil/wazy v0.8.0
 	github.com/stealthrocket/net v0.2.1

@@ -1,6 +1,6 @@
 // Package echo is the wasiserve echo service: an http.Handler that answers
 // every request with its own body, plus a health check and a route that says
-// how the process got its listener. The guest main package serves it under
+// how the process got its listener and what addresses it sees. The guest main package serves it under
 // WASI; the host harness serves the very same code natively.
 package echo
 
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime"
 
@@ -27,6 +28,11 @@ type Report struct {
 	// GOOS and GOARCH name the build's target.
 	GOOS   string `json:"goos"`
 	GOARCH string `json:"goarch"`
+	// RemoteAddr is the request's client address (http.Request.RemoteAddr).
+	RemoteAddr string `json:"remote_addr"`
+	// LocalAddr is the address its connection was accepted on
+	// (http.LocalAddrContextKey), empty if unknown.
+	LocalAddr string `json:"local_addr"`
 }
 
 // NewHandler returns the echo service. info is reported by GET /listener;
@@ -41,10 +47,15 @@ func NewHandler(info wasisock.Info, logger *slog.Logger) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("GET /listener", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /listener", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		report := report
+		report.RemoteAddr = r.RemoteAddr
+		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			report.LocalAddr = local.String()
+		}
 		if err := enc.Encode(report); err != nil {
 			logger.Warn("write /listener", "err", err)
 		}

@@ -2,10 +2,12 @@ package echo_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,7 +65,16 @@ func TestHandler(t *testing.T) {
 
 func TestListenerReport(t *testing.T) {
 	srv := newServer(t)
-	resp, err := srv.Client().Get(srv.URL + "/listener")
+	var client net.Addr
+	transport := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			client = c.LocalAddr()
+		}
+		return c, err
+	}}
+	defer transport.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: transport}).Get(srv.URL + "/listener")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +85,10 @@ func TestListenerReport(t *testing.T) {
 	}
 	if report.Listener.Source != wasisock.SourceAddress || report.GoVersion == "" || report.GOOS == "" {
 		t.Fatalf("report %+v", report)
+	}
+	if report.RemoteAddr != client.String() || report.LocalAddr != srv.Listener.Addr().String() {
+		t.Fatalf("report says remote %s, local %s; the client is %s, the server %s",
+			report.RemoteAddr, report.LocalAddr, client, srv.Listener.Addr())
 	}
 }
 

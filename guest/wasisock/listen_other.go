@@ -39,3 +39,7 @@ func listenDefault(cfg Config) (net.Listener, Info, error) {
 	}
 	return ln, Info{Source: SourceAddress, FD: -1, Addr: addrString(ln)}, nil
 }
+
+// hostTellsAddrs is false natively: the process has the addresses of its
+// own sockets, and no host writes headers before the client's bytes.
+const hostTellsAddrs = false

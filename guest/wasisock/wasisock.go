@@ -7,6 +7,27 @@
 // number the host gave it (3, 4, ...). On every other GOOS the same call
 // inherits LISTEN_FDS sockets or listens on an address, so one main package
 // serves natively and under a WebAssembly runtime.
+//
+// # Addresses
+//
+// WASI preview 1 cannot tell a guest the addresses of its sockets, so
+// RemoteAddr, LocalAddr and Addr are empty there, unless the host tells
+// them. On WASI this package exports ProxyExport (wasiserve_proxy_v2),
+// announcing that Listen reads PROXY protocol v2 headers. A host that owns
+// the accepts (hostharness's wasmtime and wazy engines) then writes one at the
+// start of every connection it accepts on the preopened listener, before
+// any byte of the client, and sets:
+//
+//	WASISERVE_PROXY=v2                     (EnvProxy: headers are sent)
+//	WASISERVE_LISTEN_ADDR=127.0.0.1:8080   (EnvListenAddr: the bound address;
+//	                                        also [::1]:8080 or unix:/run/app.sock)
+//
+// Listen then reports the header's addresses as each connection's
+// RemoteAddr and LocalAddr, and EnvListenAddr as the listener's Addr. The
+// host removes operator values of both variables, so they always say what
+// it does: without EnvProxy no header is parsed, and with it the host's
+// header precedes the client's bytes, so a client cannot pass a header of
+// its own. Natively both variables are ignored.
 package wasisock
 
 import (
@@ -68,8 +89,8 @@ type Info struct {
 	FD int `json:"fd"`
 	// Name is the socket's LISTEN_FDNAMES entry, if any.
 	Name string `json:"name,omitempty"`
-	// Addr is the listening address as far as it is known: WASI hosts do
-	// not expose it to the guest, so it is empty there.
+	// Addr is the listening address as far as it is known: on WASI, only
+	// a host that sets EnvListenAddr tells it; it is empty otherwise.
 	Addr string `json:"addr,omitempty"`
 }
 
@@ -85,8 +106,26 @@ func Drained(err error) bool {
 // ErrNoListener is returned (wrapped) when no listening socket was found.
 var ErrNoListener = errors.New("no listening socket")
 
-// Listen returns the process's listening socket and how it was found.
+// Listen returns the process's listening socket and how it was found. On
+// WASI, a host that owns the accepts may tell the guest its addresses (see
+// ProxyExport): the listener's Addr and its connections' RemoteAddr and
+// LocalAddr are then the real ones.
 func Listen(cfg Config) (net.Listener, Info, error) {
+	ln, info, err := listen(cfg)
+	if err != nil || !hostTellsAddrs {
+		return ln, info, err
+	}
+	told, err := fromHost(cfg, ln)
+	if err != nil {
+		ln.Close()
+		return nil, Info{}, err
+	}
+	info.Addr = addrString(told)
+	return told, info, nil
+}
+
+// listen finds the listener: LISTEN_FDS, or the platform's default.
+func listen(cfg Config) (net.Listener, Info, error) {
 	if fds, ok, err := listenFDs(cfg); err != nil {
 		return nil, Info{}, err
 	} else if ok {

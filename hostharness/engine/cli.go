@@ -72,7 +72,7 @@ func cliArgs(dirFlag string, dir func(Mount) string, envFlag string, leading fun
 		for _, d := range cfg.Dirs {
 			args = append(args, dirFlag, dir(d))
 		}
-		for _, kv := range cfg.Env {
+		for _, kv := range cfg.guestEnv() {
 			args = append(args, envFlag, kv)
 		}
 		return append(append(args, wasm), cfg.Args...)

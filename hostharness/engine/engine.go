@@ -98,6 +98,9 @@ type Config struct {
 	// onStats, set by Serve, is given the source of the run's socket
 	// counters by engines whose host owns the sockets.
 	onStats func(statsSource)
+	// told is the environment of the address contract, set by engines
+	// that send the guest PROXY headers (tellAddrs); see guestEnv.
+	told []string
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
 	// Logger receives the engine's own messages; nil discards them.

@@ -47,27 +47,33 @@ func (e *wasiserveEngine) Load(ctx context.Context, path string) (Module, error)
 	if err != nil {
 		return nil, err
 	}
-	return &wasiserveModule{mod.(*wazeroModule)}, nil
+	wm := mod.(*wazeroModule)
+	return &wasiserveModule{wazeroModule: wm, proxy: exportsProxy(wm.compiled.ExportedFunctions())}, nil
 }
 
 // wasiserveModule runs a compiled guest with a host-owned listener.
 type wasiserveModule struct {
 	*wazeroModule
+	// proxy: the guest reads PROXY headers (it exports
+	// wasisock.ProxyExport), so the host tells it its addresses.
+	proxy bool
 }
 
 // Run serves cfg.Listener, giving it to the guest at cfg.ListenerFD(),
-// after the preopened directories.
+// after the preopened directories. A guest that reads PROXY headers gets
+// one at the start of each connection, with its addresses (tellAddrs).
 func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
-	modCfg, closeFS, err := m.moduleConfig(cfg, wazerosock.Reserve)
-	if err != nil {
-		return err
-	}
-	defer closeFS()
 	table, closeTable, err := hostTable(ctx, Wazy, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeTable()
+	tellAddrs(&cfg, m.proxy, table, cfg.Listener)
+	modCfg, closeFS, err := m.moduleConfig(cfg, wazerosock.Reserve)
+	if err != nil {
+		return err
+	}
+	defer closeFS()
 	return m.instantiate(wazerosock.WithTable(ctx, table), modCfg)
 }
 

@@ -134,7 +134,11 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 	if err := e.checkImports(mod, path); err != nil {
 		return nil, err
 	}
-	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path), cached: cached}, nil
+	exports := map[string]bool{}
+	for _, exp := range mod.Exports() {
+		exports[exp.Name()] = true
+	}
+	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path), cached: cached, proxy: exportsProxy(exports)}, nil
 }
 
 // checkImports reports an import that neither wasmtime's WASI nor the
@@ -183,6 +187,9 @@ type wasmtimeModule struct {
 	code   string // path of the serialised module
 	name   string
 	cached bool // Load deserialised code, compiled nothing
+	// proxy: the guest reads PROXY headers (it exports
+	// wasisock.ProxyExport), so the host tells it its addresses.
+	proxy bool
 }
 
 // Cached reports whether Load found the code in the cache (see Cached).
@@ -193,13 +200,15 @@ func (m *wasmtimeModule) Close(context.Context) error { return nil }
 func (m *wasmtimeModule) Engine() string { return Wasmtime }
 
 // Run serves cfg.Listener, giving it to the guest at cfg.ListenerFD(),
-// after the preopened directories.
+// after the preopened directories. A guest that reads PROXY headers gets
+// one at the start of each connection, with its addresses (tellAddrs).
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	table, closeTable, err := hostTable(ctx, Wasmtime, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeTable()
+	tellAddrs(&cfg, m.proxy, table, cfg.Listener)
 	run, err := m.newRun(ctx, cfg, table)
 	if err != nil {
 		return err
@@ -214,7 +223,7 @@ func (m *wasmtimeModule) wasiConfig(cfg Config, out outputs) (*wasmtime.WasiConf
 	wasi := wasmtime.NewWasiConfig()
 	wasi.SetArgv(append([]string{m.name}, cfg.Args...))
 	var keys, values []string
-	for _, kv := range cfg.Env {
+	for _, kv := range cfg.guestEnv() {
 		k, v, err := splitEnv(kv)
 		if err != nil {
 			wasi.Close()

@@ -176,7 +176,7 @@ func (m *wazeroModule) moduleConfig(cfg Config, wrapFS func(wazy.FSConfig) wazy.
 		WithSysNanotime().
 		WithSysNanosleep().
 		WithRandSource(rand.Reader)
-	for _, kv := range cfg.Env {
+	for _, kv := range cfg.guestEnv() {
 		k, v, err := splitEnv(kv)
 		if err != nil {
 			closeFS()

@@ -96,8 +96,10 @@ func TestBodyIsDeterministic(t *testing.T) {
 }
 
 func TestNormalise(t *testing.T) {
-	listener := func(fd int, source, addr, goos string) Response {
-		body := fmt.Sprintf(`{"listener": {"source": %q, "fd": %d, "addr": %q}, "go_version": "go1.26.8", "goos": %q, "goarch": "x"}`, source, fd, addr, goos)
+	listener := func(fd int, source, addr, goos string, remoteLocal ...string) Response {
+		remoteLocal = append(remoteLocal, "127.0.0.1:1", "127.0.0.1:2")
+		body := fmt.Sprintf(`{"listener": {"source": %q, "fd": %d, "addr": %q}, "go_version": "go1.26.8", "goos": %q, "goarch": "x", "remote_addr": %q, "local_addr": %q}`,
+			source, fd, addr, goos, remoteLocal[0], remoteLocal[1])
 		return Response{Status: 200, Body: body, BodyLen: int64(len(body)), Header: http.Header{
 			"Content-Type": {"application/json"}, "Content-Length": {fmt.Sprint(len(body))}, "Date": {"now"}}}
 	}
@@ -115,6 +117,12 @@ func TestNormalise(t *testing.T) {
 				r.Body = strings.Replace(r.Body, "go1.26.8", "go1.25", 1)
 				return r
 			}(), false},
+		{"ports of the addresses differ", listener(-1, "address", "", "linux", "127.0.0.1:5", "127.0.0.1:6"),
+			listener(3, "scan", "", "wasip1", "127.0.0.1:7", "127.0.0.1:8"), true},
+		{"IPv6 ports differ", listener(-1, "address", "", "linux", "[::1]:5", "[::1]:6"),
+			listener(3, "scan", "", "wasip1", "[::1]:7", "[::1]:8"), true},
+		{"client addresses differ", listener(-1, "address", "", "linux", "127.0.0.1:5", "127.0.0.1:6"),
+			listener(3, "scan", "", "wasip1", ":0", "127.0.0.1:8"), false},
 		{"plain bodies differ", Response{Body: "a", BodyLen: 1}, Response{Body: "b", BodyLen: 1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"mime"
+	"net"
 )
 
 // Normalisation is one legitimate difference between the native reference
@@ -28,9 +29,10 @@ func Normalisations() []Normalisation {
 			apply:  func(r *Response) { r.Header.Del("Date") },
 		},
 		{
-			Name: "GET /listener: listener.fd, listener.source, listener.addr, goos, goarch and Content-Length masked",
+			Name: "GET /listener: listener.fd, listener.source, listener.addr, goos, goarch, the ports of remote_addr and local_addr, and Content-Length masked",
 			Reason: "the report says how the process got its socket: natively it binds an address itself (fd -1, source address, " +
-				"addr set, linux), under WASI the host preopens it (fd 3, source scan, no addr, wasip1); the body length follows",
+				"addr set, linux), under WASI the host preopens it (fd 3, source scan, addr told only by the engines whose host owns the accepts, wasip1); " +
+				"each target listens on a port of its own and each connection comes from another; the body length follows",
 			apply: maskListenerReport,
 		},
 	}
@@ -68,6 +70,11 @@ func maskListenerReport(r *Response) {
 		listener[k] = byDesign
 	}
 	report["goos"], report["goarch"] = byDesign, byDesign
+	for _, k := range []string{"remote_addr", "local_addr"} {
+		if addr, ok := report[k].(string); ok {
+			report[k] = maskPort(addr)
+		}
+	}
 	body, err := json.Marshal(report)
 	if err != nil {
 		return
@@ -77,4 +84,14 @@ func maskListenerReport(r *Response) {
 	if r.Header.Get("Content-Length") != "" {
 		r.Header.Set("Content-Length", byDesign)
 	}
+}
+
+// maskPort masks the port of a "host:port" address, keeping the host, so
+// that a guest that sees the wrong client or server address still differs.
+func maskPort(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(host, byDesign)
 }

@@ -39,6 +39,17 @@
 // no clock.) A guest that keeps an owned fd blocking (no FDFLAGS_NONBLOCK)
 // has its reads, writes and accepts wait the same way.
 //
+// # Addresses
+//
+// Preview 1 has no getpeername or getsockname. After SendProxyHeaders,
+// every connection accepted on the listener NewTable was given starts, for
+// the guest, with a PROXY protocol v2 header of its client and server
+// addresses, which the guest shim (package wasisock) reads: fd_read,
+// sock_recv and sock_recv_from return it before any socket byte, and
+// poll_oneoff reports the connection readable until it is read. An engine
+// calls it only for modules that export wasisock.ProxyExport, and gives
+// them the environment wasisock.EnvProxy=v2 and wasisock.EnvListenAddr.
+//
 // # Stopping
 //
 // Cancelling the Table's context wakes every wait on its sockets, and

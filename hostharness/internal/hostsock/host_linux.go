@@ -262,3 +262,38 @@ const (
 	msgPeek    = unix.MSG_PEEK
 	msgWaitall = unix.MSG_WAITALL
 )
+
+// acceptedHeader is the PROXY header of an accepted host socket (see
+// proxyHeader). It answers EAGAIN when the client has already gone (its
+// address can no longer be read), so that the caller drops the socket and
+// accepts the next.
+func acceptedHeader(host int) ([]byte, Errno) {
+	local, errLocal := unix.Getsockname(host)
+	peer, errPeer := unix.Getpeername(host)
+	if err := errors.Join(errLocal, errPeer); err != nil {
+		if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.EINVAL) {
+			return nil, errnoAgain
+		}
+		return nil, errnoOf(err)
+	}
+	header, err := proxyHeader(streamAddr(local), streamAddr(peer))
+	if err != nil {
+		return nil, errnoAfnosupport
+	}
+	return header, errnoSuccess
+}
+
+// streamAddr is a host stream socket's address as package net gives it
+// (a Unix socket without a name is "@", as Linux reports it), or nil for
+// any other family.
+func streamAddr(sa unix.Sockaddr) net.Addr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: sa.Name, Net: "unix"}
+	}
+	return nil
+}

@@ -45,3 +45,5 @@ func shutdown(int, uint8) Errno            { return errnoNotsup }
 func stat(int) (filestat, Errno)           { return filestat{}, errnoNotsup }
 func ppoll([]pollFD, time.Time) Errno      { return errnoNotsup }
 func errnoOf(error) Errno                  { return errnoIO }
+
+func acceptedHeader(int) ([]byte, Errno) { return nil, errnoNotsup }

@@ -93,6 +93,9 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, Errno) {
 			events := int16(pollIn)
 			if s.tag == eventtypeFdWrite {
 				events = pollOut
+			} else if len(e.pending) > 0 {
+				immediate = true // readable: fd_read returns the pending bytes
+				break
 			} else if e.kind == kindListener {
 				t.markReady()
 				if t.draining.Load() {

@@ -41,6 +41,9 @@ type entry struct {
 	nonblock bool
 	// opened is set for a socket the guest opened itself (sock_open).
 	opened *opened
+	// pending are bytes the guest reads before any of the socket's: the
+	// PROXY header of a connection (see SendProxyHeaders).
+	pending []byte
 }
 
 // Table is the set of guest fds one module instance has on host sockets.
@@ -56,6 +59,9 @@ type Table struct {
 	stop     func() bool
 	ctx      context.Context // ends the guest's run when done; bounds lookups
 	policy   *rules          // where the guest's own sockets may go; nil: nowhere
+	// proxyHeaders: connections accepted on the lent listener start with
+	// a PROXY header (SendProxyHeaders).
+	proxyHeaders bool
 
 	// sockets counts the sockets the guest opened itself (sock_open) that
 	// are open: with maxConns, against it together with conns; without,
@@ -189,10 +195,10 @@ func (t *Table) lookup(fd uint32) (*entry, bool) {
 	return e, ok
 }
 
-// addConn gives an accepted host socket a guest fd from the connection
-// range, reusing closed numbers first.
-func (t *Table) addConn(host int, nonblock bool) (uint32, Errno) {
-	fd, errno := t.add(&entry{kind: kindConn, host: host, nonblock: nonblock})
+// addConn gives an accepted host socket, whose guest reads pending first,
+// a guest fd from the connection range, reusing closed numbers first.
+func (t *Table) addConn(host int, nonblock bool, pending []byte) (uint32, Errno) {
+	fd, errno := t.add(&entry{kind: kindConn, host: host, nonblock: nonblock, pending: pending})
 	if errno == errnoSuccess {
 		t.conns++
 		t.counters.accepted.Add(1)

@@ -97,7 +97,10 @@ func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result 
 		return errno
 	}
 	var n int
-	if total(bufs) > 0 {
+	switch {
+	case len(e.pending) > 0:
+		n = e.takePending(bufs, flags&msgPeek != 0)
+	case total(bufs) > 0:
 		errno = t.io(e, pollIn, func() Errno {
 			n, errno = recv(e.host, bufs, flags)
 			return errno
@@ -222,18 +225,30 @@ func sockAccept(t *Table, mem Memory, _ uint32, e *entry, stack []uint64) Errno 
 		return errnoAgain // only the guest's own close can free a slot
 	}
 	var host int
+	var header []byte
 	errno := t.io(e, pollIn, func() Errno {
-		if t.draining.Load() {
-			return errnoInval
+		for {
+			if t.draining.Load() {
+				return errnoInval
+			}
+			var errno Errno
+			if host, errno = accept(e.host); errno != errnoSuccess || !t.proxyHeaders || !e.lent {
+				return errno
+			}
+			if header, errno = acceptedHeader(host); errno == errnoSuccess {
+				return errno
+			}
+			closeFD(host)
+			if errno != errnoAgain {
+				return errno
+			}
+			// The client left before its address was read: take the next.
 		}
-		var errno Errno
-		host, errno = accept(e.host)
-		return errno
 	})
 	if errno != errnoSuccess {
 		return errno
 	}
-	fd, errno := t.addConn(host, flags&fdflagNonblock != 0)
+	fd, errno := t.addConn(host, flags&fdflagNonblock != 0, header)
 	if errno != errnoSuccess {
 		closeFD(host)
 		return errno

@@ -285,18 +285,22 @@ func sockRecvFrom(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 	filter := dgram && e.kind != kindConn && !e.opened.bound
 	var n int
 	var from netip.AddrPort
-	errno = t.io(e, pollIn, func() Errno {
-		for {
-			var errno Errno
-			n, from, errno = recvFrom(e.host, bufs, flags)
-			if errno != errnoSuccess || !filter || t.rules().dial.allows(from) {
-				return errno
+	if len(e.pending) > 0 { // a stream's: its sender is the zero address, as recvmsg(2) says
+		n = e.takePending(bufs, flags&msgPeek != 0)
+	} else {
+		errno = t.io(e, pollIn, func() Errno {
+			for {
+				var errno Errno
+				n, from, errno = recvFrom(e.host, bufs, flags)
+				if errno != errnoSuccess || !filter || t.rules().dial.allows(from) {
+					return errno
+				}
+				if flags&msgPeek != 0 {
+					recvFrom(e.host, nil, 0) // drop the datagram that was peeked at
+				}
 			}
-			if flags&msgPeek != 0 {
-				recvFrom(e.host, nil, 0) // drop the datagram that was peeked at
-			}
-		}
-	})
+		})
+	}
 	if errno != errnoSuccess {
 		return errno
 	}
