@@ -20,7 +20,7 @@ TARGET: native (the echo guest built for the host, GOMAXPROCS=1) or an
 engine of hostharness serve (wazero, wasmtime, ...). Default: native wazero,
 and wasmtime when this hostharness has it.
 
-  --n1 N, --n2 N   requests in the first and second window (default 200, 1000)
+  --n1 N, --n2 N   requests in the first and second window (default 300, 1500)
   --out DIR        where callgrind and strace files and summary.md go
                    (default out/account)
   --bin DIR        where echo.wasm, echo-native and hostharness are built
@@ -37,7 +37,7 @@ what to compare: they repeat on a loaded machine, seconds do not.
 USAGE
 }
 
-n1=200 n2=1000 out=out/account bin="" guest="" label="" callgrind=1 straced=1
+n1=300 n2=1500 out=out/account bin="" guest="" label="" callgrind=1 straced=1
 envs=() targets=()
 while (($#)); do
 	case "$1" in
@@ -167,6 +167,7 @@ function part(f) {
 	if (f ~ /^runtime\.(entersyscall|exitsyscall|reentersyscall)/) return "syscall wrappers"
 	if (f ~ /(^|[^a-z])(syscall|golang\.org\/x\/sys\/unix|internal\/runtime\/syscall)[.\/]/) return "syscall wrappers"
 	if (f ~ /^runtime\.(cgocall|cgocallback|asmcgocall)|^crosscall|^_cgo_|wasmtime|cranelift|tetratelabs\/wazero/) return "engine"
+	if (f ~ /^runtime\.(gc|scan|mark|greyobject|findObject|typePointers|tryDefer|wbBuf|bgsweep|bgscavenge|sweep|\(\*sweepLocked\)|\(\*gcWork\)|\(\*gcControllerState\)|\(\*mspan\)\.(sweep|mark)|extractHeapBits|heapSetType|spanOf|\(\*mheap\)\.(reclaim|nextSpanForSweep)|\(\*gcBits|\(\*scavenger|\(\*pageAlloc\)\.scav)/) return "Go runtime: GC"
 	if (f ~ /^(runtime|internal\/runtime|internal\/bytealg|sync|sync\/atomic|internal\/sync|gcWriteBarrier|aeshashbody|memeqbody|cmpbody|indexbytebody)[.\/]?/) return "Go runtime"
 	return other
 }
@@ -176,12 +177,17 @@ function part(f) {
 	split(substr($0, 7), a, " "); calls[cfn] += a[1]; skip = 1
 	# wazero runs memory.copy and memory.fill in Go: guest work.
 	bulk = fn ~ /^0x/ && cfn ~ /^runtime\.(memmove|memclrNoHeapPointers)$/
+	# The entry point of a binding: all the host does for a call hostsock serves.
+	entry = cfn ~ /hostsock\/[a-z]+sock\.[A-Za-z.]*serve[A-Za-z.]*func[0-9]+$|hostsock\/[a-z]+sock\._?[a-z]*[Tt]rampoline/ && fn !~ /hostsock/
+	clock = cfn ~ /wasi_snapshot_preview1\.wasiFunc\.Call$|clock_time_get/ && fn !~ /wasi|clock_time_get/
 	next
 }
 /^[0-9+*-]/ {
 	if (skip) {
 		skip = 0
 		if (bulk) { cost["guest bulk memory (Go memmove)"] += $2; cost["Go runtime"] -= $2 }
+		if (entry) incl["host calls into hostsock, inclusive"] += $2
+		if (clock) incl["host calls into the engine WASI, inclusive"] += $2
 		next
 	}
 	cost[part(fn)] += $2; total += $2
@@ -191,6 +197,7 @@ function part(f) {
 END {
 	for (p in cost) printf "part\t%s\t%d\n", p, cost[p]
 	printf "part\ttotal\t%d\n", total
+	for (p in incl) printf "incl\t%s\t%d\n", p, incl[p]
 	for (f in calls) if (f ~ /hostsock\.(fd|sock|poll|path)[A-Z][A-Za-z]*$|wasi_snapshot_preview1\.[a-z][A-Za-z]*Fn$|wasmtime_wasi.*(clock_time_get|random_get|sched_yield|fd_write|poll_oneoff)/) printf "calls\t%s\t%d\n", f, calls[f]
 	for (f in fcost) printf "fcost\t%s\t%d\n", f, fcost[f]
 }'
@@ -206,7 +213,9 @@ diff_per_req() {
 }
 
 # account_callgrind TARGET: one process under callgrind, instrumentation on
-# only once it serves; warm-up of 20 requests, then windows of n1 and n2.
+# only once it serves; a warm-up of 500 requests (the guest's heap and so
+# its linear memory grow during the first ones, and the host's GC runs
+# then), then windows of n1 and n2.
 account_callgrind() {
 	local target=$1 port pid vg other=other
 	[[ $target == native ]] && other="guest (Go code)"
@@ -217,7 +226,7 @@ account_callgrind() {
 	wait_ready "$port" "$pid"
 	vg=$pid # env execs valgrind: the pid is valgrind's
 	callgrind_control -i on "$vg" >/dev/null
-	requests "$port" 20
+	requests "$port" 500
 	callgrind_control -z "$vg" >/dev/null
 	requests "$port" "$n1"
 	callgrind_control -d n1 "$vg" >/dev/null
@@ -287,6 +296,10 @@ for target in "${targets[@]}"; do
 			echo "instructions per request by part:"
 			echo
 			awk -F'\t' '$1 == "part" { printf "  %-24s %12.0f\n", $2, $3 }' "$out/cg.$target.per-request.tsv" | sort -k1,1
+			echo
+			echo "inclusive (everything below the call, within the total above):"
+			echo
+			awk -F'\t' '$1 == "incl" { printf "  %-44s %12.0f\n", $2, $3 }' "$out/cg.$target.per-request.tsv"
 			echo
 			echo "host calls per request (callgrind call counts):"
 			echo
