@@ -74,4 +74,4 @@ COPY --from=build --chown=65532:65532 /rootfs/ /
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
-CMD ["--engine=wazero", "/echo.wasm"]
+CMD ["--engine=wazy", "/echo.wasm"]

@@ -31,9 +31,16 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json, chart.svg and chart.png")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for the built guests")
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
-	instances := flags.Int("instances", 1, "also measure the "+engine.Wazero+" engine with serve --instances N, when N > 1 and "+engine.Wazero+" is among the engines")
+	instances := flags.Int("instances", 1, "also measure each engine whose host owns the listener ("+strings.Join(engine.With(engine.HostListener), ", ")+") with serve --instances N, when N > 1")
+	var harnesses stringList
+	flags.Var(&harnesses, "harness", "ENGINE=PATH: also measure ENGINE as served by the hostharness executable at PATH (repeatable); for engines that cannot be linked into this binary, such as wasmtime19 (go build -tags wasmtime19)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
+	}
+	others, err := parseHarnesses(harnesses)
+	if err != nil {
+		fmt.Fprintln(env.stderr, "hostharness bench:", err)
+		return 2
 	}
 	if flags.NArg() > 0 || *duration <= 0 || *conns <= 0 || *idleWindow < 0 || *idleConns < 0 || *instances < 1 {
 		fmt.Fprintln(env.stderr, "hostharness bench: takes no arguments; --duration and --conns must be positive, --idle-window and --idle-conns not negative")
@@ -64,7 +71,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	default:
 		cfg.Wrk = wrk
 	}
-	if err := runBenchTargets(ctx, env, cfg, names, *instances, *cacheDir, *outDir, *jsonPath); err != nil {
+	if err := runBenchTargets(ctx, env, cfg, names, others, *instances, *cacheDir, *outDir, *jsonPath); err != nil {
 		env.logger.Error("bench failed", "err", err)
 		return 1
 	}
@@ -94,9 +101,36 @@ func benchEngines(ctx context.Context, flagValue string, env *cliEnv) ([]string,
 	return available, nil
 }
 
+// otherHarness is a --harness value: an engine served by another
+// hostharness executable.
+type otherHarness struct {
+	engine, path string
+}
+
+// parseHarnesses parses the --harness values (ENGINE=PATH), checking that
+// each PATH is an executable file.
+func parseHarnesses(values []string) ([]otherHarness, error) {
+	var out []otherHarness
+	for _, v := range values {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return nil, fmt.Errorf("--harness %q: want ENGINE=PATH", v)
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("--harness %s: %w", v, err)
+		}
+		if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			return nil, fmt.Errorf("--harness %s: %s is not an executable file", v, path)
+		}
+		out = append(out, otherHarness{engine: name, path: path})
+	}
+	return out, nil
+}
+
 // runBenchTargets builds the native and wasm guests, runs the bench on
 // them and writes the reports.
-func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines []string, instances int, cacheDir, outDir, jsonPath string) error {
+func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines []string, others []otherHarness, instances int, cacheDir, outDir, jsonPath string) error {
 	harness, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the hostharness executable: %w", err)
@@ -123,9 +157,12 @@ func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines
 	}
 	for _, name := range engines {
 		cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm))
-		if name == engine.Wazero && instances > 1 {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) && instances > 1 {
 			cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm, "--instances", fmt.Sprint(instances)))
 		}
+	}
+	for _, o := range others {
+		cfg.Targets = append(cfg.Targets, bench.HarnessTarget(o.path, o.engine, wasm))
 	}
 	report, err := bench.Run(ctx, cfg)
 	if err != nil {

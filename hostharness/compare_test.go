@@ -47,7 +47,7 @@ func TestCompareCommand(t *testing.T) {
 	report := filepath.Join(dir, "report.json")
 	var stdout, stderr bytes.Buffer
 	env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
-	code := runCompare(context.Background(), env, []string{"--engine", "wazero", "--cache-dir", dir, "--json", report, "-run", "^(post-echo|get-listener)$"})
+	code := runCompare(context.Background(), env, []string{"--engine", "wazy", "--cache-dir", dir, "--json", report, "-run", "^(post-echo|get-listener)$"})
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}

@@ -30,22 +30,10 @@ func TestServeCommand(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			stdoutR, stdoutW := io.Pipe()
-			var stderr strings.Builder
-			env := &cliEnv{stdout: stdoutW, stderr: &stderr, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			code := make(chan int, 1)
-			go func() {
-				code <- run(ctx, env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
-					"--cache-dir", enginetest.CacheDir(), wasm})
-				stdoutW.Close()
-			}()
-			lines := bufio.NewScanner(stdoutR)
-			if !lines.Scan() {
-				t.Fatalf("no serving line; exit %d, stderr:\n%s", <-code, stderr.String())
-			}
-			m := servingLine.FindStringSubmatch(lines.Text())
+			s := serveInProcess(t, ctx, "--engine", name, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), wasm)
+			m := servingLine.FindStringSubmatch(s.lines.Text())
 			if m == nil || m[1] != wasm || m[3] != name {
-				t.Fatalf("stdout line %q does not match %s", lines.Text(), servingLine)
+				t.Fatalf("stdout line %q does not match %s", s.lines.Text(), servingLine)
 			}
 			client := &http.Client{Timeout: 30 * time.Second}
 			resp, err := client.Post("http://"+m[2], "text/plain", strings.NewReader("echo"))
@@ -59,18 +47,46 @@ func TestServeCommand(t *testing.T) {
 			}
 			cancel() // as SIGINT does
 			select {
-			case c := <-code:
+			case c := <-s.code:
 				if c != 0 {
 					t.Fatalf("exit code %d after interrupt, want 0", c)
 				}
 			case <-time.After(30 * time.Second):
 				t.Fatal("serve did not stop after interrupt")
 			}
-			if lines.Scan() {
-				t.Errorf("extra stdout line %q: serve must print exactly one", lines.Text())
+			if s.lines.Scan() {
+				t.Errorf("extra stdout line %q: serve must print exactly one", s.lines.Text())
 			}
 		})
 	}
+}
+
+// servedInProcess is `hostharness serve` running in this process.
+type servedInProcess struct {
+	// lines is serve's stdout, its first line (the serving line) read.
+	lines *bufio.Scanner
+	// logs is serve's stderr and log.
+	logs *syncbuf.Buffer
+	// code receives serve's exit code.
+	code chan int
+}
+
+// serveInProcess runs `hostharness serve args...` under ctx (cancel it to
+// stop serve, as SIGINT does) and waits for its first stdout line.
+func serveInProcess(t *testing.T, ctx context.Context, args ...string) *servedInProcess {
+	t.Helper()
+	stdoutR, stdoutW := io.Pipe()
+	s := &servedInProcess{logs: &syncbuf.Buffer{}, code: make(chan int, 1)}
+	env := &cliEnv{stdout: stdoutW, stderr: s.logs, logger: slog.New(slog.NewTextHandler(s.logs, nil))}
+	go func() {
+		s.code <- run(ctx, env, append([]string{"serve"}, args...))
+		stdoutW.Close()
+	}()
+	s.lines = bufio.NewScanner(stdoutR)
+	if !s.lines.Scan() {
+		t.Fatalf("no serving line; exit %d, logs:\n%s", <-s.code, s.logs.String())
+	}
+	return s
 }
 
 // takenAddr is the address of a listener held until the test ends.
@@ -90,21 +106,21 @@ func TestServeErrors(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"missing wasm", []string{"serve", "--engine", engine.WazeroSock, filepath.Join(t.TempDir(), "nope.wasm")}, 2, "no such file"},
+		{"missing wasm", []string{"serve", "--engine", engine.WazySock, filepath.Join(t.TempDir(), "nope.wasm")}, 2, "no such file"},
 		{"unknown engine", []string{"serve", "--engine", "nosuch", "x.wasm"}, 2, "unknown engine"},
-		{"renamed engine", []string{"serve", "--engine", "wasiserve", "x.wasm"}, 2, `it is now called "wazero"`},
+		{"renamed engine", []string{"serve", "--engine", "wasiserve", "x.wasm"}, 2, `it is now called "wazy"`},
 		{"bad dir", []string{"serve", "--dir", ":/data", "x.wasm"}, 2, "want host[:guest]"},
 		{"two guests", []string{"serve", "a.wasm", "b.wasm"}, 2, "at most one"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"no instances", []string{"serve", "--instances", "0", "x.wasm"}, 2, "want 1 to 1024"},
 		{"absurd instances", []string{"serve", "--instances", "10000", "x.wasm"}, 2, "want 1 to 1024"},
-		{"instances on wazero-sock", []string{"serve", "--engine", engine.WazeroSock, "--instances", "2", built.fd3}, 2,
-			"--instances needs a host-owned listener, which engine wazero-sock does not support; use --engine"},
-		{"max-conns on wazero-sock", []string{"serve", "--engine", engine.WazeroSock, "--max-conns", "5", built.fd3}, 2,
-			"--max-conns needs a connection limit, which engine wazero-sock does not support"},
+		{"instances on wazy-sock", []string{"serve", "--engine", engine.WazySock, "--instances", "2", built.fd3}, 2,
+			"--instances needs a host-owned listener, which engine wazy-sock does not support; use --engine"},
+		{"max-conns on wazy-sock", []string{"serve", "--engine", engine.WazySock, "--max-conns", "5", built.fd3}, 2,
+			"--max-conns needs a connection limit, which engine wazy-sock does not support"},
 		{"systemd without a socket", []string{"serve", "--listen", "systemd", built.fd3}, 1, "systemd passed no socket"},
-		{"port in use", []string{"serve", "--engine", engine.Wazero, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
-		{"port in use, engine that binds itself", []string{"serve", "--engine", engine.WazeroSock, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
+		{"port in use", []string{"serve", "--engine", engine.Wazy, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
+		{"port in use, engine that binds itself", []string{"serve", "--engine", engine.WazySock, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
 		{"env without =", []string{"serve", "--env", "NOEQUALS", "x.wasm"}, 2, `--env "NOEQUALS": want KEY=VALUE`},
 		{"bad dial pattern", []string{"serve", "--allow-dial", "nocolon", "x.wasm"}, 2, "--allow-dial"},
 		{"guest path twice", []string{"serve", "--dir", t.TempDir() + ":/d", "--dir", t.TempDir() + ":/d", "x.wasm"}, 2, "mounted twice"},
@@ -132,7 +148,7 @@ func TestServeErrors(t *testing.T) {
 // until interrupted; without it, serve returns the guest's exit code.
 func TestServeRestart(t *testing.T) {
 	wasm := built.fd3
-	args := []string{"serve", "--engine", engine.WazeroSock, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), "--env", "EXIT_CODE=3"}
+	args := []string{"serve", "--engine", engine.WazySock, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), "--env", "EXIT_CODE=3"}
 
 	t.Run("without restart", func(t *testing.T) {
 		var logs syncbuf.Buffer

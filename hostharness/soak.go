@@ -31,7 +31,7 @@ func runSoak(ctx context.Context, env *cliEnv, args []string) int {
 	seed := flags.Uint64("seed", 1, "seed of the bodies and aborts")
 	jsonPath := flags.String("json", "", "also write the report as JSON to this file")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
-	instances := flags.Int("instances", 1, "serve the guest with serve --instances N ("+engine.Wazero+" engine)")
+	instances := flags.Int("instances", 1, "serve the guest with serve --instances N ("+engine.Wazy+" engine)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}

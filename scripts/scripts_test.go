@@ -219,8 +219,8 @@ func TestImageContents(t *testing.T) {
 		engine string
 		static bool
 	}{
-		{"", nil, "image", "wazero", true},
-		{"", []string{"--engine=wazero-sock", "/echo.wasm"}, "image", "wazero-sock", true},
+		{"", nil, "image", "wazy", true},
+		{"", []string{"--engine=wazy-sock", "/echo.wasm"}, "image", "wazy-sock", true},
 		{"wasmtime", nil, "image-wasmtime", "wasmtime", false},
 	}
 	for _, tt := range tests {

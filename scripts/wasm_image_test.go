@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tetratelabs/wazero"
+	"github.com/samyfodil/wazy"
 )
 
 // TestWasmImage checks the Dockerfile's "wasm" target: built by build.sh
@@ -36,7 +36,7 @@ func TestWasmImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
+	rt := wazy.NewRuntime(ctx)
 	defer rt.Close(ctx)
 	compiled, err := rt.CompileModule(ctx, b)
 	if err != nil {

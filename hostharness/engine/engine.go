@@ -77,12 +77,12 @@ type Config struct {
 	// AllowDial lists the HOST:PORT patterns (see hostsock.Policy) that a
 	// guest built against the WasmEdge socket extensions may connect and
 	// send to, and whose host names it may resolve; it may reach nothing
-	// else. Only the wasiserve engine has the extensions: others refuse a
+	// else. Only engines with SocketExtensions have them: others refuse a
 	// non-empty list.
 	AllowDial []string
 	// AllowListen lists the HOST:PORT patterns such a guest may bind and
 	// listen on itself (the preopened listener needs none). Only the
-	// wasiserve engine: others refuse a non-empty list.
+	// Only engines with SocketExtensions: others refuse a non-empty list.
 	AllowListen []string
 	// Drain, once closed, asks for a graceful stop: the guest's accepts
 	// fail (EINVAL, as accept(2) on a socket that no longer listens) so
@@ -324,11 +324,11 @@ type kind struct {
 // register a stub explaining how to get them when built without it.
 func kinds() map[string]kind {
 	m := map[string]kind{
-		WazeroSock: {newWazeroSock, Capabilities{ReadOnlyDirs}},
-		Wasmtime:   {newWasmtimeEmbedded, Capabilities{Drain}},
+		WazySock:     {newWazeroSock, Capabilities{ReadOnlyDirs}},
+		wasmtimeName: {newWasmtimeEmbedded, wasmtimeCapabilities},
 	}
 	if hostsock.Supported() == nil {
-		m[Wazero] = kind{newWazero, hostSocketCapabilities}
+		m[Wazy] = kind{newWazero, hostSocketCapabilities}
 	}
 	for name, rt := range cliRuntimes() {
 		m[name] = kind{func(context.Context, Options) (Engine, error) { return newCLI(name, rt) }, nil}
@@ -342,20 +342,23 @@ func CapabilitiesOf(name string) Capabilities { return kinds()[name].capabilitie
 
 // Engine names.
 const (
-	// Wazero is wazero's compiler with the project's host socket layer
-	// (package hostsock): the host owns the listener and every connection,
-	// and an idle guest blocks in the kernel.
-	Wazero = "wazero"
-	// WazeroSock is wazero with its own experimental/sock listener, kept
-	// as a reference peer for compare and bench: wazero binds the socket,
-	// and its poll_oneoff keeps a core busy while the guest is idle.
-	WazeroSock = "wazero-sock"
+	// Wazy is the pure-Go engine: wazy (a fork of wazero, with wazero's
+	// API, whose compiled code yields to Go's scheduler) with the
+	// project's host socket layer (package hostsock): the host owns the
+	// listener and every connection, and an idle guest blocks in the
+	// kernel.
+	Wazy = "wazy"
+	// WazySock is wazy with its own experimental/sock listener, as in
+	// wazero, kept as a reference peer for compare and bench: the runtime
+	// binds the socket, and its poll_oneoff keeps a core busy while the
+	// guest is idle.
+	WazySock = "wazy-sock"
 	// Wasmtime is wasmtime embedded through cgo.
 	Wasmtime = "wasmtime"
 )
 
 // renamed maps engine names of earlier releases to today's.
-var renamed = map[string]string{"wasiserve": Wazero}
+var renamed = map[string]string{"wasiserve": Wazy, "wazero": Wazy}
 
 // Names lists the engine names New accepts, sorted.
 func Names() []string {
@@ -372,12 +375,12 @@ func Names() []string {
 func Embedded() []string {
 	var names []string
 	if wasmtimeAvailable {
-		names = append(names, Wasmtime)
+		names = append(names, wasmtimeName)
 	}
 	if hostsock.Supported() == nil {
-		names = append(names, Wazero)
+		names = append(names, Wazy)
 	}
-	return append(names, WazeroSock)
+	return append(names, WazySock)
 }
 
 // Default is the engine used when none is named, chosen from what the

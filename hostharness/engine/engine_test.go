@@ -123,7 +123,7 @@ func TestEchoGuest(t *testing.T) {
 			})
 			t.Run("large binary", func(t *testing.T) {
 				resp, got := post(t, inst.URL()+"/any/path?x=1", "application/octet-stream", large)
-				if name == engine.WazeroSock && resp.StatusCode == 200 && len(got) < len(large) && bytes.Equal(got, large[:len(got)]) {
+				if name == engine.WazySock && resp.StatusCode == 200 && len(got) < len(large) && bytes.Equal(got, large[:len(got)]) {
 					// A known wazero bug, listed in compare's corpus.
 					t.Skipf("wazero's socket layer lost the tail of the echo under write back-pressure (%d of %d bytes came back): see \"Short echo under write back-pressure\" in docs/COMPARE.md", len(got), len(large))
 				}
@@ -259,10 +259,10 @@ func TestLoadErrors(t *testing.T) {
 func TestDefault(t *testing.T) {
 	want := engine.Wasmtime
 	switch embedded := engine.Embedded(); {
-	case !slices.Contains(embedded, engine.Wasmtime) && slices.Contains(embedded, engine.Wazero):
-		want = engine.Wazero
+	case !slices.Contains(embedded, engine.Wasmtime) && slices.Contains(embedded, engine.Wazy):
+		want = engine.Wazy
 	case !slices.Contains(embedded, engine.Wasmtime):
-		want = engine.WazeroSock
+		want = engine.WazySock
 	}
 	if got := engine.Default(); got != want {
 		t.Fatalf("Default() = %s with %v embedded, want %s", got, engine.Embedded(), want)
@@ -335,18 +335,26 @@ func TestCLIRejectsTCPListen(t *testing.T) {
 	}
 }
 
-// trapModule is a minimal WASI command whose _start executes `unreachable`:
-// a guest that traps, as a miscompiled or corrupted guest would.
-var trapModule = []byte{
-	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
-	0x03, 0x02, 0x01, 0x00, // function section: one func of type 0
-	0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
-	0x07, 0x13, 0x02, // export section: 2 exports
-	0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
-	0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
-	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // code: no locals, unreachable, end
+// command is a minimal WASI command: one page of memory, and _start,
+// whose code is body (without its final end).
+func command(body ...byte) []byte {
+	module := []byte{
+		0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+		0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
+		0x03, 0x02, 0x01, 0x00, // function section: one func of type 0
+		0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
+		0x07, 0x13, 0x02, // export section: 2 exports
+		0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
+		0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
+	}
+	// code section: one body, no locals, body, end
+	module = append(module, 0x0a, byte(len(body)+4), 0x01, byte(len(body)+2), 0x00)
+	return append(append(module, body...), 0x0b)
 }
+
+// trapModule's _start executes `unreachable`: a guest that traps, as a
+// miscompiled or corrupted guest would.
+var trapModule = command(0x00)
 
 func TestGuestTrap(t *testing.T) {
 	wasm := writeWasm(t, "trap.wasm", trapModule)
@@ -472,9 +480,9 @@ func TestDirConfinement(t *testing.T) {
 		t.Fatal(err)
 	}
 	confined := map[string]engine.Mount{
-		engine.WazeroSock: {Host: dir, Guest: "/data", ReadOnly: true},
-		engine.Wazero:     {Host: dir, Guest: "/data", ReadOnly: true},
-		engine.Wasmtime:   {Host: dir, Guest: "/data"},
+		engine.WazySock: {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wazy:     {Host: dir, Guest: "/data", ReadOnly: true},
+		engine.Wasmtime: {Host: dir, Guest: "/data"},
 	}
 	for _, name := range engine.Embedded() {
 		mount, ok := confined[name]
@@ -494,19 +502,110 @@ func TestDirConfinement(t *testing.T) {
 	}
 }
 
-func TestReadOnlyMountOnWasmtime(t *testing.T) {
-	if !slices.Contains(engine.Embedded(), engine.Wasmtime) {
-		t.Skip("wasmtime engine not linked in (built without cgo)")
+// TestReadOnlyMount checks that a read-only mount serves its files and
+// refuses to create one, on every engine that takes read-only mounts.
+func TestReadOnlyMount(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("read me"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stderr syncbuf.Buffer
+			inst, err := enginetest.Serve(t, newEngine(t, name), built.dir, engine.Config{
+				Dirs:   []engine.Mount{{Host: dir, Guest: "/data", ReadOnly: true}},
+				Env:    []string{"WRITE_PROBE=probe.txt"},
+				Stderr: &stderr,
+			})
+			if err != nil && strings.Contains(err.Error(), "read-write only") {
+				t.Skipf("%s refuses read-only mounts, saying why: %v", name, err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp, got := get(t, inst.URL()+"/hello.txt"); resp.StatusCode != 200 || string(got) != "read me" {
+				t.Fatalf("file in the read-only mount: %d %q", resp.StatusCode, got)
+			}
+			if !waitFor(5*time.Second, func() bool { return strings.Contains(stderr.String(), "write probe:") }) {
+				t.Fatalf("guest stderr %q: no write probe", stderr.String())
+			}
+			if strings.Contains(stderr.String(), "write probe: <nil>") {
+				t.Errorf("the guest created a file in a read-only mount (stderr %q)", stderr.String())
+			}
+			if _, err := os.Stat(filepath.Join(dir, "probe.txt")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("probe.txt on the host: %v, want it absent", err)
+			}
+		})
 	}
-	ctx := context.Background()
-	mod, err := newEngine(t, engine.Wasmtime).Load(ctx, built.dir)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// spinModule's _start spins in (loop (br 0)), never calling the host.
+var spinModule = command(0x03, 0x40, 0x0c, 0x00, 0x0b)
+
+// externrefModule is wasmtime advisory GHSA-75hq-h6g9-h4q5's guest (see
+// SECURITY.md), which aborts a host on wasmtime 19.0.0:
+//
+//	(module (table 1 externref) (elem $e externref (ref.null extern))
+//	  (func (export "_start") elem.drop $e
+//	    (table.init $e (i32.const 0) (i32.const 0) (i32.const 0))))
+var externrefModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02,
+	0x01, 0x00, 0x04, 0x04, 0x01, 0x6f, 0x00, 0x01, 0x07, 0x0a, 0x01, 0x06, 0x5f, 0x73, 0x74, 0x61,
+	0x72, 0x74, 0x00, 0x00, 0x09, 0x07, 0x01, 0x05, 0x6f, 0x01, 0xd0, 0x6f, 0x0b, 0x0a, 0x11, 0x01,
+	0x0f, 0x00, 0xfc, 0x0d, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00, 0xfc, 0x0c, 0x00, 0x00, 0x0b,
+	0x00, 0x0b, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x08, 0x04, 0x01, 0x00, 0x01, 0x65,
+}
+
+// TestExternrefGuest runs GHSA-75hq-h6g9-h4q5's guest: it must end like
+// any guest that exits without listening, the host running on. wasmtime
+// 19.0.0 aborts the whole process on it, so that engine is left out.
+func TestExternrefGuest(t *testing.T) {
+	wasm := writeWasm(t, "externref.wasm", externrefModule)
+	for _, name := range engine.Embedded() {
+		if name == "wasmtime19" {
+			continue // aborts this test binary: SECURITY.md
+		}
+		t.Run(name, func(t *testing.T) {
+			err := runToExit(t, name, wasm, engine.Config{})
+			if err == nil || !strings.Contains(err.Error(), "exited before listening") {
+				t.Fatalf("the advisory's guest: %v, want it to exit (before listening)", err)
+			}
+		})
 	}
-	defer mod.Close(ctx)
-	_, err = engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Dirs: []engine.Mount{{Host: t.TempDir(), Guest: "/data", ReadOnly: true}}})
-	if err == nil || !strings.Contains(err.Error(), "does not support read-only directories") {
-		t.Fatalf("a read-only mount on wasmtime: %v, want a refusal that says why", err)
+}
+
+// TestSpinningGuestStopped checks that cancelling a run stops a guest that
+// spins without host calls.
+func TestSpinningGuestStopped(t *testing.T) {
+	wasm := writeWasm(t, "spin.wasm", spinModule)
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			cfg := engine.Config{Listener: listen(t)}
+			go func() { done <- mod.Run(runCtx, cfg) }()
+			time.Sleep(300 * time.Millisecond)
+			select {
+			case err := <-done:
+				t.Fatalf("the spinning guest ended by itself: %v", err)
+			default:
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("stopped spinning guest: %v, want nil (stopped by the host)", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the spinning guest was not stopped 5 s after its context was cancelled")
+			}
+		})
 	}
 }
 
@@ -530,10 +629,10 @@ func TestSelect(t *testing.T) {
 	if want := len(embedded) + 3; len(all) != want || !slices.Equal(all[:len(embedded)], embedded) {
 		t.Errorf("Select(all) = %v: want the %d embedded engines first, then the 3 CLIs", all, want)
 	}
-	if got, err := engine.Select("wazero,wasmtime-cli"); err != nil || strings.Join(got, " ") != "wazero wasmtime-cli" {
+	if got, err := engine.Select("wazy,wasmtime-cli"); err != nil || strings.Join(got, " ") != "wazy wasmtime-cli" {
 		t.Errorf("Select(list) = %v, %v", got, err)
 	}
-	if _, err := engine.Select("wazero,nosuch"); !errors.Is(err, engine.ErrUnknownEngine) {
+	if _, err := engine.Select("wazy,nosuch"); !errors.Is(err, engine.ErrUnknownEngine) {
 		t.Errorf("Select with an unknown name: %v, want ErrUnknownEngine", err)
 	}
 }

@@ -20,33 +20,37 @@ import (
 // TestSharedListener serves one host listener with two instances of a
 // guest: connections reach both, and when one stops the other serves alone.
 func TestSharedListener(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	eng := newEngine(t, engine.Wazero)
-	a := serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=a:"}})
-	serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=b:"}})
-	url := "http://" + ln.Addr().String()
-	if a.Addr != ln.Addr().String() {
-		t.Fatalf("instance address %s, want the listener's %s", a.Addr, ln.Addr())
-	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	seen := map[string]int{}
-	for i := 0; i < 400 && (seen["a"] == 0 || seen["b"] == 0); i++ {
-		seen[echoPrefix(t, client, url, fmt.Sprint(i))]++
-	}
-	if seen["a"] == 0 || seen["b"] == 0 {
-		t.Fatalf("answers by instance: %v; want both instances to accept from the shared listener", seen)
-	}
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 20 {
-		if who := echoPrefix(t, client, url, fmt.Sprint(i)); who != "b" {
-			t.Fatalf("request %d after instance a stopped was answered by %q", i, who)
-		}
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			eng := newEngine(t, name)
+			a := serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=a:"}})
+			serve(t, eng, built.fd3, engine.Config{Listener: ln, Env: []string{"REPLY_PREFIX=b:"}})
+			url := "http://" + ln.Addr().String()
+			if a.Addr != ln.Addr().String() {
+				t.Fatalf("instance address %s, want the listener's %s", a.Addr, ln.Addr())
+			}
+			client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			seen := map[string]int{}
+			for i := 0; i < 400 && (seen["a"] == 0 || seen["b"] == 0); i++ {
+				seen[echoPrefix(t, client, url, fmt.Sprint(i))]++
+			}
+			if seen["a"] == 0 || seen["b"] == 0 {
+				t.Fatalf("answers by instance: %v; want both instances to accept from the shared listener", seen)
+			}
+			if err := a.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 20 {
+				if who := echoPrefix(t, client, url, fmt.Sprint(i)); who != "b" {
+					t.Fatalf("request %d after instance a stopped was answered by %q", i, who)
+				}
+			}
+		})
 	}
 }
 
@@ -69,29 +73,33 @@ func echoPrefix(t *testing.T, client *http.Client, url, body string) string {
 
 // TestUnixListener serves the echo guest on a Unix socket.
 func TestUnixListener(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "echo.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	inst := serve(t, newEngine(t, engine.Wazero), built.echo, engine.Config{Listener: ln})
-	if inst.Network != "unix" || inst.URL() != "unix:"+path {
-		t.Fatalf("instance %s %s, URL %s; want unix %s", inst.Network, inst.Addr, inst.URL(), path)
-	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
-		},
-	}}
-	resp, err := client.Post("http://echo/", "text/plain", strings.NewReader("over unix"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(got) != "over unix" {
-		t.Fatalf("echo over a Unix socket: %q", got)
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "echo.sock")
+			ln, err := net.Listen("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{Listener: ln})
+			if inst.Network != "unix" || inst.URL() != "unix:"+path {
+				t.Fatalf("instance %s %s, URL %s; want unix %s", inst.Network, inst.Addr, inst.URL(), path)
+			}
+			client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, "unix", path)
+				},
+			}}
+			resp, err := client.Post("http://echo/", "text/plain", strings.NewReader("over unix"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(got) != "over unix" {
+				t.Fatalf("echo over a Unix socket: %q", got)
+			}
+		})
 	}
 }
 
@@ -109,7 +117,7 @@ func TestOwnedListenerRefused(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			err := runToExit(t, name, built.echo, engine.Config{Listener: ln})
-			if err == nil || !strings.Contains(err.Error(), "host-owned listener") || !strings.Contains(err.Error(), "--engine "+engine.Wazero) {
+			if err == nil || !strings.Contains(err.Error(), "host-owned listener") || !strings.Contains(err.Error(), "--engine "+engine.Wazy) {
 				t.Fatalf("Listener on %s: %v, want a refusal naming the engine to use", name, err)
 			}
 		})
@@ -180,20 +188,24 @@ func TestDrain(t *testing.T) {
 // to wait for a connection, not just for the kernel to queue one: a guest
 // that never accepts never becomes ready.
 func TestReadyWhenAccepting(t *testing.T) {
-	eng := newEngine(t, engine.Wazero)
-	mod, err := eng.Load(context.Background(), built.fd3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Env: []string{"NO_ACCEPT=never"}})
-	if err == nil {
-		inst.Stop()
-		t.Fatal("Serve reported ready a guest that never waits for a connection")
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Serve: %v, want it to wait until the context's deadline", err)
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			eng := newEngine(t, name)
+			mod, err := eng.Load(context.Background(), built.fd3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Env: []string{"NO_ACCEPT=never"}})
+			if err == nil {
+				inst.Stop()
+				t.Fatal("Serve reported ready a guest that never waits for a connection")
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Serve: %v, want it to wait until the context's deadline", err)
+			}
+		})
 	}
 }

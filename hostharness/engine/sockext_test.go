@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tetratelabs/wazero"
+	"github.com/samyfodil/wazy"
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
@@ -76,26 +76,30 @@ func fetch(t *testing.T, base, target string) (int, string) {
 // TestSockExtListen serves the socket-extension guest on an address it
 // binds itself (LISTEN_ADDR), allowed by AllowListen, over IPv4 and IPv6.
 func TestSockExtListen(t *testing.T) {
-	eng := newEngine(t, engine.Wazero)
-	for _, tc := range []struct{ network, host string }{{"tcp4", "127.0.0.1"}, {"tcp6", "::1"}} {
-		t.Run(tc.network, func(t *testing.T) {
-			addr := freeAddr(t, tc.network, tc.host)
-			serve(t, eng, built.wasmedge, engine.Config{
-				Env:         []string{"LISTEN_ADDR=" + addr},
-				AllowListen: []string{addr},
-			})
-			base := "http://" + addr
-			resp, body := post(t, base+"/any/path", "text/plain", []byte("echo over "+tc.network))
-			if resp.StatusCode != http.StatusOK || string(body) != "echo over "+tc.network {
-				t.Fatalf("echo on the guest's own listener: %d %q", resp.StatusCode, body)
-			}
-			_, body = get(t, base+"/listener")
-			var report echo.Report
-			if err := json.Unmarshal(body, &report); err != nil {
-				t.Fatal(err)
-			}
-			if report.Listener.Source != "address" || report.Listener.Addr != addr {
-				t.Errorf("GET /listener: %+v, want source address at %s", report.Listener, addr)
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			eng := newEngine(t, name)
+			for _, tc := range []struct{ network, host string }{{"tcp4", "127.0.0.1"}, {"tcp6", "::1"}} {
+				t.Run(tc.network, func(t *testing.T) {
+					addr := freeAddr(t, tc.network, tc.host)
+					serve(t, eng, built.wasmedge, engine.Config{
+						Env:         []string{"LISTEN_ADDR=" + addr},
+						AllowListen: []string{addr},
+					})
+					base := "http://" + addr
+					resp, body := post(t, base+"/any/path", "text/plain", []byte("echo over "+tc.network))
+					if resp.StatusCode != http.StatusOK || string(body) != "echo over "+tc.network {
+						t.Fatalf("echo on the guest's own listener: %d %q", resp.StatusCode, body)
+					}
+					_, body = get(t, base+"/listener")
+					var report echo.Report
+					if err := json.Unmarshal(body, &report); err != nil {
+						t.Fatal(err)
+					}
+					if report.Listener.Source != "address" || report.Listener.Addr != addr {
+						t.Errorf("GET /listener: %+v, want source address at %s", report.Listener, addr)
+					}
+				})
 			}
 		})
 	}
@@ -105,20 +109,24 @@ func TestSockExtListen(t *testing.T) {
 // AllowDial allows, by address and by a name that sock_getaddrinfo
 // resolves on the host.
 func TestSockExtFetch(t *testing.T) {
-	up := newUpstream(t)
-	inst := serve(t, newEngine(t, engine.Wazero), built.wasmedge, engine.Config{
-		AllowDial: []string{"127.0.0.1:" + up.port(), "localhost:" + up.port()},
-	})
-	for _, target := range []string{up.URL + "/by-address", "http://localhost:" + up.port() + "/by-name"} {
-		status, body := fetch(t, inst.URL(), target)
-		want := "upstream says hello to /" + strings.SplitN(target, "/", 4)[3]
-		if status != http.StatusOK || body != want {
-			t.Errorf("fetch %s: %d %q, want 200 %q", target, status, body, want)
-		}
-	}
-	// The echo service is unchanged beside the new route.
-	if resp, body := post(t, inst.URL()+"/fetch", "text/plain", []byte("posted")); resp.StatusCode != http.StatusOK || string(body) != "posted" {
-		t.Errorf("POST /fetch: %d %q, want the echo", resp.StatusCode, body)
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			up := newUpstream(t)
+			inst := serve(t, newEngine(t, name), built.wasmedge, engine.Config{
+				AllowDial: []string{"127.0.0.1:" + up.port(), "localhost:" + up.port()},
+			})
+			for _, target := range []string{up.URL + "/by-address", "http://localhost:" + up.port() + "/by-name"} {
+				status, body := fetch(t, inst.URL(), target)
+				want := "upstream says hello to /" + strings.SplitN(target, "/", 4)[3]
+				if status != http.StatusOK || body != want {
+					t.Errorf("fetch %s: %d %q, want 200 %q", target, status, body, want)
+				}
+			}
+			// The echo service is unchanged beside the new route.
+			if resp, body := post(t, inst.URL()+"/fetch", "text/plain", []byte("posted")); resp.StatusCode != http.StatusOK || string(body) != "posted" {
+				t.Errorf("POST /fetch: %d %q, want the echo", resp.StatusCode, body)
+			}
+		})
 	}
 }
 
@@ -139,20 +147,22 @@ func TestSockExtDialDenied(t *testing.T) {
 		{"other port", []string{"127.0.0.1:1"}, up.URL + "/", "connect: Permission denied", "denied by the dial policy"},
 		{"name not allowed", []string{"127.0.0.1:" + up.port()}, "http://localhost:" + up.port() + "/", "lookup localhost", "op=getaddrinfo name=localhost"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var logs syncbuf.Buffer
-			inst := serve(t, newEngine(t, engine.Wazero), built.wasmedge, engine.Config{
-				AllowDial: tc.allow,
-				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+		for _, name := range socketEngines {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				var logs syncbuf.Buffer
+				inst := serve(t, newEngine(t, name), built.wasmedge, engine.Config{
+					AllowDial: tc.allow,
+					Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+				})
+				status, body := fetch(t, inst.URL(), tc.target)
+				if status != http.StatusBadGateway || !strings.Contains(body, tc.wantBody) {
+					t.Errorf("fetch %s: %d %q, want 502 with %q", tc.target, status, body, tc.wantBody)
+				}
+				if !strings.Contains(logs.String(), tc.wantLog) {
+					t.Errorf("log lacks %q:\n%s", tc.wantLog, logs.String())
+				}
 			})
-			status, body := fetch(t, inst.URL(), tc.target)
-			if status != http.StatusBadGateway || !strings.Contains(body, tc.wantBody) {
-				t.Errorf("fetch %s: %d %q, want 502 with %q", tc.target, status, body, tc.wantBody)
-			}
-			if !strings.Contains(logs.String(), tc.wantLog) {
-				t.Errorf("log lacks %q:\n%s", tc.wantLog, logs.String())
-			}
-		})
+		}
 	}
 	if n := up.conns.Load(); n != 0 {
 		t.Errorf("the upstream saw %d connections, want none", n)
@@ -162,24 +172,28 @@ func TestSockExtDialDenied(t *testing.T) {
 // TestSockExtBindDenied checks that the guest cannot listen on an address
 // no AllowListen pattern allows: its listen fails with EACCES and it exits.
 func TestSockExtBindDenied(t *testing.T) {
-	addr := freeAddr(t, "tcp4", "127.0.0.1")
-	_, port, _ := net.SplitHostPort(addr)
-	other, _ := strconv.Atoi(port)
-	for _, allow := range [][]string{nil, {fmt.Sprintf("127.0.0.1:%d", other+1)}, {"[::1]:" + port}} {
-		t.Run(fmt.Sprint(allow), func(t *testing.T) {
-			var stderr syncbuf.Buffer
-			err := runToExit(t, engine.Wazero, built.wasmedge, engine.Config{
-				Env:         []string{"LISTEN_ADDR=" + addr},
-				AllowListen: allow,
-				Stderr:      &stderr,
-			})
-			var exit *engine.ExitError
-			if !errors.As(err, &exit) || !strings.Contains(stderr.String(), "bind: Permission denied") {
-				t.Fatalf("guest listening on %s with AllowListen %q: %v, stderr:\n%s\nwant an exit after bind: Permission denied", addr, allow, err, stderr.String())
-			}
-			if conn, err := net.Dial("tcp", addr); err == nil {
-				conn.Close()
-				t.Errorf("something listens on %s", addr)
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			addr := freeAddr(t, "tcp4", "127.0.0.1")
+			_, port, _ := net.SplitHostPort(addr)
+			other, _ := strconv.Atoi(port)
+			for _, allow := range [][]string{nil, {fmt.Sprintf("127.0.0.1:%d", other+1)}, {"[::1]:" + port}} {
+				t.Run(fmt.Sprint(allow), func(t *testing.T) {
+					var stderr syncbuf.Buffer
+					err := runToExit(t, name, built.wasmedge, engine.Config{
+						Env:         []string{"LISTEN_ADDR=" + addr},
+						AllowListen: allow,
+						Stderr:      &stderr,
+					})
+					var exit *engine.ExitError
+					if !errors.As(err, &exit) || !strings.Contains(stderr.String(), "bind: Permission denied") {
+						t.Fatalf("guest listening on %s with AllowListen %q: %v, stderr:\n%s\nwant an exit after bind: Permission denied", addr, allow, err, stderr.String())
+					}
+					if conn, err := net.Dial("tcp", addr); err == nil {
+						conn.Close()
+						t.Errorf("something listens on %s", addr)
+					}
+				})
 			}
 		})
 	}
@@ -190,12 +204,12 @@ func TestSockExtBindDenied(t *testing.T) {
 // refuse the policy fields at Run, naming the engine to use.
 func TestSockExtRefused(t *testing.T) {
 	for _, name := range engine.Embedded() {
-		if name == engine.Wazero {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
 			_, err := newEngine(t, name).Load(context.Background(), built.wasmedge)
-			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") || !strings.Contains(err.Error(), "--engine wazero") {
+			if err == nil || !strings.Contains(err.Error(), "wasi_snapshot_preview1.sock_") || !strings.Contains(err.Error(), "--engine wazy") {
 				t.Errorf("Load of the socket-extension guest: %v, want an error naming a sock_ import and the engine to use", err)
 			}
 			for _, cfg := range []engine.Config{{AllowDial: []string{"*:*"}}, {AllowListen: []string{"*:*"}}} {
@@ -213,7 +227,7 @@ func TestSockExtRefused(t *testing.T) {
 // variant does.
 func TestDefaultGuestImports(t *testing.T) {
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
+	rt := wazy.NewRuntime(ctx)
 	defer rt.Close(ctx)
 	for _, tc := range []struct {
 		wasm string

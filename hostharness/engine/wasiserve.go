@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/samyfodil/wazy/imports/wasi_snapshot_preview1"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
@@ -21,23 +21,23 @@ type wasiserveEngine struct {
 // hostsock's, which wraps wazero's functions.
 func newWazero(ctx context.Context, opts Options) (Engine, error) {
 	if err := hostsock.Supported(); err != nil {
-		return nil, fmt.Errorf("engine %s: %w", Wazero, err)
+		return nil, fmt.Errorf("engine %s: %w", Wazy, err)
 	}
 	// The guest is stopped at its next call of a hostsock function rather
 	// than by checks in compiled code (see hostsock's Table).
-	we, err := newWazeroEngine(ctx, Wazero, opts, false)
+	we, err := newWazeroEngine(ctx, Wazy, opts)
 	if err != nil {
 		return nil, err
 	}
 	if wasi := we.runtime.Module(wasi_snapshot_preview1.ModuleName); wasi != nil {
 		if err := wasi.Close(ctx); err != nil {
 			we.Close(ctx)
-			return nil, fmt.Errorf("%s: replace wazero's WASI module: %w", Wazero, err)
+			return nil, fmt.Errorf("%s: replace wazero's WASI module: %w", Wazy, err)
 		}
 	}
 	if _, err := wazerosock.Instantiate(ctx, we.runtime); err != nil {
 		we.Close(ctx)
-		return nil, fmt.Errorf("%s: %w", Wazero, err)
+		return nil, fmt.Errorf("%s: %w", Wazy, err)
 	}
 	return &wasiserveEngine{we}, nil
 }
@@ -63,25 +63,44 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeFS()
-	table, err := hostsock.NewTable(ctx, cfg.Listener, cfg.ListenerFD())
+	table, closeTable, err := hostTable(ctx, Wazy, cfg)
 	if err != nil {
-		return fmt.Errorf("%s: %w", Wazero, err)
+		return err
 	}
-	table.LimitConns(cfg.MaxConns)
-	defer func() {
-		if err := table.Close(); err != nil {
-			cfg.logger().Warn("closing guest sockets", "engine", Wazero, "err", err)
-		}
-	}()
-	if err := table.SetPolicy(hostsock.Policy{Dial: cfg.AllowDial, Listen: cfg.AllowListen, Logger: cfg.logger()}); err != nil {
-		return fmt.Errorf("%s: %w", Wazero, err)
-	}
-	if cfg.onReady != nil {
-		defer afterClose(table.Ready(), cfg.onReady)()
-	}
-	// The listener is its owner's to stop: Drain only ends the accepts.
-	defer afterClose(cfg.Drain, table.Drain)()
+	defer closeTable()
 	return m.instantiate(wazerosock.WithTable(ctx, table), modCfg)
 }
 
-func (m *wasiserveModule) Engine() string { return Wazero }
+func (m *wasiserveModule) Engine() string { return Wazy }
+
+// hostTable gives the guest cfg.Listener at cfg.ListenerFD() in a new
+// hostsock Table set up as cfg says: connection limit, socket policy, the
+// ready report and drain. The listener is its owner's to stop: Drain only
+// ends the accepts. Call the returned function once the guest has stopped:
+// it closes the table. engineName prefixes errors and logs.
+func hostTable(ctx context.Context, engineName string, cfg Config) (*hostsock.Table, func(), error) {
+	table, err := hostsock.NewTable(ctx, cfg.Listener, cfg.ListenerFD())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", engineName, err)
+	}
+	closeTable := func() {
+		if err := table.Close(); err != nil {
+			cfg.logger().Warn("closing guest sockets", "engine", engineName, "err", err)
+		}
+	}
+	table.LimitConns(cfg.MaxConns)
+	if err := table.SetPolicy(hostsock.Policy{Dial: cfg.AllowDial, Listen: cfg.AllowListen, Logger: cfg.logger()}); err != nil {
+		closeTable()
+		return nil, nil, fmt.Errorf("%s: %w", engineName, err)
+	}
+	stopReady := func() {}
+	if cfg.onReady != nil {
+		stopReady = afterClose(table.Ready(), cfg.onReady)
+	}
+	stopDrain := afterClose(cfg.Drain, table.Drain)
+	return table, func() {
+		stopDrain()
+		stopReady()
+		closeTable()
+	}, nil
+}

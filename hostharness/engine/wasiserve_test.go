@@ -18,9 +18,10 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 )
 
-// socketEngines are the engines whose own socket layer these tests exercise
-// beyond the shared table-driven ones.
-var socketEngines = []string{engine.Wazero}
+// socketEngines are the embedded engines whose host owns the sockets
+// (package hostsock), whose socket layer these tests exercise beyond the
+// shared table-driven ones.
+var socketEngines = engine.With(engine.HostListener)
 
 func TestKeepAlive(t *testing.T) {
 	for _, name := range socketEngines {
@@ -136,53 +137,82 @@ func TestClientAbort(t *testing.T) {
 	}
 }
 
+// TestBlockingAccept serves a guest that keeps its listener and
+// connections blocking (plain accept, read and write, as a guest without a
+// netpoller does): each call waits in the host until it can proceed.
+func TestBlockingAccept(t *testing.T) {
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.fd3, engine.Config{Env: []string{"BLOCKING_ACCEPT=2"}})
+			for i := range 2 {
+				resp, got := get(t, inst.URL())
+				if resp.StatusCode != 200 || string(got) != "blocked" {
+					t.Fatalf("request %d: %d %q, want 200 \"blocked\"", i, resp.StatusCode, got)
+				}
+			}
+			select {
+			case <-inst.Done():
+				if err := inst.Wait(); err != nil {
+					t.Fatalf("guest after its two connections: %v, want a clean exit", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the guest did not exit after its two connections")
+			}
+		})
+	}
+}
+
 // TestMaxConns holds two keep-alive connections open under a limit of two:
 // a third client must wait (in the kernel backlog, not refused) until one
 // of the first two goes away, and is then served.
 func TestMaxConns(t *testing.T) {
-	inst := serve(t, newEngine(t, engine.Wazero), built.echo, engine.Config{MaxConns: 2})
-	request := func(c net.Conn, body string) (string, error) {
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		got, err := io.ReadAll(resp.Body)
-		return string(got), err
-	}
-	var held []net.Conn
-	for i := range 2 {
-		c, err := net.Dial("tcp", inst.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if got, err := request(c, fmt.Sprint("held ", i)); err != nil || got != fmt.Sprint("held ", i) {
-			t.Fatalf("connection %d: %q, %v", i, got, err)
-		}
-		held = append(held, c)
-	}
-	third, err := net.Dial("tcp", inst.Addr) // completes in the backlog
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer third.Close()
-	fmt.Fprintf(third, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nthird")
-	third.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	if n, err := third.Read(make([]byte, 1)); n > 0 || !isTimeout(err) {
-		t.Fatalf("a third connection over the limit of 2 was served (read %d bytes, %v)", n, err)
-	}
-	held[0].Close()
-	third.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(third), nil)
-	if err != nil {
-		t.Fatalf("third connection after one closed: %v", err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	if string(got) != "third" {
-		t.Fatalf("third connection answered %q", got)
+	for _, name := range socketEngines {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), built.echo, engine.Config{MaxConns: 2})
+			request := func(c net.Conn, body string) (string, error) {
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					return "", err
+				}
+				defer resp.Body.Close()
+				got, err := io.ReadAll(resp.Body)
+				return string(got), err
+			}
+			var held []net.Conn
+			for i := range 2 {
+				c, err := net.Dial("tcp", inst.Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if got, err := request(c, fmt.Sprint("held ", i)); err != nil || got != fmt.Sprint("held ", i) {
+					t.Fatalf("connection %d: %q, %v", i, got, err)
+				}
+				held = append(held, c)
+			}
+			third, err := net.Dial("tcp", inst.Addr) // completes in the backlog
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer third.Close()
+			fmt.Fprintf(third, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nthird")
+			third.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if n, err := third.Read(make([]byte, 1)); n > 0 || !isTimeout(err) {
+				t.Fatalf("a third connection over the limit of 2 was served (read %d bytes, %v)", n, err)
+			}
+			held[0].Close()
+			third.SetReadDeadline(time.Now().Add(20 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+			if err != nil {
+				t.Fatalf("third connection after one closed: %v", err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			if string(got) != "third" {
+				t.Fatalf("third connection answered %q", got)
+			}
+		})
 	}
 }
 
@@ -193,7 +223,7 @@ func isTimeout(err error) bool {
 
 func TestMaxConnsRefused(t *testing.T) {
 	for _, name := range engine.Embedded() {
-		if name == engine.Wazero {
+		if engine.CapabilitiesOf(name).Has(engine.HostListener) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {

@@ -1,18 +1,6 @@
-//go:build cgo
+//go:build cgo && !wasmtime19
 
 package engine
-
-/*
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdlib.h>
-
-// From wasmtime 19's wasi.h; wasmtime-go links the library that defines it
-// but does not wrap it.
-typedef struct wasi_config_t wasi_config_t;
-extern bool wasi_config_preopen_socket(wasi_config_t *config, uint32_t fd_num, const char *host_port);
-*/
-import "C"
 
 import (
 	"context"
@@ -20,61 +8,118 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
-	"time"
-	"unsafe"
 
-	"github.com/bytecodealliance/wasmtime-go/v19"
+	"github.com/bytecodealliance/wasmtime-go/v42"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 )
 
 // wasmtimeAvailable reports that the embedded wasmtime engine is linked in.
 const wasmtimeAvailable = true
 
-// preopenSocketAllowEnv must be set or wasmtime 19 panics in
-// wasi_config_preopen_socket.
-const preopenSocketAllowEnv = "WASMTIME_WASI_CONFIG_PREOPEN_SOCKET_ALLOW"
+// wasmtimeCapabilities are this build's wasmtime engine's: those of the
+// host socket layer.
+var wasmtimeCapabilities = hostSocketCapabilities
 
-// wasmtimeEngine runs guests with wasmtime 19 embedded through wasmtime-go.
-// Every Run gets an engine of its own, so that interrupting one run (epochs
-// are per engine) cannot interrupt another. Compiled code is kept on disk,
-// serialised and uncompressed, and each Run maps it in: loading a cached
+// wasmtimeName is the name this build gives its embedded wasmtime engine.
+const wasmtimeName = Wasmtime
+
+// wasmtimeEngine runs guests on wasmtime 42 (wasmtime-go v42) with the
+// project's host socket layer: wasmtime's own WASI preview 1 serves
+// stdio, clocks and files, and hostsock serves every fd of the guest's
+// Table (the listener, accepted connections, sockets the guest opens)
+// through host functions that shadow wasmtime's (see wasmtimeFuncs).
+//
+// Every Run gets a wasmtime engine of its own, so that interrupting one
+// run (epochs are per engine) cannot interrupt another. Compiled code is
+// kept on disk, serialised, and each Run maps it in: loading a cached
 // guest costs a hash of the wasm and an mmap, not a recompilation.
 type wasmtimeEngine struct {
 	modulesDir string // serialised modules, by hash of their wasm
-	maxMemory  int64  // bytes per linear memory; -1 means no limit
+	// placeholder is the empty directory preopened at the listener's fd
+	// number, so that wasmtime never gives that number to a file.
+	placeholder string
+	maxMemory   int64 // bytes per linear memory; -1 means no limit
+	funcs       []wasmtimeFunc
+	// forward is the serialised forwarding module (see forwardModuleWAT).
+	forward string
 }
 
-// wasmtimeCodeVersion names the compiler whose output the cache holds;
-// wasmtime also checks its version and settings when deserialising.
-const wasmtimeCodeVersion = "wasmtime-19.0.0-epoch"
+// wasmtimeCodeVersion names the compiler and settings whose output the
+// cache holds; wasmtime also checks its version and settings when
+// deserialising.
+const wasmtimeCodeVersion = "wasmtime-42.0.0-epoch"
 
 func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
-	dir := filepath.Join(opts.CacheDir, "wasmtime", "modules")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("wasmtime cache: %w", err)
+	if err := hostsock.Supported(); err != nil {
+		return nil, fmt.Errorf("engine %s: %w", Wasmtime, err)
+	}
+	if err := checkWasmtimeLayout(); err != nil {
+		return nil, fmt.Errorf("engine %s: %w", Wasmtime, err)
+	}
+	dir := filepath.Join(opts.CacheDir, "wasmtime42")
+	modulesDir := filepath.Join(dir, "modules")
+	placeholder := filepath.Join(dir, "listener-placeholder")
+	for _, d := range []string{modulesDir, placeholder} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("wasmtime cache: %w", err)
+		}
 	}
 	maxMemory := int64(-1)
 	if pages := opts.maxMemoryPages(); pages != 0 {
 		maxMemory = int64(pages) * wasmPageSize
 	}
-	return &wasmtimeEngine{modulesDir: dir, maxMemory: maxMemory}, nil
+	funcs, err := wasmtimeFuncs()
+	if err != nil {
+		return nil, fmt.Errorf("engine %s: %w", Wasmtime, err)
+	}
+	e := &wasmtimeEngine{modulesDir: modulesDir, placeholder: placeholder, maxMemory: maxMemory, funcs: funcs}
+	wasm, err := wasmtime.Wat2Wasm(forwardModuleWAT(funcs))
+	if err != nil {
+		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
+	}
+	if e.forward, _, err = e.compile(wasm); err != nil {
+		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
+	}
+	return e, nil
 }
 
-func (e *wasmtimeEngine) Name() string { return Wasmtime }
+func (e *wasmtimeEngine) Name() string { return wasmtimeName }
 
-// newEngine returns a wasmtime engine with epoch interruption, to stop a
+// newWasmtime returns a wasmtime engine with epoch interruption, to stop a
 // guest. All engines share one configuration, so code serialised by one
 // deserialises in another.
-func newEngine() *wasmtime.Engine {
+func newWasmtime() *wasmtime.Engine {
 	cfg := wasmtime.NewConfig()
 	cfg.SetEpochInterruption(true)
 	return wasmtime.NewEngineWithConfig(cfg)
+}
+
+// compile returns the path of wasm's serialised code in the cache,
+// compiling it first if it is not there (or was cached by an incompatible
+// build), and the module, in an engine of its own.
+func (e *wasmtimeEngine) compile(wasm []byte) (string, *wasmtime.Module, error) {
+	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
+	code := filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
+	eng := newWasmtime()
+	if mod, err := wasmtime.NewModuleDeserializeFile(eng, code); err == nil {
+		return code, mod, nil
+	}
+	mod, err := wasmtime.NewModule(eng, wasm)
+	if err != nil {
+		return "", nil, err
+	}
+	serialised, err := mod.Serialize()
+	if err != nil {
+		return "", nil, fmt.Errorf("serialise: %w", err)
+	}
+	if err := writeFileAtomic(code, serialised); err != nil {
+		return "", nil, fmt.Errorf("cache compiled code: %w", err)
+	}
+	return code, mod, nil
 }
 
 func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
@@ -82,44 +127,39 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
-	code := filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
-	m := &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}
-	eng := newEngine()
-	if mod, err := wasmtime.NewModuleDeserializeFile(eng, code); err == nil {
-		return m, checkWasmtimeImports(eng, mod, path)
-	}
-	// Not cached, or cached by an incompatible build: compile afresh.
-	mod, err := wasmtime.NewModule(eng, wasm)
+	code, mod, err := e.compile(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wasmtime: %w", path, err)
 	}
-	if err := checkWasmtimeImports(eng, mod, path); err != nil {
+	if err := e.checkImports(mod, path); err != nil {
 		return nil, err
 	}
-	serialised, err := mod.Serialize()
-	if err != nil {
-		return nil, fmt.Errorf("serialise %s: %w", path, err)
-	}
-	if err := writeFileAtomic(code, serialised); err != nil {
-		return nil, fmt.Errorf("cache compiled %s: %w", path, err)
-	}
-	return m, nil
+	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}, nil
 }
 
-// checkWasmtimeImports reports an import that wasmtime's WASI does not
-// define (a WasmEdge socket extension, say) at Load, as the wazero engine
-// does, rather than at every Run.
-func checkWasmtimeImports(eng *wasmtime.Engine, mod *wasmtime.Module, path string) error {
+// checkImports reports an import that neither wasmtime's WASI nor the
+// engine's host functions define at Load, as the wazero engine does,
+// rather than at every Run.
+func (e *wasmtimeEngine) checkImports(mod *wasmtime.Module, path string) error {
+	eng := newWasmtime()
 	linker := wasmtime.NewLinker(eng)
+	defer linker.Close()
 	if err := linker.DefineWasi(); err != nil {
 		return fmt.Errorf("load %s: wasmtime WASI: %w", path, err)
 	}
 	store := wasmtime.NewStore(eng)
+	defer store.Close()
+	ours := make(map[string]bool, len(e.funcs))
+	for _, f := range e.funcs {
+		ours[f.Name] = true
+	}
 	for _, imp := range mod.Imports() {
 		name := ""
 		if n := imp.Name(); n != nil {
 			name = *n
+		}
+		if imp.Module() == wasiModule && ours[name] {
+			continue
 		}
 		if linker.Get(store, imp.Module(), name) == nil {
 			return errMissingImport(path, imp.Module(), name, Wasmtime)
@@ -128,25 +168,15 @@ func checkWasmtimeImports(eng *wasmtime.Engine, mod *wasmtime.Module, path strin
 	return nil
 }
 
-// writeFileAtomic writes data to path through a temporary file and a
-// rename, so that a concurrent reader never maps a partial file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 func (e *wasmtimeEngine) Close(context.Context) error { return nil }
+
+// placeholderGuestPath is the guest path of the placeholder preopen at the
+// listener's fd number. The guest never sees it: fd_prestat_get answers
+// EBADF there, which ends the guest's scan of preopens.
+const placeholderGuestPath = "/.wasiserve-listener"
+
+// wasiModule is the module name of WASI preview 1's imports.
+const wasiModule = "wasi_snapshot_preview1"
 
 type wasmtimeModule struct {
 	engine *wasmtimeEngine
@@ -158,175 +188,62 @@ func (m *wasmtimeModule) Close(context.Context) error { return nil }
 
 func (m *wasmtimeModule) Engine() string { return Wasmtime }
 
+// Run serves cfg.Listener, giving it to the guest at cfg.ListenerFD(),
+// after the preopened directories.
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
-	listen, err := takeOverAddr(Wasmtime, cfg)
+	table, closeTable, err := hostTable(ctx, Wasmtime, cfg)
 	if err != nil {
 		return err
 	}
-	eng := newEngine()
-	mod, err := wasmtime.NewModuleDeserializeFile(eng, m.code)
-	if err != nil {
-		return fmt.Errorf("wasmtime: load compiled %s: %w", m.name, err)
-	}
-	wasi, waitOutput, err := m.wasiConfig(cfg, listen)
+	defer closeTable()
+	run, err := m.newRun(ctx, cfg, table)
 	if err != nil {
 		return err
 	}
-	store := wasmtime.NewStore(eng)
-	store.SetWasi(wasi)
-	store.Limiter(m.engine.maxMemory, -1, -1, -1, -1)
-	defer func() {
-		store.Close() // closes the guest's stdio, ending the output copies
-		waitOutput()
-	}()
-	store.SetEpochDeadline(1)
-
-	linker := wasmtime.NewLinker(eng)
-	if err := linker.DefineWasi(); err != nil {
-		return fmt.Errorf("wasmtime: define WASI: %w", err)
-	}
-	instance, err := linker.Instantiate(store, mod)
-	if err != nil {
-		return fmt.Errorf("wasmtime: instantiate %s: %w", m.name, err)
-	}
-	start := instance.GetFunc(store, "_start")
-	if start == nil {
-		return fmt.Errorf("wasmtime: %s has no _start: not a WASI command", m.name)
-	}
-
-	stopped := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		drain := cfg.Drain
-		for {
-			select {
-			case <-ctx.Done():
-				interrupt(eng, listen)
-				return
-			case <-drain:
-				drain = nil
-				if err := stopListeningAt(listen); err != nil {
-					cfg.logger().Warn("wasmtime: cannot stop the guest's listener; it serves until the drain timeout", "err", err)
-				}
-			case <-stopped:
-				return
-			}
-		}
-	}()
-	_, err = start.Call(store)
-	close(stopped)
-	wg.Wait()
-	return wasmtimeExit(ctx, err)
+	defer run.close()
+	return run.start()
 }
 
-// interrupt stops a running guest: the epoch trap fires when the guest next
-// runs wasm code, and a connection to its listener wakes it from a blocking
-// poll_oneoff in case it is idle.
-func interrupt(eng *wasmtime.Engine, listen string) {
-	eng.IncrementEpoch()
-	if conn, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
-		conn.Close()
-	}
-}
-
-// wasiConfig builds the guest's WASI context: args, env, dirs, stdio and
-// the listener, which goes after the directories.
-func (m *wasmtimeModule) wasiConfig(cfg Config, listen string) (*wasmtime.WasiConfig, func(), error) {
+// wasiConfig builds the guest's WASI context: args, env, the directories,
+// the listener's placeholder after them, and stdio.
+func (m *wasmtimeModule) wasiConfig(cfg Config, out outputs) (*wasmtime.WasiConfig, error) {
 	wasi := wasmtime.NewWasiConfig()
 	wasi.SetArgv(append([]string{m.name}, cfg.Args...))
 	var keys, values []string
 	for _, kv := range cfg.Env {
 		k, v, err := splitEnv(kv)
 		if err != nil {
-			return nil, nil, err
+			wasi.Close()
+			return nil, err
 		}
 		keys, values = append(keys, k), append(values, v)
 	}
 	wasi.SetEnv(keys, values)
+	guestPaths := map[string]bool{}
 	for _, d := range cfg.Dirs {
+		if guestPaths[d.Guest] {
+			wasi.Close()
+			return nil, fmt.Errorf("dir %s:%s: guest path %s is mounted twice", d.Host, d.Guest, d.Guest)
+		}
+		guestPaths[d.Guest] = true
+		dirPerms, filePerms := wasmtime.DIR_READ|wasmtime.DIR_WRITE, wasmtime.FILE_READ|wasmtime.FILE_WRITE
 		if d.ReadOnly {
-			return nil, nil, fmt.Errorf("wasmtime: dir %s: wasmtime 19's C API preopens directories read-write only; drop :ro or use --engine wazero", d.Host)
+			dirPerms, filePerms = wasmtime.DIR_READ, wasmtime.FILE_READ
 		}
-		if err := wasi.PreopenDir(d.Host, d.Guest); err != nil {
-			return nil, nil, fmt.Errorf("wasmtime: preopen dir %s: %w", d.Host, err)
+		if err := wasi.PreopenDir(d.Host, d.Guest, dirPerms, filePerms); err != nil {
+			wasi.Close()
+			return nil, fmt.Errorf("%s: preopen dir %s: %w", Wasmtime, d.Host, err)
 		}
 	}
-	stdout, err := redirect(cfg.Stdout, os.Stdout, wasi.InheritStdout, wasi.SetStdoutFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("wasmtime: guest stdout: %w", err)
-	}
-	stderr, err := redirect(cfg.Stderr, os.Stderr, wasi.InheritStderr, wasi.SetStderrFile)
-	if err != nil {
-		stdout()
-		return nil, nil, fmt.Errorf("wasmtime: guest stderr: %w", err)
-	}
-	waitOutput := func() { stdout(); stderr() }
-	if err := preopenSocket(wasi, cfg.ListenerFD(), listen); err != nil {
+	// No permissions: the guest never reaches it anyway, as every call on
+	// its fd number goes to the Table, and fd_prestat_get answers EBADF
+	// there, ending the guest's scan of preopens.
+	if err := wasi.PreopenDir(m.engine.placeholder, placeholderGuestPath, 0, 0); err != nil {
 		wasi.Close()
-		waitOutput()
-		return nil, nil, err
+		return nil, fmt.Errorf("%s: reserve the listener's fd: %w", Wasmtime, err)
 	}
-	if err := tuneListener(listen); err != nil {
-		cfg.logger().Warn("wasmtime: cannot tune the listener (TCP_NODELAY, backlog); small responses may wait for delayed ACKs and bursts of connections may be dropped", "listen", listen, "err", err)
-	}
-	return wasi, waitOutput, nil
-}
-
-// redirect connects one guest output stream to w. wasmtime 19 can only
-// inherit the host's stream or open a path, so any other writer is fed by a
-// pipe that wasmtime opens through /dev/fd. The returned function waits
-// (briefly) for the copy to drain once wasmtime has closed its end.
-func redirect(w io.Writer, std *os.File, inherit func(), setFile func(string) error) (wait func(), err error) {
-	noWait := func() {}
-	switch {
-	case w == nil:
-		return noWait, nil
-	case w == io.Writer(std):
-		inherit()
-		return noWait, nil
-	}
-	r, pw, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	err = setFile(fmt.Sprintf("/dev/fd/%d", pw.Fd()))
-	pw.Close() // wasmtime opened a descriptor of its own
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer r.Close()
-		io.Copy(w, r)
-	}()
-	return func() {
-		select {
-		case <-done:
-		case <-time.After(time.Second):
-		}
-	}, nil
-}
-
-// preopenSocket binds listen and preopens it at guest fd fd, through the C
-// function wasmtime-go does not wrap. WasiConfig's only field is the C
-// pointer; the version is pinned in go.mod and a test covers this path.
-func preopenSocket(wasi *wasmtime.WasiConfig, fd uint32, listen string) error {
-	if err := os.Setenv(preopenSocketAllowEnv, "1"); err != nil {
-		return fmt.Errorf("wasmtime: %s: %w", preopenSocketAllowEnv, err)
-	}
-	ptr := *(**C.wasi_config_t)(unsafe.Pointer(wasi))
-	hostPort := C.CString(listen)
-	defer C.free(unsafe.Pointer(hostPort))
-	ok := C.wasi_config_preopen_socket(ptr, C.uint32_t(fd), hostPort)
-	runtime.KeepAlive(wasi)
-	if !ok {
-		return fmt.Errorf("wasmtime: preopen listener %s at fd %d failed (address in use or invalid?)", listen, fd)
-	}
-	return nil
+	out.attach(wasi)
+	return wasi, nil
 }
 
 // wasmtimeExit maps the result of calling _start to Run's contract.
@@ -344,7 +261,7 @@ func wasmtimeExit(ctx context.Context, err error) error {
 		}
 	}
 	if ctx.Err() != nil {
-		return nil // interrupted by the host
+		return nil // stopped by the host
 	}
 	msg := err.Error()
 	var trap *wasmtime.Trap

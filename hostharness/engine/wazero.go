@@ -12,47 +12,50 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/experimental/sock"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-	"github.com/tetratelabs/wazero/sys"
+	"github.com/samyfodil/wazy"
+	"github.com/samyfodil/wazy/experimental/sock"
+	"github.com/samyfodil/wazy/imports/wasi_snapshot_preview1"
+	"github.com/samyfodil/wazy/sys"
 )
 
 // wazeroEngine runs guests with wazero's compiler and its experimental
-// socket support, which binds the listener itself (WazeroSock).
+// socket support, which binds the listener itself (WazySock).
 type wazeroEngine struct {
 	name    string
-	runtime wazero.Runtime
-	cache   wazero.CompilationCache
+	runtime wazy.Runtime
+	cache   wazy.CompilationCache
 }
 
 func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
-	e, err := newWazeroEngine(ctx, WazeroSock, opts, true)
+	e, err := newWazeroEngine(ctx, WazySock, opts)
 	if err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-// newWazeroEngine builds a wazero runtime. With checkContext, compiled
-// code checks the run's context (wazero's WithCloseOnContextDone), so that
-// any guest can be stopped; without it, stopping is left to host functions
-// (package hostsock's), which saves the guest about 40 % of its CPU.
-func newWazeroEngine(ctx context.Context, name string, opts Options, checkContext bool) (*wazeroEngine, error) {
-	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(opts.CacheDir, "wazero"))
+// newWazeroEngine builds a runtime of wazy, a fork of wazero whose
+// compiled code checks Go's own preemption request at loop headers and
+// function entries: a guest spinning without host calls still lets the
+// host's garbage collector stop the world, and a cancelled run context
+// stops it. (wazero's compiled code does neither unless it checks the
+// context, WithCloseOnContextDone, which cost the echo guest 1.6-2.2x its
+// CPU per request; wazy's checks cost less than nothing against wazero
+// without them: docs/BENCHMARKS.md.)
+func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEngine, error) {
+	cache, err := wazy.NewCompilationCacheWithDir(filepath.Join(opts.CacheDir, "wazy"))
 	if err != nil {
-		return nil, fmt.Errorf("wazero compilation cache: %w", err)
+		return nil, fmt.Errorf("wazy compilation cache: %w", err)
 	}
-	rtCfg := wazero.NewRuntimeConfig().
-		WithCompilationCache(cache).
-		WithCloseOnContextDone(checkContext)
+	rtCfg := wazy.NewRuntimeConfig().
+		WithCompilationCache(cache)
 	if pages := opts.maxMemoryPages(); pages != 0 {
 		rtCfg = rtCfg.WithMemoryLimitPages(pages)
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, rtCfg)
+	rt := wazy.NewRuntimeWithConfig(ctx, rtCfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
-		return nil, fmt.Errorf("wazero: instantiate WASI: %w", err)
+		return nil, fmt.Errorf("wazy: instantiate WASI: %w", err)
 	}
 	return &wazeroEngine{name: name, runtime: rt, cache: cache}, nil
 }
@@ -66,7 +69,7 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 	}
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
 	if err != nil {
-		return nil, fmt.Errorf("compile %s with wazero: %w", path, err)
+		return nil, fmt.Errorf("compile %s with wazy: %w", path, err)
 	}
 	// wazero would only report "module[env] not instantiated" at run time.
 	for _, f := range compiled.ImportedFunctions() {
@@ -85,13 +88,13 @@ func (e *wazeroEngine) Close(ctx context.Context) error {
 }
 
 type wazeroModule struct {
-	runtime  wazero.Runtime
-	compiled wazero.CompiledModule
+	runtime  wazy.Runtime
+	compiled wazy.CompiledModule
 	name     string
 }
 
 func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
-	addr, err := takeOverAddr(WazeroSock, cfg)
+	addr, err := takeOverAddr(WazySock, cfg)
 	if err != nil {
 		return err
 	}
@@ -114,7 +117,7 @@ func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 // cfg.Env, stdio, real clocks and randomness, and cfg.Dirs, whose FSConfig
 // wrapFS (when not nil) may extend. The returned function releases the
 // mounts once the guest has stopped.
-func (m *wazeroModule) moduleConfig(cfg Config, wrapFS func(wazero.FSConfig) wazero.FSConfig) (wazero.ModuleConfig, func(), error) {
+func (m *wazeroModule) moduleConfig(cfg Config, wrapFS func(wazy.FSConfig) wazy.FSConfig) (wazy.ModuleConfig, func(), error) {
 	fs, closeFS, err := wazeroFSConfig(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -122,7 +125,7 @@ func (m *wazeroModule) moduleConfig(cfg Config, wrapFS func(wazero.FSConfig) waz
 	if wrapFS != nil {
 		fs = wrapFS(fs)
 	}
-	modCfg := wazero.NewModuleConfig().
+	modCfg := wazy.NewModuleConfig().
 		WithName(""). // anonymous: one compiled module can run many times at once
 		WithArgs(append([]string{m.name}, cfg.Args...)...).
 		WithStdout(writerOrDiscard(cfg.Stdout)).
@@ -144,7 +147,7 @@ func (m *wazeroModule) moduleConfig(cfg Config, wrapFS func(wazero.FSConfig) waz
 }
 
 // instantiate runs the guest's _start to its end under ctx.
-func (m *wazeroModule) instantiate(ctx context.Context, modCfg wazero.ModuleConfig) error {
+func (m *wazeroModule) instantiate(ctx context.Context, modCfg wazy.ModuleConfig) error {
 	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, modCfg)
 	if mod != nil {
 		mod.Close(context.WithoutCancel(ctx))
@@ -155,8 +158,8 @@ func (m *wazeroModule) instantiate(ctx context.Context, modCfg wazero.ModuleConf
 // wazeroFSConfig mounts cfg.Dirs. Read-only mounts go through os.Root, which
 // confines every lookup to the directory; wazero's own read-write mounts
 // follow symlinks out of it (wazero issue 2321), which is logged.
-func wazeroFSConfig(cfg Config) (wazero.FSConfig, func(), error) {
-	fs := wazero.NewFSConfig()
+func wazeroFSConfig(cfg Config) (wazy.FSConfig, func(), error) {
+	fs := wazy.NewFSConfig()
 	var roots []*os.Root
 	closeAll := func() {
 		for _, r := range roots {
@@ -207,14 +210,14 @@ func wazeroExit(ctx context.Context, err error) error {
 	}
 	var netErr *net.OpError
 	if errors.As(err, &netErr) {
-		return fmt.Errorf("wazero: preopen listener: %w", err) // e.g. the port is taken
+		return fmt.Errorf("wazy: preopen listener: %w", err) // e.g. the port is taken
 	}
 	return &ExitError{Code: 1, Trap: err.Error()}
 }
 
 func (m *wazeroModule) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
 
-func (m *wazeroModule) Engine() string { return WazeroSock }
+func (m *wazeroModule) Engine() string { return WazySock }
 
 func writerOrDiscard(w io.Writer) io.Writer {
 	if w == nil {

@@ -28,7 +28,7 @@ func TestRunNativeAndWazero(t *testing.T) {
 	dir := t.TempDir()
 	native, wasm, harness := built.native, built.wasm, built.harness
 	cfg := Config{
-		Targets:    []Target{NativeTarget("native GOMAXPROCS=1", native, 1), HarnessTarget(harness, engine.Wazero, wasm)},
+		Targets:    []Target{NativeTarget("native GOMAXPROCS=1", native, 1), HarnessTarget(harness, engine.Wazy, wasm)},
 		Duration:   300 * time.Millisecond,
 		Conns:      2,
 		IdleWindow: 300 * time.Millisecond,
@@ -69,7 +69,7 @@ func TestRunNativeAndWazero(t *testing.T) {
 			t.Errorf("%s: wrk measured %.0f requests/s, errors %q", tr.Name, tr.WrkRequestsPerSec, tr.WrkErrors)
 		}
 	}
-	if w := r.Targets[1]; w.WasmBytes <= 0 || w.Engine != engine.Wazero {
+	if w := r.Targets[1]; w.WasmBytes <= 0 || w.Engine != engine.Wazy {
 		t.Errorf("wasm target: engine %q, wasm size %d", w.Engine, w.WasmBytes)
 	}
 	var md bytes.Buffer

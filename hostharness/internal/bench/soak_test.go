@@ -21,7 +21,7 @@ func TestSoakShort(t *testing.T) {
 	dir := t.TempDir()
 	wasm, harness := built.wasm, built.harness
 	r, err := Soak(ctx, SoakConfig{
-		Target:      HarnessTarget(harness, engine.Wazero, wasm),
+		Target:      HarnessTarget(harness, engine.Wazy, wasm),
 		CacheDir:    dir,
 		Duration:    3 * time.Second,
 		Conns:       4,

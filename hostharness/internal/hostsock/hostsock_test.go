@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/sys"
+	"github.com/samyfodil/wazy"
+	"github.com/samyfodil/wazy/sys"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
@@ -63,7 +63,7 @@ type probe struct {
 func startProbe(t *testing.T, ctx context.Context) *probe {
 	t.Helper()
 	// No WithCloseOnContextDone: the table itself stops the guest.
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
+	rt := wazy.NewRuntimeWithConfig(ctx, wazy.NewRuntimeConfig())
 	t.Cleanup(func() { rt.Close(context.Background()) })
 	if _, err := wazerosock.Instantiate(ctx, rt); err != nil {
 		t.Fatal(err)
@@ -87,9 +87,9 @@ func startProbe(t *testing.T, ctx context.Context) *probe {
 	}
 	t.Cleanup(func() { p.table.Close() })
 	go func() {
-		_, err := rt.InstantiateModule(wazerosock.WithTable(ctx, p.table), compiled, wazero.NewModuleConfig().
+		_, err := rt.InstantiateModule(wazerosock.WithTable(ctx, p.table), compiled, wazy.NewModuleConfig().
 			WithStdout(&p.stdout).WithStderr(&p.stderr).
-			WithFSConfig(wazerosock.Reserve(wazero.NewFSConfig())).
+			WithFSConfig(wazerosock.Reserve(wazy.NewFSConfig())).
 			WithSysNanotime().WithSysWalltime().WithSysNanosleep())
 		p.done <- err
 	}()

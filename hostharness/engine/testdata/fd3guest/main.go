@@ -3,8 +3,12 @@
 // EXIT_CODE set it exits at once with that code instead; with ALLOC_MB set
 // it first allocates and touches that many MiB; with NO_ACCEPT set it tries
 // one accept at once (none with NO_ACCEPT=never) and then never again, so
-// connections pile up in the listener's backlog. Responses
-// start with REPLY_PREFIX ("fd3:" by default), which tells instances apart.
+// connections pile up in the listener's backlog; with BLOCKING_ACCEPT=N it
+// answers N connections with plain blocking accept, read and write calls
+// on fd 3 (as guests without a netpoller do) and exits. Responses start
+// with REPLY_PREFIX ("fd3:" by default), which tells instances apart.
+// A request for SPIN_PATH, when set, spins in pure computation forever, as
+// a handler with a bug does.
 package main
 
 import (
@@ -14,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -45,6 +50,16 @@ func main() {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	if n := os.Getenv("BLOCKING_ACCEPT"); n != "" {
+		count, _ := strconv.Atoi(n)
+		for range count {
+			if err := answerBlocking(); err != nil {
+				fmt.Fprintln(os.Stderr, "fd3guest:", err)
+				os.Exit(1)
+			}
+		}
+		return
+	}
 	syscall.SetNonblock(3, true)
 	ln, err := net.FileListener(os.NewFile(3, "listener"))
 	if err != nil {
@@ -55,8 +70,39 @@ func main() {
 	if prefix == "" {
 		prefix = "fd3:"
 	}
+	spinPath := os.Getenv("SPIN_PATH")
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if spinPath != "" && r.URL.Path == spinPath {
+			fmt.Fprintln(os.Stderr, "fd3guest: spinning")
+			for i := 0; ; i++ {
+				spinSink = i
+			}
+		}
 		io.WriteString(w, prefix)
 		io.Copy(w, r.Body)
 	}))
+}
+
+// spinSink keeps the spin loop from being optimised away.
+var spinSink int
+
+// answerBlocking accepts one connection on fd 3, which it leaves blocking,
+// reads a request's head and answers "blocked".
+func answerBlocking() error {
+	conn, _, err := syscall.Accept(3)
+	if err != nil {
+		return fmt.Errorf("blocking accept: %w", err)
+	}
+	defer syscall.Close(conn)
+	var head []byte
+	buf := make([]byte, 512)
+	for !strings.Contains(string(head), "\r\n\r\n") {
+		n, err := syscall.Read(conn, buf)
+		if err != nil || n == 0 {
+			return fmt.Errorf("blocking read: %d bytes, %v", n, err)
+		}
+		head = append(head, buf[:n]...)
+	}
+	_, err = syscall.Write(conn, []byte("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nblocked"))
+	return err
 }

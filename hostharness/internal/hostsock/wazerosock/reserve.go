@@ -1,9 +1,9 @@
 package wazerosock
 
 import (
-	"github.com/tetratelabs/wazero"
-	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
-	"github.com/tetratelabs/wazero/experimental/sysfs"
+	"github.com/samyfodil/wazy"
+	wazysys "github.com/samyfodil/wazy/sys"
+	"github.com/samyfodil/wazy/sysfs"
 )
 
 // ReservedGuestPath is the guest path of the placeholder preopen that
@@ -16,7 +16,7 @@ const ReservedGuestPath = "/.wasiserve-listener"
 // directories) in wazero's own fd table, so that wazero never hands that
 // number out for a file the guest opens. Every call on that number reaches
 // the Table instead, which owns it.
-func Reserve(fs wazero.FSConfig) wazero.FSConfig {
+func Reserve(fs wazy.FSConfig) wazy.FSConfig {
 	return fs.(sysfs.FSConfig).WithSysFSMount(reservedFS{}, ReservedGuestPath)
 }
 
@@ -24,5 +24,5 @@ func Reserve(fs wazero.FSConfig) wazero.FSConfig {
 // ENOSYS. (A struct embedding UnimplementedFS, not UnimplementedFS itself,
 // which wazero would skip as "no file system".)
 type reservedFS struct {
-	experimentalsys.UnimplementedFS
+	wazysys.UnimplementedFS
 }

@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-	wasi "github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-	"github.com/tetratelabs/wazero/sys"
+	"github.com/samyfodil/wazy"
+	"github.com/samyfodil/wazy/api"
+	wasi "github.com/samyfodil/wazy/imports/wasi_snapshot_preview1"
+	"github.com/samyfodil/wazy/sys"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 )
@@ -22,7 +22,7 @@ import (
 // (see Export). Guests then get host sockets for the fds of the Table in
 // the context they are instantiated with (WithTable), and wazero's
 // behaviour for every other fd.
-func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Closer, error) {
+func Instantiate(ctx context.Context, rt wazy.Runtime) (api.Closer, error) {
 	b := rt.NewHostModuleBuilder(wasi.ModuleName)
 	if err := Export(ctx, rt, b); err != nil {
 		return nil, err
@@ -39,7 +39,7 @@ func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Closer, error) {
 // fds of the calling context's Table and calls wazero's own function, with
 // the same module and stack, for every other fd. It adds the socket
 // extensions, which answer ENOTSUP to a guest run without a Table.
-func Export(ctx context.Context, rt wazero.Runtime, b wazero.HostModuleBuilder) error {
+func Export(ctx context.Context, rt wazy.Runtime, b wazy.HostModuleBuilder) error {
 	wasi.NewFunctionExporter().ExportFunctions(b)
 	defs, err := wazeroFunctions(ctx, rt)
 	if err != nil {
@@ -117,7 +117,7 @@ func valueTypes(types []hostsock.ValueType) []api.ValueType {
 
 // wazeroFunctions returns the definitions of wazero's WASI functions, read
 // from a host module compiled for that purpose only.
-func wazeroFunctions(ctx context.Context, rt wazero.Runtime) (map[string]api.FunctionDefinition, error) {
+func wazeroFunctions(ctx context.Context, rt wazy.Runtime) (map[string]api.FunctionDefinition, error) {
 	b := rt.NewHostModuleBuilder(wasi.ModuleName)
 	wasi.NewFunctionExporter().ExportFunctions(b)
 	compiled, err := b.Compile(ctx)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/tetratelabs/wazero"
+	"github.com/samyfodil/wazy"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
 )
@@ -13,7 +13,7 @@ import (
 // the same name (Export checks it) and the module instantiates.
 func TestInstantiate(t *testing.T) {
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
+	rt := wazy.NewRuntime(ctx)
 	defer rt.Close(ctx)
 	mod, err := wazerosock.Instantiate(ctx, rt)
 	if err != nil {

@@ -1,0 +1,311 @@
+//go:build cgo && !wasmtime19
+
+package engine
+
+/*
+#include <stdlib.h>
+#include "wasmtime_hostcall.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/cgo"
+	"unsafe"
+
+	"github.com/bytecodealliance/wasmtime-go/v42"
+
+	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+)
+
+// checkWasmtimeLayout checks that the value types this package copies out
+// of wasmtime-go have the sizes its C declarations give them
+// (wasmtime_hostcall.h).
+func checkWasmtimeLayout() error {
+	if unsafe.Sizeof(wasmtime.Memory{}) != C.sizeof_ws_memory_t || unsafe.Sizeof(wasmtime.Func{}) != C.sizeof_ws_func_t {
+		return fmt.Errorf("wasmtime-go's Memory (%d bytes) or Func (%d bytes) does not match wasmtime 42's C API (%d, %d): rebuild against wasmtime-go v42.0.0",
+			unsafe.Sizeof(wasmtime.Memory{}), unsafe.Sizeof(wasmtime.Func{}), C.sizeof_ws_memory_t, C.sizeof_ws_func_t)
+	}
+	return nil
+}
+
+// maxParams bounds the parameters of a host function (the WasmEdge
+// extension sock_getaddrinfo has 8).
+const maxParams = 16
+
+// wasmtimeRun is one run of a guest: its wasmtime objects, its Table, and
+// the state its host functions share. Host functions run on the goroutine
+// that called _start, one at a time.
+type wasmtimeRun struct {
+	ctx   context.Context
+	funcs []wasmtimeFunc
+	table *hostsock.Table
+	mem   guestMemory
+	stack [maxParams]uint64
+	// failure is set when a host function panicked: the guest was stopped
+	// and Run reports it.
+	failure error
+
+	eng     *wasmtime.Engine
+	store   *wasmtime.Store
+	linkers []*wasmtime.Linker
+	guest   *wasmtime.Instance
+	handle  cgo.Handle
+	c       *C.ws_run
+	out     outputs
+}
+
+// newRun instantiates the guest for cfg with table, ready to start.
+func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock.Table) (_ *wasmtimeRun, err error) {
+	e := m.engine
+	r := &wasmtimeRun{ctx: ctx, funcs: e.funcs, table: table, eng: newWasmtime()}
+	r.handle = cgo.NewHandle(r)
+	r.out = newOutputs(cfg)
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	if r.c = C.ws_run_new(C.uintptr_t(r.handle), C.size_t(len(r.funcs))); r.c == nil {
+		return nil, errors.New("wasmtime: out of memory")
+	}
+	mod, err := wasmtime.NewModuleDeserializeFile(r.eng, m.code)
+	if err != nil {
+		return nil, fmt.Errorf("wasmtime: load compiled %s: %w", m.name, err)
+	}
+	forward, err := wasmtime.NewModuleDeserializeFile(r.eng, e.forward)
+	if err != nil {
+		return nil, fmt.Errorf("wasmtime: load the forwarding module: %w", err)
+	}
+	wasi, err := m.wasiConfig(cfg, r.out)
+	if err != nil {
+		return nil, err
+	}
+	r.store = wasmtime.NewStore(r.eng)
+	r.store.SetWasi(wasi)
+	r.store.Limiter(e.maxMemory, -1, -1, -1, -1)
+	r.store.SetEpochDeadline(1)
+
+	linker, err := r.linker()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.define(linker); err != nil {
+		return nil, err
+	}
+	if r.guest, err = linker.Instantiate(r.store, mod); err != nil {
+		return nil, fmt.Errorf("wasmtime: instantiate %s: %w", m.name, err)
+	}
+	if err := r.attachMemory(forward); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// linker returns a new linker with wasmtime's WASI, closed with the run.
+func (r *wasmtimeRun) linker() (*wasmtime.Linker, error) {
+	l := wasmtime.NewLinker(r.eng)
+	r.linkers = append(r.linkers, l)
+	if err := l.DefineWasi(); err != nil {
+		return nil, fmt.Errorf("wasmtime: define WASI: %w", err)
+	}
+	return l, nil
+}
+
+// define defines the run's host functions in l, in place of wasmtime's
+// functions of the same names, through the C API's unchecked definitions
+// (see wasmtime_hostcall.c): a call costs one cgo callback, with no
+// allocation.
+func (r *wasmtimeRun) define(l *wasmtime.Linker) error {
+	l.AllowShadowing(true)
+	lptr := *(**C.wasmtime_linker_t)(unsafe.Pointer(l))
+	module := C.CString(wasiModule)
+	defer C.free(unsafe.Pointer(module))
+	for i, f := range r.funcs {
+		name := C.CString(f.Name)
+		ty := f.funcType()
+		tptr := *(**C.wasm_functype_t)(unsafe.Pointer(ty))
+		cerr := C.ws_define(lptr, module, C.size_t(len(wasiModule)), name, C.size_t(len(f.Name)), tptr, r.c, C.uint32_t(i))
+		C.free(unsafe.Pointer(name))
+		if cerr != nil {
+			return fmt.Errorf("wasmtime: define %s: %w", f.Name, takeError(cerr))
+		}
+	}
+	return nil
+}
+
+// takeError converts and frees a wasmtime_error_t.
+func takeError(cerr *C.wasmtime_error_t) error {
+	var buf [1024]C.char
+	n := C.ws_error_take(cerr, &buf[0], C.size_t(len(buf)))
+	return errors.New(C.GoStringN(&buf[0], C.int(n)))
+}
+
+// attachMemory gives the host functions the guest's exported memory and
+// instantiates the forwarding module on it, through which calls on fds
+// the Table does not own reach wasmtime's own functions. A guest without
+// a memory export gets EFAULT from every function that needs memory.
+func (r *wasmtimeRun) attachMemory(forward *wasmtime.Module) error {
+	exp := r.guest.GetExport(r.store, "memory")
+	if exp == nil || exp.Memory() == nil {
+		return nil
+	}
+	mem := exp.Memory()
+	r.c.memory = *(*C.ws_memory_t)(unsafe.Pointer(mem))
+	r.c.has_memory = 1
+	l, err := r.linker()
+	if err != nil {
+		return err
+	}
+	if err := l.Define(r.store, forwardMemoryModule, "memory", mem); err != nil {
+		return fmt.Errorf("wasmtime: forwarding module: %w", err)
+	}
+	fwd, err := l.Instantiate(r.store, forward)
+	if err != nil {
+		return fmt.Errorf("wasmtime: forwarding module: %w", err)
+	}
+	fns := unsafe.Slice(r.c.fns, r.c.nfns)
+	for i, f := range r.funcs {
+		if !f.forwards {
+			continue
+		}
+		fn := fwd.GetFunc(r.store, f.Name)
+		if fn == nil {
+			return fmt.Errorf("wasmtime: forwarding module has no %s", f.Name)
+		}
+		fns[i].forward = *(*C.ws_func_t)(unsafe.Pointer(fn))
+		fns[i].has_forward = 1
+	}
+	return nil
+}
+
+// start runs the guest's _start to its end. Cancelling the run's context
+// wakes the guest's waits on its sockets (the Table's), ends it at its
+// next host call, and interrupts it at its next loop header or function
+// entry (epoch interruption) if it is computing.
+func (r *wasmtimeRun) start() error {
+	start := r.guest.GetFunc(r.store, "_start")
+	if start == nil {
+		return errors.New("wasmtime: the module has no _start: not a WASI command")
+	}
+	stop := context.AfterFunc(r.ctx, r.eng.IncrementEpoch)
+	defer stop()
+	_, err := start.Call(r.store)
+	if r.failure != nil {
+		return fmt.Errorf("wasmtime: %w", r.failure)
+	}
+	return wasmtimeExit(r.ctx, err)
+}
+
+// close releases the run: the store (which closes the guest's files), the
+// linkers, then the C state their functions point to.
+func (r *wasmtimeRun) close() {
+	if r.store != nil {
+		r.store.Close()
+	}
+	for _, l := range r.linkers {
+		l.Close()
+	}
+	C.ws_run_free(r.c)
+	r.c = nil
+	r.handle.Delete()
+	r.out.close()
+}
+
+//export wasiserveHostCall
+func wasiserveHostCall(handle C.uintptr_t, index C.uint32_t, args unsafe.Pointer, n C.size_t, base *C.uint8_t, length C.size_t) (result C.int64_t) {
+	r := cgo.Handle(handle).Value().(*wasmtimeRun)
+	f := &r.funcs[index]
+	defer func() {
+		if p := recover(); p != nil {
+			r.failure = fmt.Errorf("host function %s panicked: %v", f.Name, p)
+			result = C.WS_STOP
+		}
+	}()
+	if int(n) < len(f.params) {
+		r.failure = fmt.Errorf("host function %s: called with %d parameter slots for %d parameters", f.Name, n, len(f.params))
+		return C.WS_STOP
+	}
+	stack := r.stack[:len(f.params)]
+	for i := range stack {
+		v := *(*uint64)(unsafe.Add(args, i*C.sizeof_ws_val_raw_t))
+		if f.i64&(1<<i) == 0 {
+			v = uint64(uint32(v))
+		}
+		stack[i] = v
+	}
+	var mem hostsock.Memory
+	if base != nil {
+		r.mem.b = unsafe.Slice((*byte)(unsafe.Pointer(base)), int(length))
+		mem = &r.mem
+	}
+	outcome := f.Call(r.table, mem, stack)
+	r.mem.b = nil
+	switch outcome {
+	case hostsock.Served:
+		return C.int64_t(uint32(stack[0]))
+	case hostsock.Delegate:
+		return C.WS_DELEGATE
+	default:
+		return C.WS_STOP
+	}
+}
+
+// guestMemory is the guest's linear memory during one host call: a view
+// of it, fetched anew for each call, as memory may grow between calls.
+type guestMemory struct {
+	b []byte
+}
+
+// Read returns the n bytes at off, or false if they are not all in
+// memory.
+func (m *guestMemory) Read(off, n uint32) ([]byte, bool) {
+	if uint64(off)+uint64(n) > uint64(len(m.b)) {
+		return nil, false
+	}
+	return m.b[off : off+n : off+n], true
+}
+
+// outputs are the guest's stdout and stderr writers, reached from
+// wasmtime's WASI through handles (wasi_config_set_stdout_custom): each
+// guest write reaches the writer synchronously, on the guest's thread.
+type outputs struct {
+	stdout, stderr cgo.Handle
+}
+
+func newOutputs(cfg Config) outputs {
+	return outputs{
+		stdout: cgo.NewHandle(writerOrDiscard(cfg.Stdout)),
+		stderr: cgo.NewHandle(writerOrDiscard(cfg.Stderr)),
+	}
+}
+
+// attach makes wasi's stdout and stderr write to o's writers.
+func (o outputs) attach(wasi *wasmtime.WasiConfig) {
+	ptr := *(**C.wasi_config_t)(unsafe.Pointer(wasi))
+	C.ws_set_output(ptr, 1, C.uintptr_t(o.stdout))
+	C.ws_set_output(ptr, 2, C.uintptr_t(o.stderr))
+}
+
+// close releases the handles; call it once the store is closed.
+func (o outputs) close() {
+	o.stdout.Delete()
+	o.stderr.Delete()
+}
+
+// errnoIO is the OS error code (EIO) an output callback answers for a
+// writer that failed without writing.
+const errnoIO = 5
+
+//export wasiserveOutput
+func wasiserveOutput(handle C.uintptr_t, buf unsafe.Pointer, n C.size_t) C.ptrdiff_t {
+	w := cgo.Handle(handle).Value().(io.Writer)
+	written, err := w.Write(unsafe.Slice((*byte)(buf), int(n)))
+	if err != nil && written == 0 {
+		return -errnoIO
+	}
+	return C.ptrdiff_t(written)
+}
