@@ -4,7 +4,7 @@ go 1.26
 
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
-	github.com/bytecodealliance/wasmtime-go/v19 v19.0.0
+	github.com/bytecodealliance/wasmtime-go/v42 v42.0.0
 	github.com/google/go-cmp v0.7.0
 	github.com/samyfodil/wazy v0.8.0
 	github.com/stealthrocket/net v0.2.1
@@ -18,7 +18,6 @@ require (
 	codeberg.org/go-pdf/fpdf v0.11.1 // indirect
 	git.sr.ht/~sbinet/gg v0.7.0 // indirect
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
-	github.com/bytecodealliance/wasmtime-go/v42 v42.0.0 // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	golang.org/x/image v0.30.0 // indirect
 	golang.org/x/text v0.28.0 // indirect

@@ -33,7 +33,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
 	instances := flags.Int("instances", 1, "also measure each engine whose host owns the listener ("+strings.Join(engine.With(engine.HostListener), ", ")+") with serve --instances N, when N > 1")
 	var harnesses stringList
-	flags.Var(&harnesses, "harness", "ENGINE=PATH: also measure ENGINE as served by the hostharness executable at PATH (repeatable); for engines that cannot be linked into this binary, such as wasmtime19 (go build -tags wasmtime19)")
+	flags.Var(&harnesses, "harness", "ENGINE=PATH: also measure ENGINE as served by the hostharness executable at PATH (repeatable); for engines that cannot be linked into this binary, such as an older release's")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}

@@ -23,7 +23,10 @@ func wasmPath(ctx context.Context, logger *slog.Logger, given, cacheDir string) 
 	out := guestbuild.DefaultOutput(cacheDir, "echo.wasm")
 	logger.Info("building guest", "package", guestbuild.Package, "target", guestbuild.WASI, "out", out)
 	start := time.Now()
-	if err := guestbuild.Build(ctx, guestbuild.Package, guestbuild.WASI, out); err != nil {
+	_, err := untilDone(ctx, "building the guest", func() (struct{}, error) {
+		return struct{}{}, guestbuild.Build(ctx, guestbuild.Package, guestbuild.WASI, out)
+	}, nil)
+	if err != nil {
 		return "", err
 	}
 	logger.Info("built guest", "took", time.Since(start).Round(time.Millisecond))
@@ -47,23 +50,94 @@ func loadGuest(ctx context.Context, logger *slog.Logger, engineName, path, cache
 	return loadGuestWith(ctx, logger, engineName, path, engine.Options{CacheDir: cacheDir})
 }
 
-// loadGuestWith is loadGuest with all engine options.
+// loadGuestWith is loadGuest with all engine options. When ctx is done
+// first it returns an *interruptedError at once, leaving the compilation
+// (which engines may not be able to cancel) to finish on its own.
 func loadGuestWith(ctx context.Context, logger *slog.Logger, engineName, path string, opts engine.Options) (engine.Engine, engine.Module, error) {
-	eng, err := engine.New(ctx, engineName, opts)
-	if err != nil {
-		return nil, nil, err
-	}
 	size := int64(0)
 	if st, err := os.Stat(path); err == nil {
 		size = st.Size()
 	}
-	logger.Info("compiling guest", "engine", engineName, "wasm", path, "size", fmt.Sprintf("%.1f MB", float64(size)/1e6))
+	logger.Info("loading guest", "engine", engineName, "wasm", path, "size", fmt.Sprintf("%.1f MB", float64(size)/1e6))
 	start := time.Now()
-	mod, err := eng.Load(ctx, path)
+	l, err := untilDone(ctx, "loading the guest", func() (loaded, error) {
+		eng, err := engine.New(ctx, engineName, opts)
+		if err != nil {
+			return loaded{}, err
+		}
+		mod, err := eng.Load(ctx, path)
+		if err != nil {
+			eng.Close(context.WithoutCancel(ctx))
+			return loaded{}, err
+		}
+		return loaded{eng, mod}, nil
+	}, loaded.close)
 	if err != nil {
-		eng.Close(ctx)
 		return nil, nil, err
 	}
-	logger.Info("compiled guest", "engine", engineName, "took", time.Since(start).Round(time.Millisecond))
-	return eng, mod, nil
+	msg := "compiled guest"
+	if engine.Cached(l.mod) {
+		msg = "loaded compiled guest (cache)"
+	}
+	logger.Info(msg, "engine", engineName, "took", time.Since(start).Round(time.Millisecond))
+	return l.eng, l.mod, nil
+}
+
+// loaded is an engine and the guest it compiled.
+type loaded struct {
+	eng engine.Engine
+	mod engine.Module
+}
+
+// close releases what an abandoned load made, if it succeeded.
+func (l loaded) close() {
+	if l.mod != nil {
+		l.mod.Close(context.Background())
+		l.eng.Close(context.Background())
+	}
+}
+
+// interruptedError reports a stop asked for (ctx done) before serve was
+// ready, naming what was under way.
+type interruptedError struct {
+	during string
+	after  time.Duration
+	cause  error
+}
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("interrupted while %s (after %s: %v)", e.during, e.after.Round(time.Millisecond), e.cause)
+}
+
+// untilDone runs f in a goroutine of its own and returns its result, or,
+// when ctx is done first, an *interruptedError saying that it was
+// interrupted while doing what during names. f then runs on, abandoned
+// (the process exits soon), and release (when not nil) gets its result
+// if it had no error.
+func untilDone[T any](ctx context.Context, during string, f func() (T, error), release func(T)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil && ctx.Err() != nil { // cancelled by ctx, e.g. a killed go build
+			return r.v, &interruptedError{during, time.Since(start), context.Cause(ctx)}
+		}
+		return r.v, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil && release != nil {
+				release(r.v)
+			}
+		}()
+		var zero T
+		return zero, &interruptedError{during, time.Since(start), context.Cause(ctx)}
+	}
 }

@@ -135,7 +135,7 @@ func TestServeSystemdActivation(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("no serving line; logs:\n%s", logs.String())
 	}
-	want := regexp.MustCompile(`^serving \S+ at http://` + regexp.QuoteMeta(ln.Addr().String()) + ` \(engine wazero\)$`)
+	want := regexp.MustCompile(`^serving \S+ at http://` + regexp.QuoteMeta(ln.Addr().String()) + ` \(engine ` + engine.Wazy + `\)$`)
 	if !want.MatchString(lines.Text()) {
 		t.Fatalf("serving line %q, want the inherited socket's address %s", lines.Text(), ln.Addr())
 	}

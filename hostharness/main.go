@@ -42,12 +42,45 @@ func main() {
 	env := &cliEnv{
 		stdout: os.Stdout,
 		stderr: os.Stderr,
-		logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		logger: newLogger(os.Stderr),
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := watchSignals(env.logger, cancel)
 	code := run(ctx, env, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// watchSignals cancels the commands' context on the first SIGINT or
+// SIGTERM, with the signal as the cause; a second one, for a stop that
+// takes too long, ends the process at once with status 128+signal, as the
+// signal's default action would. stop ends the watch.
+func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc) (stop func()) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("%v signal received", s))
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			logger.Warn("second signal: exiting now", "signal", s)
+			code := 1
+			if n, ok := s.(syscall.Signal); ok {
+				code = 128 + int(n)
+			}
+			os.Exit(code)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+	}
 }
 
 func run(ctx context.Context, env *cliEnv, args []string) int {

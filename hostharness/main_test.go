@@ -9,16 +9,18 @@ import (
 )
 
 // built holds what this package's tests run, built once per test binary:
-// the echo guest, the bare fd-3 guest and this command itself (for tests
-// that need it as a process of its own).
+// the echo guest, the bare fd-3 guest, the guest that treats its accept
+// error as fatal, and this command itself (for tests that need it as a
+// process of its own).
 var built struct {
-	echo, fd3, harness string
+	echo, fd3, fatal, harness string
 }
 
 func TestMain(m *testing.M) {
 	os.Exit(enginetest.Main(m,
 		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &built.echo},
 		enginetest.Guest{Pkg: "./engine/testdata/fd3guest", Target: guestbuild.WASI, Path: &built.fd3},
+		enginetest.Guest{Pkg: "./testdata/fatalguest", Target: guestbuild.WASI, Path: &built.fatal},
 		enginetest.Guest{Pkg: ".", Path: &built.harness},
 	))
 }

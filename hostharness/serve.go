@@ -5,7 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
+	"github.com/wasiserve/wasiserve/hostharness/internal/sdnotify"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
 	"github.com/wasiserve/wasiserve/internal/activation"
 )
@@ -45,6 +49,22 @@ type serveRun struct {
 	drainTimeout time.Duration
 	options      engine.Options
 	cfg          engine.Config
+	// readyFile, when set, receives the serving line once serve is ready.
+	readyFile string
+	// notifier tells systemd (NOTIFY_SOCKET) when serve is ready and
+	// when it stops; nil without it.
+	notifier *sdnotify.Notifier
+}
+
+// guestStdoutWriter is where --guest-stdout sends the guest's stdout.
+func guestStdoutWriter(env *cliEnv, value string) (io.Writer, error) {
+	switch value {
+	case "stderr":
+		return env.stderr, nil
+	case "stdout":
+		return env.stdout, nil
+	}
+	return nil, fmt.Errorf("--guest-stdout %q: want stderr or stdout", value)
 }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
@@ -65,6 +85,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	inheritEnv := flags.Bool("inherit-env", false, "pass the host's whole environment to the guest (before --env)")
 	maxMemory := flags.String("max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
 	maxConns := flags.Int("max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit)")
+	guestStdout := flags.String("guest-stdout", "stderr", "where the guest's stdout goes: stderr (so that serve's stdout carries only the serving line)\n"+
+		"or stdout")
+	readyFile := flags.String("ready-file", "", "once the guest is ready, write the serving line to this file (replaced at once, removed on exit)")
 	restart := flags.Bool("restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
 	var allowDial, allowListen stringList
 	flags.Var(&allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
@@ -80,16 +103,26 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if *inheritEnv {
-		envs = append(activation.Without(os.Environ()), envs...)
+		inherited := slices.DeleteFunc(activation.Without(os.Environ()), func(kv string) bool {
+			return strings.HasPrefix(kv, sdnotify.EnvVar+"=") // serve's, not the guest's
+		})
+		envs = append(inherited, envs...)
 	}
 	listenText := *listen
 	if !explicit["listen"] && activation.ForThisProcess(os.Getenv) {
 		listenText = "systemd"
 	}
-	r := serveRun{engine: *engineName, wasm: flags.Arg(0), restart: *restart, instances: *instances, drainTimeout: *drainTimeout,
+	r := serveRun{engine: *engineName, wasm: flags.Arg(0), restart: *restart, instances: *instances, drainTimeout: *drainTimeout, readyFile: *readyFile,
 		cfg: engine.Config{Env: envs, MaxConns: *maxConns, AllowDial: allowDial, AllowListen: allowListen,
-			Stdout: env.stdout, Stderr: env.stderr, Logger: env.logger}}
-	if err := r.check(listenText, *maxMemory, *cacheDir, dirs); err != nil {
+			Stderr: env.stderr, Logger: env.logger}}
+	err := r.check(listenText, *maxMemory, *cacheDir, dirs)
+	if err == nil {
+		r.cfg.Stdout, err = guestStdoutWriter(env, *guestStdout)
+	}
+	if err == nil {
+		r.notifier, err = sdnotify.FromEnv(os.Getenv)
+	}
+	if err != nil {
 		fmt.Fprintln(env.stderr, "hostharness serve:", err)
 		return 2
 	}
@@ -98,6 +131,11 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if err := serve(ctx, env, r); err != nil {
+		var intr *interruptedError
+		if errors.As(err, &intr) { // a stop asked for: not a failure
+			env.logger.Info("interrupted while "+intr.during, "after", intr.after.Round(time.Millisecond), "reason", intr.cause)
+			return 0
+		}
 		env.logger.Error("serve failed", "err", err)
 		return engine.ExitCode(err)
 	}
@@ -154,6 +192,13 @@ func (r *serveRun) check(listenText, maxMemory, cacheDir string, dirs []string) 
 			return fmt.Errorf("--dir %s: %s is not a directory", d, m.Host)
 		}
 		r.cfg.Dirs = append(r.cfg.Dirs, m)
+	}
+	if r.readyFile != "" {
+		if st, err := os.Stat(filepath.Dir(r.readyFile)); err != nil {
+			return fmt.Errorf("--ready-file: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("--ready-file %s: %s is not a directory", r.readyFile, filepath.Dir(r.readyFile))
+		}
 	}
 	if r.wasm != "" {
 		st, err := os.Stat(r.wasm)
@@ -246,6 +291,10 @@ func (r *serveRun) pickEngine(env *cliEnv, named bool) error {
 // serve binds the listener, builds or loads the guest and serves it
 // (r.instances times, on one listener) until a signal, then drains it.
 func serve(ctx context.Context, env *cliEnv, r serveRun) error {
+	if r.readyFile != "" {
+		os.Remove(r.readyFile) // one an earlier run left behind must not say ready
+		defer os.Remove(r.readyFile)
+	}
 	// The listener is bound before the guest is built or compiled, so
 	// that a port in use fails at once; the host keeps it across restarts,
 	// so that connections queue meanwhile instead of being refused.
@@ -255,6 +304,12 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 	}
 	defer ln.Close()
 	r.cfg.Listener = ln
+	notify := func(state string, send func() error) {
+		if err := send(); err != nil {
+			env.logger.Warn("cannot tell the service manager", "state", state, "err", err)
+		}
+	}
+	defer context.AfterFunc(ctx, func() { notify("stopping", r.notifier.Stopping) })()
 	path, err := wasmPath(ctx, env.logger, r.wasm, r.options.CacheDir)
 	if err != nil {
 		return err
@@ -267,11 +322,35 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 	defer mod.Close(context.WithoutCancel(ctx))
 	g := &supervise.Group{Module: mod, Config: r.cfg, Instances: r.instances, Restart: r.restart,
 		DrainTimeout: r.drainTimeout, Logger: env.logger,
-		Ready: func() { fmt.Fprintf(env.stdout, "serving %s at %s (engine %s)\n", path, listener.Served(ln), r.engine) }}
+		Ready: func() {
+			line := fmt.Sprintf("serving %s at %s (engine %s)\n", path, listener.Served(ln), r.engine)
+			if r.readyFile != "" { // first, so that it is there once stdout says ready
+				if err := writeFileAtomic(r.readyFile, line); err != nil {
+					env.logger.Error("cannot write the ready file", "err", err)
+				}
+			}
+			io.WriteString(env.stdout, line)
+			notify("ready", r.notifier.Ready)
+		}}
 	if err := g.Run(ctx); err != nil {
 		return fmt.Errorf("serve %s: %w", path, err)
 	}
 	return nil
+}
+
+// writeFileAtomic writes data to path through a temporary file in its
+// directory and a rename, so that a reader never sees part of it.
+func writeFileAtomic(path, data string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename, a no-op
+	_, err = tmp.WriteString(data)
+	if err = errors.Join(err, tmp.Close()); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // memAvailable is the memory the kernel says is available, in bytes, or

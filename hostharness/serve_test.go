@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,46 +17,52 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
 )
 
-// servingLine is the one line serve prints on stdout once it listens.
-var servingLine = regexp.MustCompile(`^serving (\S+) at http://(127\.0\.0\.1:\d+) \(engine (\S+)\)$`)
+// servingLine is the one line serve prints on stdout once it listens on
+// loopback TCP, IPv4 or IPv6.
+var servingLine = regexp.MustCompile(`^serving (\S+) at http://(127\.0\.0\.1:\d+|\[::1\]:\d+) \(engine (\S+)\)$`)
 
 // TestServeCommand runs `hostharness serve` in-process on each embedded
-// engine: it must print the serving line, answer the curl echo, and exit 0
-// when interrupted.
+// engine, on IPv4 and IPv6 loopback: it must print the serving line,
+// answer the curl echo, and exit 0 when interrupted.
 func TestServeCommand(t *testing.T) {
 	wasm := built.echo
 	for _, name := range engine.Embedded() {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			s := serveInProcess(t, ctx, "--engine", name, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), wasm)
-			m := servingLine.FindStringSubmatch(s.lines.Text())
-			if m == nil || m[1] != wasm || m[3] != name {
-				t.Fatalf("stdout line %q does not match %s", s.lines.Text(), servingLine)
-			}
-			client := &http.Client{Timeout: 30 * time.Second}
-			resp, err := client.Post("http://"+m[2], "text/plain", strings.NewReader("echo"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(body) != "echo" {
-				t.Fatalf("echo answered %q", body)
-			}
-			cancel() // as SIGINT does
-			select {
-			case c := <-s.code:
-				if c != 0 {
-					t.Fatalf("exit code %d after interrupt, want 0", c)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("serve did not stop after interrupt")
-			}
-			if s.lines.Scan() {
-				t.Errorf("extra stdout line %q: serve must print exactly one", s.lines.Text())
-			}
-		})
+		for _, listen := range []string{"127.0.0.1:0", "[::1]:0"} {
+			t.Run(name+"/"+listen, func(t *testing.T) {
+				serveEcho(t, name, listen, wasm)
+			})
+		}
+	}
+}
+
+// serveEcho is one TestServeCommand case.
+func serveEcho(t *testing.T, name, listen, wasm string) {
+	if ln, err := net.Listen("tcp", listen); err != nil {
+		t.Skipf("this machine cannot listen on %s: %v", listen, err)
+	} else {
+		ln.Close()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := serveInProcess(t, ctx, "--engine", name, "--listen", listen, "--cache-dir", enginetest.CacheDir(), wasm)
+	m := servingLine.FindStringSubmatch(s.lines.Text())
+	if m == nil || m[1] != wasm || m[3] != name {
+		t.Fatalf("stdout line %q does not match %s", s.lines.Text(), servingLine)
+	}
+	if body := post(t, "http://"+m[2], "echo"); body != "echo" {
+		t.Fatalf("echo answered %q", body)
+	}
+	cancel() // as SIGINT does
+	select {
+	case c := <-s.code:
+		if c != 0 {
+			t.Fatalf("exit code %d after interrupt, want 0", c)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after interrupt")
+	}
+	if s.lines.Scan() {
+		t.Errorf("extra stdout line %q: serve must print exactly one", s.lines.Text())
 	}
 }
 
@@ -77,7 +82,7 @@ func serveInProcess(t *testing.T, ctx context.Context, args ...string) *servedIn
 	t.Helper()
 	stdoutR, stdoutW := io.Pipe()
 	s := &servedInProcess{logs: &syncbuf.Buffer{}, code: make(chan int, 1)}
-	env := &cliEnv{stdout: stdoutW, stderr: s.logs, logger: slog.New(slog.NewTextHandler(s.logs, nil))}
+	env := &cliEnv{stdout: stdoutW, stderr: s.logs, logger: newLogger(s.logs)}
 	go func() {
 		s.code <- run(ctx, env, append([]string{"serve"}, args...))
 		stdoutW.Close()
@@ -131,6 +136,8 @@ func TestServeErrors(t *testing.T) {
 		{"tiny max-memory", []string{"serve", "--max-memory", "1", "x.wasm"}, 2, "want a size from 1MiB"},
 		{"empty unix path", []string{"serve", "--listen", "unix:", "x.wasm"}, 2, "empty path"},
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
+		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), built.fd3}, 2, "--ready-file: stat"},
+		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", built.fd3}, 2, `--guest-stdout "file": want stderr or stdout`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder

@@ -42,7 +42,7 @@ func cliRuntimes() map[string]cliRuntime {
 				if strings.Contains(tail, "tcplisten") || strings.Contains(tail, "preview2") {
 					return errors.New("this wasmtime CLI rejects `-S preview2=n -S tcplisten`: the wasi-common implementation " +
 						"that served preopened sockets was removed from wasmtime in 2026; use --engine wasmtime " +
-						"(embedded wasmtime 19) or --engine wazero instead")
+						"(embedded wasmtime, with the project's socket layer) or --engine wazy instead")
 				}
 				return nil
 			},

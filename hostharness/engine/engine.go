@@ -262,6 +262,15 @@ type Module interface {
 	Close(ctx context.Context) error
 }
 
+// Cached reports whether Load took mod's compiled code from the
+// compilation cache (on disk, or in memory from an earlier Load) rather
+// than compiling it. Modules of engines that can tell have a method
+// Cached() bool; for the others it is false.
+func Cached(mod Module) bool {
+	c, ok := mod.(interface{ Cached() bool })
+	return ok && c.Cached()
+}
+
 // ExitError reports a guest that exited with a non-zero code or trapped.
 type ExitError struct {
 	// Code is the guest's exit code; 1 for a trap.

@@ -65,7 +65,11 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 		inst.err = mod.Run(runCtx, cfg)
 	}()
 	if err := inst.waitReady(ctx, ready); err != nil {
-		return nil, errors.Join(err, inst.Stop())
+		// The error of a guest that exited is in err already.
+		if stopErr := inst.Stop(); stopErr != nil && !errors.Is(err, stopErr) {
+			err = fmt.Errorf("%w; %w", err, stopErr)
+		}
+		return nil, err
 	}
 	return inst, nil
 }

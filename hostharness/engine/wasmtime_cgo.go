@@ -1,4 +1,4 @@
-//go:build cgo && !wasmtime19
+//go:build cgo
 
 package engine
 
@@ -81,7 +81,7 @@ func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
 	}
-	if e.forward, _, err = e.compile(wasm); err != nil {
+	if e.forward, _, _, err = e.compile(wasm); err != nil {
 		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
 	}
 	return e, nil
@@ -100,26 +100,27 @@ func newWasmtime() *wasmtime.Engine {
 
 // compile returns the path of wasm's serialised code in the cache,
 // compiling it first if it is not there (or was cached by an incompatible
-// build), and the module, in an engine of its own.
-func (e *wasmtimeEngine) compile(wasm []byte) (string, *wasmtime.Module, error) {
+// build), the module, in an engine of its own, and whether the code came
+// from the cache.
+func (e *wasmtimeEngine) compile(wasm []byte) (string, *wasmtime.Module, bool, error) {
 	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
 	code := filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
 	eng := newWasmtime()
 	if mod, err := wasmtime.NewModuleDeserializeFile(eng, code); err == nil {
-		return code, mod, nil
+		return code, mod, true, nil
 	}
 	mod, err := wasmtime.NewModule(eng, wasm)
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
 	serialised, err := mod.Serialize()
 	if err != nil {
-		return "", nil, fmt.Errorf("serialise: %w", err)
+		return "", nil, false, fmt.Errorf("serialise: %w", err)
 	}
 	if err := writeFileAtomic(code, serialised); err != nil {
-		return "", nil, fmt.Errorf("cache compiled code: %w", err)
+		return "", nil, false, fmt.Errorf("cache compiled code: %w", err)
 	}
-	return code, mod, nil
+	return code, mod, false, nil
 }
 
 func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
@@ -127,14 +128,14 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	code, mod, err := e.compile(wasm)
+	code, mod, cached, err := e.compile(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wasmtime: %w", path, err)
 	}
 	if err := e.checkImports(mod, path); err != nil {
 		return nil, err
 	}
-	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path)}, nil
+	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path), cached: cached}, nil
 }
 
 // checkImports reports an import that neither wasmtime's WASI nor the
@@ -182,7 +183,11 @@ type wasmtimeModule struct {
 	engine *wasmtimeEngine
 	code   string // path of the serialised module
 	name   string
+	cached bool // Load deserialised code, compiled nothing
 }
+
+// Cached reports whether Load found the code in the cache (see Cached).
+func (m *wasmtimeModule) Cached() bool { return m.cached }
 
 func (m *wasmtimeModule) Close(context.Context) error { return nil }
 

@@ -1,4 +1,4 @@
-//go:build cgo && !wasmtime19
+//go:build cgo
 
 package engine
 

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/samyfodil/wazy"
 	"github.com/samyfodil/wazy/experimental/sock"
@@ -21,9 +24,10 @@ import (
 // wazeroEngine runs guests with wazero's compiler and its experimental
 // socket support, which binds the listener itself (WazySock).
 type wazeroEngine struct {
-	name    string
-	runtime wazy.Runtime
-	cache   wazy.CompilationCache
+	name     string
+	runtime  wazy.Runtime
+	cache    wazy.CompilationCache
+	cacheDir string
 }
 
 func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
@@ -43,7 +47,8 @@ func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
 // CPU per request; wazy's checks cost less than nothing against wazero
 // without them: docs/BENCHMARKS.md.)
 func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEngine, error) {
-	cache, err := wazy.NewCompilationCacheWithDir(filepath.Join(opts.CacheDir, "wazy"))
+	cacheDir := filepath.Join(opts.CacheDir, "wazy")
+	cache, err := wazy.NewCompilationCacheWithDir(cacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("wazy compilation cache: %w", err)
 	}
@@ -57,7 +62,7 @@ func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEng
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wazy: instantiate WASI: %w", err)
 	}
-	return &wazeroEngine{name: name, runtime: rt, cache: cache}, nil
+	return &wazeroEngine{name: name, runtime: rt, cache: cache, cacheDir: cacheDir}, nil
 }
 
 func (e *wazeroEngine) Name() string { return e.name }
@@ -67,10 +72,12 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
+	before := cacheEntries(e.cacheDir)
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wazy: %w", path, err)
 	}
+	cached := maps.Equal(before, cacheEntries(e.cacheDir))
 	// wazero would only report "module[env] not instantiated" at run time.
 	for _, f := range compiled.ImportedFunctions() {
 		module, name, _ := f.Import()
@@ -79,7 +86,26 @@ func (e *wazeroEngine) Load(ctx context.Context, path string) (Module, error) {
 			return nil, errMissingImport(path, module, name, e.name)
 		}
 	}
-	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path)}, nil
+	return &wazeroModule{runtime: e.runtime, compiled: compiled, name: filepath.Base(path), cached: cached}, nil
+}
+
+// cacheEntries lists the files of wazero's compilation cache in dir with
+// their modification times. wazero writes (or rewrites) an entry for each
+// module it compiles, and fails the compilation when it cannot, but none
+// for a module it found in the cache: the lists before and after
+// CompileModule differ exactly when it compiled. Another process writing
+// to the same cache meanwhile can only make a hit look like a compilation.
+func cacheEntries(dir string) map[string]time.Time {
+	entries := map[string]time.Time{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				entries[path] = info.ModTime()
+			}
+		}
+		return nil
+	})
+	return entries
 }
 
 func (e *wazeroEngine) Close(ctx context.Context) error {
@@ -91,7 +117,11 @@ type wazeroModule struct {
 	runtime  wazy.Runtime
 	compiled wazy.CompiledModule
 	name     string
+	cached   bool // Load compiled nothing
 }
+
+// Cached reports whether Load found the code in the cache (see Cached).
+func (m *wazeroModule) Cached() bool { return m.cached }
 
 func (m *wazeroModule) Run(ctx context.Context, cfg Config) error {
 	addr, err := takeOverAddr(WazySock, cfg)

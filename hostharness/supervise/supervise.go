@@ -144,6 +144,9 @@ func (g *Group) supervise(ctx, runCtx context.Context, id int, first chan<- stru
 			err = inst.Wait()
 		}
 		cancelInst()
+		if ctx.Err() != nil { // it exited as the stop began
+			return stopExit(log, err)
+		}
 		switch {
 		case err == nil:
 			log.Info("guest exited", "code", 0)
@@ -177,11 +180,27 @@ func (g *Group) drain(log *slog.Logger, inst *engine.Instance) error {
 	defer timer.Stop()
 	select {
 	case <-inst.Done():
-		err := inst.Wait()
-		log.Info("guest stopped", "drained", true)
-		return err
+		return stopExit(log, inst.Wait())
 	case <-timer.C:
 		log.Warn("drain timeout: stopping the guest with requests still in flight", "timeout", g.DrainTimeout)
 		return inst.Stop()
 	}
+}
+
+// stopExit is the result of a guest that ended after the stop began, its
+// listener stopped: whatever its exit code, that is an ordinary end (a
+// guest may well treat its failed accept as fatal, as
+// log.Fatal(http.Serve(ln, h)) does), logged at info level and not
+// returned. A trap is still an error.
+func stopExit(log *slog.Logger, err error) error {
+	var exit *engine.ExitError
+	switch {
+	case err == nil:
+		log.Info("guest stopped", "drained", true)
+		return nil
+	case errors.As(err, &exit) && exit.Trap == "":
+		log.Info("guest exited after the listener stopped", "code", exit.Code)
+		return nil
+	}
+	return err
 }

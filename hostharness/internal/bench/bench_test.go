@@ -76,7 +76,7 @@ func TestRunNativeAndWazero(t *testing.T) {
 	if err := r.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| native GOMAXPROCS=1 | echo 4 B |", "| wasm wazero | echo 1 MiB |", "(×)"} {
+	for _, want := range []string{"| native GOMAXPROCS=1 | echo 4 B |", "| wasm " + engine.Wazy + " | echo 1 MiB |", "(×)"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
 		}

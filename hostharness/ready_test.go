@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
+	"github.com/wasiserve/wasiserve/hostharness/internal/sdnotify"
+	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+)
+
+// TestServeNotifySocket runs serve as systemd runs a Type=notify service,
+// with a NOTIFY_SOCKET the test listens on, and a guest that prints a
+// banner and a line per request on stdout: serve's first stdout line must
+// be the serving line, and its only one; the supervisor must get READY=1,
+// then STOPPING=1 on SIGTERM.
+func TestServeNotifySocket(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "notify")
+	notifications, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: socket, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notifications.Close()
+	next := func() string {
+		t.Helper()
+		buf := make([]byte, 4096)
+		notifications.SetReadDeadline(time.Now().Add(30 * time.Second))
+		n, err := notifications.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+	p := startServe(t, []string{sdnotify.EnvVar + "=" + socket},
+		"--engine", engine.Wazy, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), built.fatal)
+	url := p.servingURL(t)
+	if got := next(); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	if got := post(t, url, "x"); got != "fatal:x" {
+		t.Fatalf("guest answered %q", got)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if got := next(); got != "STOPPING=1" {
+		t.Fatalf("notification after SIGTERM %q, want STOPPING=1", got)
+	}
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; logs:\n%s", code, p.logs.String())
+	}
+	for p.stdout.Scan() {
+		t.Errorf("stdout line after the serving line: %q", p.stdout.Text())
+	}
+	for _, guestLine := range []string{"fatalguest: a banner on stdout", "fatalguest: POST /"} {
+		if !strings.Contains(p.logs.String(), guestLine) {
+			t.Errorf("the guest's stdout line %q is not on stderr:\n%s", guestLine, p.logs.String())
+		}
+	}
+}
+
+// TestServeGuestStdout: the guest's stdout goes to serve's stderr unless
+// --guest-stdout stdout says otherwise.
+func TestServeGuestStdout(t *testing.T) {
+	const banner = "fatalguest: a banner on stdout\n"
+	for _, tc := range []struct {
+		name     string
+		flag     []string
+		onStdout bool
+	}{
+		{"default", nil, false},
+		{"stderr", []string{"--guest-stdout", "stderr"}, false},
+		{"stdout", []string{"--guest-stdout", "stdout"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr syncbuf.Buffer
+			env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			code := make(chan int, 1)
+			args := append(append([]string{"serve", "--engine", engine.Wazy, "--listen", "127.0.0.1:0",
+				"--cache-dir", enginetest.CacheDir()}, tc.flag...), built.fatal)
+			go func() { code <- run(ctx, env, args) }()
+			for !strings.Contains(stdout.String(), "serving ") {
+				select {
+				case c := <-code:
+					t.Fatalf("serve exited %d; stderr:\n%s", c, stderr.String())
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			cancel()
+			if c := <-code; c != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", c, stderr.String())
+			}
+			if got := strings.Contains(stdout.String(), banner); got != tc.onStdout {
+				t.Errorf("banner on stdout: %v, want %v; stdout:\n%s", got, tc.onStdout, stdout.String())
+			}
+			if got := strings.Contains(stderr.String(), banner); got == tc.onStdout {
+				t.Errorf("banner on stderr: %v, want %v; stderr:\n%s", got, !tc.onStdout, stderr.String())
+			}
+		})
+	}
+}
+
+// TestServeReadyFile: with --ready-file, the serving line is also written
+// to the file once serve is ready, and the file is gone after serve.
+func TestServeReadyFile(t *testing.T) {
+	readyFile := filepath.Join(t.TempDir(), "ready")
+	if err := os.WriteFile(readyFile, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncbuf.Buffer
+	env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: newLogger(&stderr)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, env, []string{"serve", "--engine", engine.Wazy, "--listen", "127.0.0.1:0",
+			"--cache-dir", enginetest.CacheDir(), "--ready-file", readyFile, built.fatal})
+	}()
+	for !strings.Contains(stdout.String(), "serving ") {
+		select {
+		case c := <-code:
+			t.Fatalf("serve exited %d; stderr:\n%s", c, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	got, err := os.ReadFile(readyFile)
+	if err != nil || string(got) != stdout.String() || !servingLine.MatchString(strings.TrimSuffix(string(got), "\n")) {
+		t.Errorf("ready file %q (%v), want the serving line %q", got, err, stdout.String())
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", c, stderr.String())
+	}
+	if _, err := os.Stat(readyFile); !os.IsNotExist(err) {
+		t.Errorf("ready file left after serve: %v", err)
+	}
+}
