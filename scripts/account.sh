@@ -162,11 +162,12 @@ function name(s,   id, rest) {
 }
 function part(f) {
 	if (f ~ /^0x/) return "guest (compiled wasm)"
-	if (f ~ /hostharness\/internal\/hostsock\/[a-z]+sock\./) return "engine binding"
+	if (f ~ /libcalls::raw::memory_(copy|fill)$|^__mem(cpy|set|move)_avx/) return "guest bulk memory (engine libcalls)"
+	if (f ~ /hostharness\/internal\/hostsock\/[a-z]+sock\.|hostharness\/engine\.(wasiserveHostCall|\(\*guestMemory\))|^ws_|_cgoexp_/) return "engine binding"
 	if (f ~ /hostharness\/internal\/hostsock\./) return "hostsock"
 	if (f ~ /^runtime\.(entersyscall|exitsyscall|reentersyscall)/) return "syscall wrappers"
 	if (f ~ /(^|[^a-z])(syscall|golang\.org\/x\/sys\/unix|internal\/runtime\/syscall)[.\/]/) return "syscall wrappers"
-	if (f ~ /^runtime\.(cgocall|cgocallback|asmcgocall)|^crosscall|^_cgo_|wasmtime|cranelift|tetratelabs\/wazero/) return "engine"
+	if (f ~ /^runtime\.(cgocall|cgocallback|asmcgocall)|^crosscall|^_cgo_|wasmtime|cranelift|tetratelabs\/wazero|samyfodil\/wazy|^std::|^core::|^alloc::|^<|^__rust/) return "engine"
 	if (f ~ /^runtime\.(gc|scan|mark|greyobject|findObject|typePointers|tryDefer|wbBuf|bgsweep|bgscavenge|sweep|\(\*sweepLocked\)|\(\*gcWork\)|\(\*gcControllerState\)|\(\*mspan\)\.(sweep|mark)|extractHeapBits|heapSetType|spanOf|\(\*mheap\)\.(reclaim|nextSpanForSweep)|\(\*gcBits|\(\*scavenger|\(\*pageAlloc\)\.scav)/) return "Go runtime: GC"
 	if (f ~ /^(runtime|internal\/runtime|internal\/bytealg|sync|sync\/atomic|internal\/sync|gcWriteBarrier|aeshashbody|memeqbody|cmpbody|indexbytebody)[.\/]?/) return "Go runtime"
 	return other
@@ -178,7 +179,7 @@ function part(f) {
 	# wazero runs memory.copy and memory.fill in Go: guest work.
 	bulk = fn ~ /^0x/ && cfn ~ /^runtime\.(memmove|memclrNoHeapPointers)$/
 	# The entry point of a binding: all the host does for a call hostsock serves.
-	entry = cfn ~ /hostsock\/[a-z]+sock\.[A-Za-z.]*serve[A-Za-z.]*func[0-9]+$|hostsock\/[a-z]+sock\._?[a-z]*[Tt]rampoline/ && fn !~ /hostsock/
+	entry = cfn ~ /hostsock\/[a-z]+sock\.[A-Za-z.]*serve[A-Za-z.]*func[0-9]+$|hostharness\/engine\.wasiserveHostCall$/ && fn !~ /hostsock|hostharness\/engine\.|_cgoexp_/
 	clock = cfn ~ /wasi_snapshot_preview1\.wasiFunc\.Call$|clock_time_get/ && fn !~ /wasi|clock_time_get/
 	next
 }
@@ -198,7 +199,7 @@ END {
 	for (p in cost) printf "part\t%s\t%d\n", p, cost[p]
 	printf "part\ttotal\t%d\n", total
 	for (p in incl) printf "incl\t%s\t%d\n", p, incl[p]
-	for (f in calls) if (f ~ /hostsock\.(fd|sock|poll|path)[A-Z][A-Za-z]*$|wasi_snapshot_preview1\.[a-z][A-Za-z]*Fn$|wasmtime_wasi.*(clock_time_get|random_get|sched_yield|fd_write|poll_oneoff)/) printf "calls\t%s\t%d\n", f, calls[f]
+	for (f in calls) if (f ~ /hostsock\.(fd|sock|poll|path)[A-Z][A-Za-z]*$|wasi_snapshot_preview1\.[a-z][A-Za-z]*Fn$|wasmtime_wasi::clocks::[A-Za-z]+ as .*>::now$|HostFunc::array_call_trampoline$/) printf "calls\t%s\t%d\n", f, calls[f]
 	for (f in fcost) printf "fcost\t%s\t%d\n", f, fcost[f]
 }'
 
