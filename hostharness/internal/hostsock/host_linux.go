@@ -8,6 +8,7 @@ import (
 	"net"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,9 +73,30 @@ func accept(host int) (int, Errno) {
 }
 
 // recv reads into bufs with recvmsg(2) flags (MSG_PEEK, MSG_WAITALL).
+// One buffer, what Go guests pass, goes through recvfrom(2): no msghdr and
+// no iovec array to allocate.
 func recv(host int, bufs [][]byte, flags int) (int, Errno) {
+	if len(bufs) == 1 && len(bufs[0]) > 0 {
+		return sockIO(unix.SYS_RECVFROM, host, bufs[0], flags)
+	}
 	n, _, errno := recvmsg(host, bufs, flags)
 	return n, errno
+}
+
+// sockIO runs recvfrom(2) or sendto(2) on a connected socket with one
+// non-empty buffer, retrying on EINTR.
+func sockIO(trap uintptr, host int, p []byte, flags int) (int, Errno) {
+	for {
+		n, _, err := unix.Syscall6(trap, uintptr(host), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), uintptr(flags), 0, 0)
+		switch err {
+		case 0:
+			return int(n), errnoSuccess
+		case unix.EINTR:
+			continue
+		default:
+			return 0, hostErrno(err)
+		}
+	}
 }
 
 // recvmsg reads into bufs and returns the sender's address, if any.
@@ -91,8 +113,12 @@ func recvmsg(host int, bufs [][]byte, flags int) (int, unix.Sockaddr, Errno) {
 	}
 }
 
-// send writes bufs to a connected socket.
+// send writes bufs to a connected socket; one buffer goes through
+// sendto(2), as in recv.
 func send(host int, bufs [][]byte) (int, Errno) {
+	if len(bufs) == 1 && len(bufs[0]) > 0 {
+		return sockIO(unix.SYS_SENDTO, host, bufs[0], unix.MSG_NOSIGNAL)
+	}
 	return sendmsg(host, bufs, nil)
 }
 
@@ -176,12 +202,22 @@ func ppoll(fds []pollFD, deadline time.Time) Errno {
 	}
 }
 
-// errnoOf maps a host error to its WASI errno.
+// errnoOf maps a host error to its WASI errno. A bare syscall.Errno, the
+// common case (EAGAIN), is mapped without allocating.
 func errnoOf(err error) Errno {
-	var errno syscall.Errno
-	if !errors.As(err, &errno) {
-		return errnoIO
+	errno, ok := err.(syscall.Errno)
+	if !ok {
+		var wrapped syscall.Errno
+		if !errors.As(err, &wrapped) {
+			return errnoIO
+		}
+		errno = wrapped
 	}
+	return hostErrno(errno)
+}
+
+// hostErrno maps a host errno to its WASI errno.
+func hostErrno(errno syscall.Errno) Errno {
 	switch errno {
 	case unix.EACCES:
 		return 2

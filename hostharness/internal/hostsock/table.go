@@ -82,6 +82,9 @@ type Table struct {
 
 	// counters are the table's Stats.
 	counters counters
+	// bufs is the scratch iovec list of fd_read, fd_write, sock_recv and
+	// sock_send, so that a call allocates nothing.
+	bufs [][]byte
 }
 
 // NewTable returns a Table that gives the guest ln (a TCP or Unix

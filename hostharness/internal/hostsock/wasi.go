@@ -40,13 +40,21 @@ func (t *Table) poll(fds []pollFD, deadline time.Time, watchDrain bool) ([]pollF
 	return fds, ppoll(fds, deadline)
 }
 
-// rw resolves an iovec array and checks the result pointer before any
-// byte moves, so that a bad pointer never loses data.
-func rw(mem Memory, iovs, count, result uint32) ([][]byte, Errno) {
+// rw resolves an iovec array into the table's scratch list and checks the
+// result pointer before any byte moves, so that a bad pointer never loses
+// data. The caller hands the list back with done.
+func (t *Table) rw(mem Memory, iovs, count, result uint32) ([][]byte, Errno) {
 	if _, ok := mem.Read(result, 4); !ok {
 		return nil, errnoFault
 	}
-	return iovecs(mem, iovs, count, nil)
+	return iovecs(mem, iovs, count, t.bufs[:0])
+}
+
+// done keeps bufs' array for the next call, holding no view of guest
+// memory (which may be reallocated when it grows).
+func (t *Table) done(bufs [][]byte) {
+	clear(bufs)
+	t.bufs = bufs[:0]
 }
 
 func fdRead(t *Table, mem Memory, _ uint32, e *entry, stack []uint64) Errno {
@@ -92,23 +100,25 @@ func recvFlags(riFlags uint32) int {
 // recvInto reads from e into the iovecs at stack[1], stack[2] and writes the
 // count at result.
 func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result uint32) Errno {
-	bufs, errno := rw(mem, uint32(stack[1]), uint32(stack[2]), result)
+	bufs, errno := t.rw(mem, uint32(stack[1]), uint32(stack[2]), result)
+	var n int
+	if errno == errnoSuccess {
+		switch {
+		case len(e.pending) > 0:
+			n = e.takePending(bufs, flags&msgPeek != 0)
+		case total(bufs) > 0:
+			errno = t.io(e, pollIn, func() Errno {
+				n, errno = recv(e.host, bufs, flags)
+				return errno
+			})
+			if errno == errnoSuccess {
+				t.counters.read.Add(uint64(n))
+			}
+		}
+	}
+	t.done(bufs)
 	if errno != errnoSuccess {
 		return errno
-	}
-	var n int
-	switch {
-	case len(e.pending) > 0:
-		n = e.takePending(bufs, flags&msgPeek != 0)
-	case total(bufs) > 0:
-		errno = t.io(e, pollIn, func() Errno {
-			n, errno = recv(e.host, bufs, flags)
-			return errno
-		})
-		if errno != errnoSuccess {
-			return errno
-		}
-		t.counters.read.Add(uint64(n))
 	}
 	putUint32(mem, result, uint32(n))
 	return errnoSuccess
@@ -131,20 +141,20 @@ func sendFrom(t *Table, mem Memory, e *entry, stack []uint64, result uint32) Err
 	if e.kind != kindConn {
 		return errnoNotconn
 	}
-	bufs, errno := rw(mem, uint32(stack[1]), uint32(stack[2]), result)
-	if errno != errnoSuccess {
-		return errno
-	}
+	bufs, errno := t.rw(mem, uint32(stack[1]), uint32(stack[2]), result)
 	var n int
-	if total(bufs) > 0 {
+	if errno == errnoSuccess && total(bufs) > 0 {
 		errno = t.io(e, pollOut, func() Errno {
 			n, errno = send(e.host, bufs)
 			return errno
 		})
-		if errno != errnoSuccess {
-			return errno
+		if errno == errnoSuccess {
+			t.counters.written.Add(uint64(n))
 		}
-		t.counters.written.Add(uint64(n))
+	}
+	t.done(bufs)
+	if errno != errnoSuccess {
+		return errno
 	}
 	putUint32(mem, result, uint32(n))
 	return errnoSuccess

@@ -327,7 +327,8 @@ func sockSendTo(t *Table, mem Memory, e *entry, stack []uint64) Errno {
 		return errno
 	}
 	result := uint32(stack[6])
-	bufs, errno := rw(mem, uint32(stack[1]), uint32(stack[2]), result)
+	bufs, errno := t.rw(mem, uint32(stack[1]), uint32(stack[2]), result)
+	defer t.done(bufs)
 	if errno != errnoSuccess {
 		return errno
 	}
