@@ -80,7 +80,7 @@ func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
 	}
-	if e.forward, _, _, err = e.compile(wasm); err != nil {
+	if e.forward, _, err = e.compile(wasm, nil); err != nil {
 		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
 	}
 	return e, nil
@@ -99,27 +99,34 @@ func newWasmtime() *wasmtime.Engine {
 
 // compile returns the path of wasm's serialised code in the cache,
 // compiling it first if it is not there (or was cached by an incompatible
-// build), the module, in an engine of its own, and whether the code came
-// from the cache.
-func (e *wasmtimeEngine) compile(wasm []byte) (string, *wasmtime.Module, bool, error) {
+// build), and whether the code came from the cache. The module, in an
+// engine of its own, is handed to inspect (when not nil) and then closed,
+// with its engine: a deserialised module keeps its code file open.
+func (e *wasmtimeEngine) compile(wasm []byte, inspect func(*wasmtime.Module) error) (code string, cached bool, err error) {
 	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
-	code := filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
+	code = filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
 	eng := newWasmtime()
+	defer eng.Close()
+	if inspect == nil {
+		inspect = func(*wasmtime.Module) error { return nil }
+	}
 	if mod, err := wasmtime.NewModuleDeserializeFile(eng, code); err == nil {
-		return code, mod, true, nil
+		defer mod.Close()
+		return code, true, inspect(mod)
 	}
 	mod, err := wasmtime.NewModule(eng, wasm)
 	if err != nil {
-		return "", nil, false, err
+		return "", false, fmt.Errorf("compile: %w", err)
 	}
+	defer mod.Close()
 	serialised, err := mod.Serialize()
 	if err != nil {
-		return "", nil, false, fmt.Errorf("serialise: %w", err)
+		return "", false, fmt.Errorf("serialise: %w", err)
 	}
 	if err := writeFileAtomic(code, serialised); err != nil {
-		return "", nil, false, fmt.Errorf("cache compiled code: %w", err)
+		return "", false, fmt.Errorf("cache compiled code: %w", err)
 	}
-	return code, mod, false, nil
+	return code, false, inspect(mod)
 }
 
 func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
@@ -127,16 +134,20 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	code, mod, cached, err := e.compile(wasm)
-	if err != nil {
-		return nil, fmt.Errorf("compile %s with wasmtime: %w", path, err)
-	}
-	if err := e.checkImports(mod, path); err != nil {
-		return nil, err
-	}
 	exports := map[string]bool{}
-	for _, exp := range mod.Exports() {
-		exports[exp.Name()] = true
+	var importErr error
+	code, cached, err := e.compile(wasm, func(mod *wasmtime.Module) error {
+		importErr = e.checkImports(mod, path)
+		for _, exp := range mod.Exports() {
+			exports[exp.Name()] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s with wasmtime: %w", path, err)
+	}
+	if importErr != nil {
+		return nil, importErr
 	}
 	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path), cached: cached, proxy: exportsProxy(exports)}, nil
 }

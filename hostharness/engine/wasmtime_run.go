@@ -50,6 +50,7 @@ type wasmtimeRun struct {
 	failure error
 
 	eng     *wasmtime.Engine
+	modules []*wasmtime.Module // each keeps its code file open until closed
 	store   *wasmtime.Store
 	linkers []*wasmtime.Linker
 	guest   *wasmtime.Instance
@@ -76,7 +77,11 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock
 	if err != nil {
 		return nil, fmt.Errorf("wasmtime: load compiled %s: %w", m.name, err)
 	}
+	r.modules = append(r.modules, mod)
 	forward, err := wasmtime.NewModuleDeserializeFile(r.eng, e.forward)
+	if err == nil {
+		r.modules = append(r.modules, forward)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wasmtime: load the forwarding module: %w", err)
 	}
@@ -209,6 +214,13 @@ func (r *wasmtimeRun) close() {
 	for _, l := range r.linkers {
 		l.Close()
 	}
+	// Not left to finalizers: a deserialised module holds its code file
+	// open, and each run (and reload) would keep one more descriptor
+	// until the next garbage collection.
+	for _, mod := range r.modules {
+		mod.Close()
+	}
+	r.eng.Close()
 	C.ws_run_free(r.c)
 	r.c = nil
 	r.handle.Delete()
