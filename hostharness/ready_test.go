@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +23,8 @@ import (
 // with a NOTIFY_SOCKET the test listens on, and a guest that prints a
 // banner and a line per request on stdout: serve's first stdout line must
 // be the serving line, and its only one; the supervisor must get READY=1,
-// then STOPPING=1 on SIGTERM.
+// RELOADING=1 and READY=1 around a reload (SIGHUP), then STOPPING=1 on
+// SIGTERM.
 func TestServeNotifySocket(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "notify")
 	notifications, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: socket, Net: "unixgram"})
@@ -47,6 +50,26 @@ func TestServeNotifySocket(t *testing.T) {
 	}
 	if got := post(t, url, "x"); got != "fatal:x" {
 		t.Fatalf("guest answered %q", got)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP) // a reload: the same guest again
+	if got := next(); !strings.HasPrefix(got, "RELOADING=1") {
+		t.Fatalf("notification after SIGHUP %q, want RELOADING=1", got)
+	}
+	if got := next(); got != "READY=1" {
+		t.Fatalf("notification after the reload %q, want READY=1", got)
+	}
+	p.waitLog(t, "msg=reloaded")
+	// A new connection: the kept-alive one was the old guest's, which
+	// (unlike the echo guest) does not drain its connections.
+	fresh := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := fresh.Post(url, "text/plain", strings.NewReader("y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "fatal:y" {
+		t.Fatalf("reloaded guest answered %q", got)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if got := next(); got != "STOPPING=1" {
