@@ -45,7 +45,7 @@ func TestCompileFillsCache(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	var size int64
-	err := filepath.WalkDir(filepath.Join(dir, "wazero"), func(_ string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(dir, "wazy"), func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/samyfodil/wazy"
@@ -189,9 +190,8 @@ func TestSockExtBindDenied(t *testing.T) {
 					if !errors.As(err, &exit) || !strings.Contains(stderr.String(), "bind: Permission denied") {
 						t.Fatalf("guest listening on %s with AllowListen %q: %v, stderr:\n%s\nwant an exit after bind: Permission denied", addr, allow, err, stderr.String())
 					}
-					if conn, err := net.Dial("tcp", addr); err == nil {
-						conn.Close()
-						t.Errorf("something listens on %s", addr)
+					if fd, ok := boundHere(addr); ok {
+						t.Errorf("fd %d of this process is bound to %s after the denied bind", fd, addr)
 					}
 				})
 			}
@@ -251,4 +251,32 @@ func TestDefaultGuestImports(t *testing.T) {
 			t.Errorf("%s imports the socket extensions: %v, want %v", tc.wasm, got, tc.want)
 		}
 	}
+}
+
+// boundHere finds a socket of this process bound to the TCP address addr.
+// (Dialling addr would also see other processes, which may take a port
+// freeAddr found free.)
+func boundHere(addr string) (int, bool) {
+	want, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return -1, false
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1, false
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sa, err := syscall.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		if in4, ok := sa.(*syscall.SockaddrInet4); ok && in4.Port == want.Port && net.IP(in4.Addr[:]).Equal(want.IP) {
+			return fd, true
+		}
+	}
+	return -1, false
 }
