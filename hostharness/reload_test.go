@@ -112,16 +112,6 @@ func readFile(t *testing.T, path string) []byte {
 	return data
 }
 
-// openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot count descriptors: %v", err)
-	}
-	return len(entries)
-}
-
 // fdTargets lists what this process's descriptors are open on.
 func fdTargets() string {
 	entries, _ := os.ReadDir("/proc/self/fd")
@@ -137,8 +127,8 @@ func fdTargets() string {
 // descriptors are open and returns the count.
 func waitFDs(t *testing.T, want int) int {
 	t.Helper()
-	n := openFDs(t)
-	for deadline := time.Now().Add(5 * time.Second); n > want && time.Now().Before(deadline); n = openFDs(t) {
+	n := enginetest.OpenFDs(t)
+	for deadline := time.Now().Add(5 * time.Second); n > want && time.Now().Before(deadline); n = enginetest.OpenFDs(t) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return n
@@ -247,9 +237,9 @@ func TestServeReloadUnderLoad(t *testing.T) {
 	// whole process (wasmtime's WASI runs on a runtime with descriptors
 	// of its own, made at its first use), so that the baseline holds it.
 	serveReloadable(t, "--instances", "2", path).stop(t)
-	baseline := waitFDs(t, openFDs(t))
+	baseline := waitFDs(t, enginetest.OpenFDs(t))
 	s := serveReloadable(t, "--instances", "2", "--restart", "--drain-timeout", "10s", path)
-	serving := openFDs(t)
+	serving := enginetest.OpenFDs(t)
 	load := startLoad(s.base, 3)
 	check := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	probe := &echoLoad{base: s.base, fresh: check}

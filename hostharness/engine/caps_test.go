@@ -17,6 +17,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
 )
 
 // The modules in testdata and testdata/hostile are built from their .wat
@@ -48,16 +49,6 @@ func procStatus(t *testing.T, field string) int64 {
 	}
 	t.Fatalf("no %s in /proc/self/status", field)
 	return 0
-}
-
-// hostFDs counts the host process's open descriptors.
-func hostFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd to count the host's descriptors:", err)
-	}
-	return len(entries)
 }
 
 // maxRSSGrowth is how far the host's resident memory may grow while a
@@ -145,7 +136,7 @@ func TestSockOpenFlood(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					eng := newEngine(t, name)
 					echoInst := serve(t, eng, built.echo, engine.Config{})
-					base := hostFDs(t)
+					base := enginetest.OpenFDs(t)
 					mod, err := eng.Load(context.Background(), hostileModule("sock_flood"))
 					if err != nil {
 						t.Fatal(err)
@@ -168,7 +159,7 @@ func TestSockOpenFlood(t *testing.T) {
 					if _, err := c.Read(make([]byte, 1)); err != nil { // the guest's sockets are open
 						t.Fatalf("waiting for the guest to open its sockets: %v", err)
 					}
-					held := hostFDs(t) - base - 2 // less the test's connection and its accepted end
+					held := enginetest.OpenFDs(t) - base - 2 // less the test's connection and its accepted end
 					t.Logf("100,000 sock_open in %s: the host holds %d more descriptors", time.Since(start).Round(time.Millisecond), held)
 					if held > tc.cap+16 {
 						t.Errorf("the guest holds %d host descriptors, want at most its cap %d", held, tc.cap)

@@ -152,3 +152,15 @@ func StartEcho(t testing.TB, conn net.Conn) (finish func() string) {
 		return string(rest)
 	}
 }
+
+// OpenFDs counts this process's open descriptors (the engines run in it,
+// so every guest socket is one of them); it skips the test where they
+// cannot be counted.
+func OpenFDs(t testing.TB) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count descriptors here: %v", err)
+	}
+	return len(entries)
+}

@@ -172,7 +172,7 @@ func TestHostileInput(t *testing.T) {
 			}
 			wasm := wasmTarget(t, name)
 			checkEcho(t, wasm.addr)
-			baseline := openFDs(t)
+			baseline := enginetest.OpenFDs(t)
 			for _, a := range attacks() {
 				t.Run(a.name, func(t *testing.T) {
 					got := a.run(t, wasm.addr)
@@ -292,24 +292,13 @@ func checkEcho(t *testing.T, addr string) {
 	}
 }
 
-// openFDs counts this process's open descriptors: the engines run in it,
-// so every guest socket is one of them.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot count descriptors here: %v", err)
-	}
-	return len(entries)
-}
-
 // waitFDs waits up to 15 s for the descriptor count to come back to
 // baseline (closes are asynchronous), then fails naming the leak.
 func waitFDs(t *testing.T, baseline int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		n := openFDs(t)
+		n := enginetest.OpenFDs(t)
 		if n <= baseline {
 			return
 		}
