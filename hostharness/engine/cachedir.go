@@ -60,7 +60,9 @@ func cacheUsable(dir string) error {
 // (read-only, full, not creatable), logs a warning and puts the engine's
 // caches in a private temporary directory instead, removed by the
 // returned function when the engine closes: the guest is compiled and
-// served anyway, only not kept for the next start.
+// served anyway, only not kept for the next start. Where no temporary
+// directory can be made either (a read-only root), a cache directory that
+// exists is used read-only, for the code compiled into it beforehand.
 func withCache(opts *Options) (cleanup func() error, err error) {
 	if err := CheckCacheDir(opts.CacheDir); err != nil {
 		return nil, err
@@ -68,6 +70,13 @@ func withCache(opts *Options) (cleanup func() error, err error) {
 	if reason := cacheUsable(opts.CacheDir); reason != nil {
 		tmp, err := os.MkdirTemp("", "wasiserve-cache-*")
 		if err != nil {
+			if info, statErr := os.Stat(opts.CacheDir); statErr == nil && info.IsDir() {
+				// A read-only root file system (docker run --read-only)
+				// with compiled code in the image: read what is there.
+				opts.logger().Warn("compilation cache is read-only and no temporary directory can be made: using it as it is (code compiled there loads; other guests cannot be compiled)",
+					"dir", opts.CacheDir, "err", reason)
+				return nil, nil
+			}
 			return nil, fmt.Errorf("cache directory %s cannot be used (%v), nor a temporary one: %w", opts.CacheDir, reason, err)
 		}
 		opts.logger().Warn("compilation cache cannot be used: compiling without it", "dir", opts.CacheDir, "err", reason)
