@@ -178,9 +178,9 @@ func dialTarget(addr string) string {
 		return addr
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		if ip != nil && ip.To4() == nil {
-			return net.JoinHostPort("::1", port)
-		}
+		// Go's "tcp" wildcard listeners ("0.0.0.0" too reports "[::]")
+		// are dual-stack: IPv4's loopback reaches them even where IPv6
+		// has none, as in many containers.
 		return net.JoinHostPort("127.0.0.1", port)
 	}
 	return addr
