@@ -4,12 +4,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v42"
 )
@@ -141,4 +143,55 @@ func BenchmarkWasmtimeHostCall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// spinOnListenerWAT calls fd_fdstat_get on the listener until the host
+// stops it: it ends at a host call, not at an epoch interruption.
+const spinOnListenerWAT = `(module
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $stat (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l (drop (call $stat (i32.const 3) (i32.const 64))) (br $l))))`
+
+// TestWasmtimeCancelRace cancels runs that end at their next host call,
+// often before the goroutine that cancellation starts has interrupted
+// the engine: that interruption must not reach an engine the ended run
+// has closed (it panicked: "object has been closed already").
+func TestWasmtimeCancelRace(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e, err := newWasmtimeEmbedded(ctx, Options{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := wasmtime.Wat2Wasm(spinOnListenerWAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "spin.wasm")
+	if err := os.WriteFile(path, wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod, err := e.Load(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const runs = 40
+	for i := range runs {
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- mod.Run(runCtx, Config{Listener: ln}) }()
+		time.Sleep(time.Duration(i%4) * time.Millisecond)
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+	// Let any interruption still on its way run: it would panic now.
+	time.Sleep(50 * time.Millisecond)
 }

@@ -196,13 +196,28 @@ func (r *wasmtimeRun) start() error {
 	if start == nil {
 		return errors.New("wasmtime: the module has no _start: not a WASI command")
 	}
-	stop := context.AfterFunc(r.ctx, r.eng.IncrementEpoch)
-	defer stop()
+	defer interruptOnDone(r.ctx, r.eng)()
 	_, err := start.Call(r.store)
 	if r.failure != nil {
 		return fmt.Errorf("wasmtime: %w", r.failure)
 	}
 	return wasmtimeExit(r.ctx, err)
+}
+
+// interruptOnDone increments eng's epoch when ctx is done, interrupting
+// the guest. The function it returns stops that, and waits for an
+// increment already under way: the run closes eng right after.
+func interruptOnDone(ctx context.Context, eng *wasmtime.Engine) (stop func()) {
+	interrupted := make(chan struct{})
+	cancel := context.AfterFunc(ctx, func() {
+		defer close(interrupted)
+		eng.IncrementEpoch()
+	})
+	return func() {
+		if !cancel() {
+			<-interrupted
+		}
+	}
 }
 
 // close releases the run: the store (which closes the guest's files), the
