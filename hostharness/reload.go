@@ -103,6 +103,7 @@ func (r *reloader) reload(ctx context.Context) {
 	if old != nil {
 		old.Close(context.WithoutCancel(ctx))
 	}
+	releaseStartupMemory()
 	r.logger.Info("reloaded", "wasm", r.path, "sha256", hash, "took", time.Since(began).Round(time.Millisecond))
 }
 

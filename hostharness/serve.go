@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -385,6 +386,7 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 			}
 			io.WriteString(env.stdout, line)
 			notify("ready", r.notifier.Ready)
+			releaseStartupMemory()
 		}}
 	g.Notifier = notifierFor(notify, r.notifier)
 	rl := newReloader(env.logger, eng, g, path, mod)
@@ -400,6 +402,12 @@ func serve(ctx context.Context, env *cliEnv, r serveRun) error {
 	}
 	return nil
 }
+
+// releaseStartupMemory returns to the system the garbage of reading,
+// decoding, compiling and instantiating the guest, once it serves: the
+// collector would otherwise keep it until the heap grew to twice that
+// start-up size, as resident memory the host never uses again.
+func releaseStartupMemory() { debug.FreeOSMemory() }
 
 // writeFileAtomic writes data to path through a temporary file in its
 // directory and a rename, so that a reader never sees part of it.

@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -423,6 +425,51 @@ func TestMaxMemory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGuestMemoryOffHeap: a guest's linear memory is not in the host's Go
+// heap on the engines with the host socket layer (wazy through linmem,
+// wasmtime by its own mappings), so the host's collector neither copies
+// it as it grows nor counts it towards its goal.
+func TestGuestMemoryOffHeap(t *testing.T) {
+	const allocMB = 64
+	for _, name := range engine.With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			eng, err := engine.New(ctx, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close(ctx)
+			mod, err := eng.Load(ctx, built.fd3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			before := heapInUse()
+			inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Env: []string{fmt.Sprintf("ALLOC_MB=%d", allocMB)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer inst.Stop()
+			if resp, got := post(t, inst.URL(), "", []byte("x")); resp.StatusCode != 200 || string(got) != "fd3:x" {
+				t.Fatalf("got %d %q", resp.StatusCode, got)
+			}
+			grown := int64(heapInUse()) - int64(before)
+			t.Logf("host Go heap in use grew by %.1f MiB while the guest holds %d MiB", float64(grown)/(1<<20), allocMB)
+			if grown > allocMB/4<<20 {
+				t.Errorf("the host's Go heap grew by %.1f MiB for a guest holding %d MiB: its memory is in the heap", float64(grown)/(1<<20), allocMB)
+			}
+		})
+	}
+}
+
+// heapInUse is the host's Go heap in use after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 // importModule imports a function no host defines: env.foo.

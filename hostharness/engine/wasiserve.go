@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/samyfodil/wazy/api"
 	"github.com/samyfodil/wazy/imports/wasi_snapshot_preview1"
 
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
 	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
+	"github.com/wasiserve/wasiserve/hostharness/internal/linmem"
 )
 
 // wasiserveEngine is a wazero runtime whose wasi_snapshot_preview1 module
@@ -74,6 +76,8 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeFS()
+	// The guest's memory lives outside the host's Go heap (see linmem).
+	ctx = api.WithMemoryAllocator(ctx, linmem.Allocator())
 	return m.instantiate(wazerosock.WithTable(ctx, table), modCfg)
 }
 

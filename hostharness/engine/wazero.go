@@ -54,8 +54,12 @@ func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEng
 	if err != nil {
 		return nil, fmt.Errorf("wazy compilation cache: %w", err)
 	}
+	// No DWARF: wazy would keep the whole .wasm file in memory (~10 MB
+	// for the echo guest) for the source lines of trap backtraces, which
+	// name functions without it, as wasmtime's do.
 	rtCfg := wazy.NewRuntimeConfig().
-		WithCompilationCache(cache)
+		WithCompilationCache(cache).
+		WithDebugInfoEnabled(false)
 	if pages := opts.maxMemoryPages(); pages != 0 {
 		rtCfg = rtCfg.WithMemoryLimitPages(pages)
 	}

@@ -1,0 +1,66 @@
+//go:build linux && (amd64 || arm64)
+
+package linmem
+
+import (
+	"github.com/samyfodil/wazy/api"
+	"golang.org/x/sys/unix"
+)
+
+const supported = true
+
+// mappedMemory is a linear memory in a private anonymous mapping of its
+// maximum size. Bytes up to accessible are readable and writable; the rest
+// is PROT_NONE, reserved address space that costs no memory.
+type mappedMemory struct {
+	mapping    []byte // the whole reservation; nil once freed
+	accessible uint64 // a multiple of the system page size
+}
+
+// allocate reserves max bytes (rounded up to a page); capacity is only a
+// hint, as growth never copies. It falls back to the Go heap when the
+// reservation fails.
+func allocate(capacity, max uint64) api.LinearMemory {
+	page := uint64(unix.Getpagesize())
+	reserve := roundUp(max, page)
+	if reserve == 0 {
+		reserve = page
+	}
+	mapping, err := unix.Mmap(-1, 0, int(reserve), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return &heapMemory{buf: make([]byte, 0, min(capacity, max)), max: max}
+	}
+	return &mappedMemory{mapping: mapping}
+}
+
+// Reallocate makes the first size bytes accessible and returns them, at
+// the same address as before. It returns nil, a failed grow, when size is
+// past the reservation or the system refuses the memory.
+func (m *mappedMemory) Reallocate(size uint64) []byte {
+	if m.mapping == nil || size > uint64(len(m.mapping)) {
+		return nil
+	}
+	if size > m.accessible {
+		page := uint64(unix.Getpagesize())
+		end := min(roundUp(size, page), uint64(len(m.mapping)))
+		if err := unix.Mprotect(m.mapping[m.accessible:end], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+			return nil
+		}
+		m.accessible = end
+	}
+	return m.mapping[:size:size]
+}
+
+// Free unmaps the memory; the engine calls it when the instance closes,
+// after its last access.
+func (m *mappedMemory) Free() {
+	if m.mapping == nil {
+		return
+	}
+	unix.Munmap(m.mapping)
+	m.mapping, m.accessible = nil, 0
+}
+
+func roundUp(n, multiple uint64) uint64 {
+	return (n + multiple - 1) / multiple * multiple
+}
