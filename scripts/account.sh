@@ -5,8 +5,8 @@
 # the same process (so that start-up, compilation and any fixed cost of a
 # window cancel: per request = (I(N2) - I(N1)) / (N2 - N1)), splits them by
 # part, counts host calls by function from callgrind's call counts, syscalls
-# with strace over two windows the same way, and reads the RSS of the served
-# process after the load.
+# with strace over two windows the same way, and reads the memory of the
+# served process after a load, with one instance and with two.
 set -euo pipefail
 
 usage() {
@@ -14,10 +14,10 @@ usage() {
 usage: scripts/account.sh [-h|--help] [--n1 N] [--n2 N] [--out DIR]
                           [--bin DIR] [--env KEY=VALUE]... [--guest FILE]
                           [--label NAME] [--no-callgrind] [--no-strace]
-                          [TARGET...]
+                          [--no-memory] [TARGET...]
 
 TARGET: native (the echo guest built for the host, GOMAXPROCS=1) or an
-engine of hostharness serve (wazero, wasmtime, ...). Default: native wazero,
+engine of hostharness serve (wazy, wasmtime, ...). Default: native wazy,
 and wasmtime when this hostharness has it.
 
   --n1 N, --n2 N   requests in the first and second window (default 300, 1500)
@@ -30,14 +30,16 @@ and wasmtime when this hostharness has it.
   --env KEY=VALUE  guest environment (repeatable), e.g. --env GOGC=400
   --label NAME     name of the run in summary.md (default: the targets)
   --no-callgrind   skip the instruction count (only syscalls and RSS)
-  --no-strace      skip the syscall count and RSS
+  --no-strace      skip the syscall count
+  --no-memory      skip the memory after load (RSS by mapping, one and two
+                   instances)
 
 Needs valgrind (callgrind_control), strace and curl. Instruction counts are
 what to compare: they repeat on a loaded machine, seconds do not.
 USAGE
 }
 
-n1=300 n2=1500 out=out/account bin="" guest="" label="" callgrind=1 straced=1
+n1=300 n2=1500 out=out/account bin="" guest="" label="" callgrind=1 straced=1 memory=1
 envs=() targets=()
 while (($#)); do
 	case "$1" in
@@ -51,6 +53,7 @@ while (($#)); do
 	--label) label=$2; shift 2 ;;
 	--no-callgrind) callgrind=0; shift ;;
 	--no-strace) straced=0; shift ;;
+	--no-memory) memory=0; shift ;;
 	-*) echo "account.sh: unknown flag '$1' (try --help)" >&2; exit 2 ;;
 	*) targets+=("$1"); shift ;;
 	esac
@@ -82,7 +85,7 @@ if [[ -z $guest || ! -x $bin/hostharness ]]; then
 fi
 guest=${guest:-$bin/echo.wasm}
 if ((${#targets[@]} == 0)); then
-	targets=(native wazero)
+	targets=(native wazy)
 	"$bin/hostharness" serve --help 2>&1 | grep -q 'wasmtime,' && targets+=(wasmtime)
 fi
 label=${label:-${targets[*]}}
@@ -114,27 +117,29 @@ wait_ready() {
 	return 1
 }
 
-# server_cmd TARGET PORT prints the command line that serves TARGET.
+# server_cmd TARGET PORT [INSTANCES] prints the command line that serves
+# TARGET.
 server_cmd() {
-	local target=$1 port=$2 e
+	local target=$1 port=$2 instances=${3:-1} e
 	if [[ $target == native ]]; then
 		echo "$bin/echo-native -listen 127.0.0.1:$port"
 		return
 	fi
-	local args="serve --engine $target --listen 127.0.0.1:$port"
+	local args="serve --engine $target --instances $instances --listen 127.0.0.1:$port"
 	for e in ${envs[@]+"${envs[@]}"}; do args+=" --env $e"; done
 	echo "$bin/hostharness $args $guest"
 }
 
 # start TARGET PORT [ENV=VALUE...] [WRAPPER...] starts the server under
 # WRAPPER (valgrind runs no child: no env in between) and prints its pid.
+# INSTANCES (default 1) is how many instances serve.
 start() {
 	local target=$1 port=$2
 	shift 2
 	local vars=()
 	[[ $target == native ]] && vars=(GOMAXPROCS=1 ${envs[@]+"${envs[@]}"})
 	# shellcheck disable=SC2046
-	env ${vars[@]+"${vars[@]}"} "$@" $(server_cmd "$target" "$port") >>"$out/$target.log" 2>&1 &
+	env ${vars[@]+"${vars[@]}"} "$@" $(server_cmd "$target" "$port" "${INSTANCES:-1}") >>"$out/$target.log" 2>&1 &
 	echo $!
 }
 
@@ -252,13 +257,44 @@ strace_window() {
 	wait "$sp" || true
 }
 
-# rss PID prints VmRSS, RssAnon, RssFile (KiB) and smaps_rollup's Pss.
+# rss PID prints VmRSS, RssAnon, RssFile and VmHWM (KiB) of /proc/PID/status,
+# smaps_rollup's Pss, and the resident KiB of each mapping of 1 MiB or more
+# (by file, or "anonymous", and permissions).
 rss() {
 	awk '/^(VmRSS|RssAnon|RssFile|VmHWM):/ { printf "%s\t%s\n", $1, $2 }' /proc/"$1"/status
 	awk '/^Pss:/ { printf "Pss:\t%s\n", $2 }' /proc/"$1"/smaps_rollup
+	awk '/^[0-9a-f]+-[0-9a-f]+ / { key = ($6 == "" ? "anonymous" : $6) " " $2; next }
+		/^Rss:/ { kb[key] += $2 }
+		END { for (k in kb) if (kb[k] >= 1024) printf "  %s\t%s\n", k, kb[k] }' /proc/"$1"/smaps | sort -t "$(printf '\t')" -k2,2nr
 }
 
-# account_strace TARGET: syscalls per request and RSS after load.
+# warm_up TARGET starts and stops a server, so that the compilation cache
+# holds the guest's code before memory is measured: a compilation's
+# leftovers are a cold start's, not a serving instance's.
+warm_up() {
+	local port pid
+	port=$(free_port)
+	pid=$(start "$1" "$port")
+	wait_ready "$port" "$pid"
+	stop "$pid"
+}
+
+# account_memory TARGET INSTANCES: the memory of a server of INSTANCES
+# instances after 2 x 3,000 requests on two connections at once.
+account_memory() {
+	local target=$1 instances=$2 port pid a b
+	port=$(free_port)
+	pid=$(INSTANCES=$instances start "$target" "$port")
+	wait_ready "$port" "$pid"
+	requests "$port" 3000 & a=$!
+	requests "$port" 3000 & b=$!
+	wait "$a" && wait "$b"
+	sleep 1
+	rss "$pid" >"$out/rss.$target.$instances.tsv"
+	stop "$pid"
+}
+
+# account_strace TARGET: syscalls per request.
 account_strace() {
 	local target=$1 port pid
 	port=$(free_port)
@@ -267,9 +303,6 @@ account_strace() {
 	requests "$port" 20
 	strace_window "$pid" "$port" "$n1" "$out/strace.$target.n1"
 	strace_window "$pid" "$port" "$n2" "$out/strace.$target.n2"
-	requests "$port" 1000
-	sleep 1
-	rss "$pid" >"$out/rss.$target.tsv"
 	stop "$pid"
 	local f
 	for f in n1 n2; do
@@ -290,6 +323,12 @@ for target in "${targets[@]}"; do
 	: >"$out/$target.log"
 	((callgrind)) && account_callgrind "$target"
 	((straced)) && account_strace "$target"
+	instance_counts=(1)
+	[[ $target != native ]] && instance_counts=(1 2)
+	if ((memory)); then
+		warm_up "$target"
+		for i in "${instance_counts[@]}"; do account_memory "$target" "$i"; done
+	fi
 	{
 		echo "### $target"
 		echo
@@ -316,10 +355,14 @@ for target in "${targets[@]}"; do
 			echo
 			awk -F'\t' '$3 != 0 { printf "  %-20s %8.2f\n", $2, $3; t += $3 } END { printf "  %-20s %8.2f\n", "total", t }' "$out/strace.$target.per-request.tsv"
 			echo
-			echo "memory after load (KiB):"
-			echo
-			awk -F'\t' '{ printf "  %-8s %8d\n", $1, $2 }' "$out/rss.$target.tsv"
-			echo
+		fi
+		if ((memory)); then
+			for i in "${instance_counts[@]}"; do
+				echo "memory after load, $i instance(s) (KiB):"
+				echo
+				awk -F'\t' '{ printf "  %-60s %8d\n", $1, $2 }' "$out/rss.$target.$i.tsv"
+				echo
+			done
 		fi
 	} | tee -a "$summary"
 done
