@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -293,9 +292,6 @@ func TestServeReloadUnderLoad(t *testing.T) {
 		t.Errorf("%d descriptors open after 7 reloads, %d before: reloads leak", afterReloads, serving)
 	}
 	s.stop(t)
-	// The wasmtime engine's last runs release their compiled code's file at
-	// the next garbage collection (docs/RELIABILITY.md, known gaps).
-	runtime.GC()
 	afterStop := waitFDs(t, baseline)
 	if afterStop > baseline {
 		t.Errorf("%d descriptors open after serve stopped, %d before it started: %s", afterStop, baseline, fdTargets())

@@ -198,10 +198,25 @@ func (r *wasmtimeRun) start() error {
 	}
 	defer interruptOnDone(r.ctx, r.eng)()
 	_, err := start.Call(r.store)
+	defer closeWasmtimeError(err)
 	if r.failure != nil {
 		return fmt.Errorf("wasmtime: %w", r.failure)
 	}
 	return wasmtimeExit(r.ctx, err)
+}
+
+// closeWasmtimeError frees err's wasmtime error or trap now rather than at
+// a garbage collection: until then it keeps the run's code and memory
+// mapped.
+func closeWasmtimeError(err error) {
+	var wErr *wasmtime.Error
+	if errors.As(err, &wErr) {
+		wErr.Close()
+	}
+	var trap *wasmtime.Trap
+	if errors.As(err, &trap) {
+		trap.Close()
+	}
 }
 
 // interruptOnDone increments eng's epoch when ctx is done, interrupting
