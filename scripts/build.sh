@@ -20,7 +20,7 @@ modes (default: guest host):
                   serve only: -tags serveonly, symbols stripped); prints the image
                   payload size
   image-wasmtime  what the "wasmtime" image target holds: DIR/echo.wasm and a
-                  stripped, serve-only cgo DIR/hostharness linking embedded wasmtime 19
+                  stripped, serve-only cgo DIR/hostharness linking embedded wasmtime 42
                   (needs gcc; the binary needs glibc: libc, libm, libdl,
                   libpthread, libgcc_s); prints the image payload size
   wasm-wasmedge   DIR/echo-wasmedge.wasm: the echo guest's variant for the WasmEdge
