@@ -143,6 +143,11 @@ func measure(ctx context.Context, cfg Config, t Target) (TargetResult, error) {
 			return res, err
 		}
 		res.Mixes = append(res.Mixes, m)
+		if mix.Name == SmallEcho.Name {
+			if res.RSSAfterSmallEchoBytes, err = settledRSS(ctx, p); err != nil {
+				return res, err
+			}
+		}
 	}
 	if cfg.Wrk != "" {
 		log.Info("wrk cross-check", "mix", SmallEcho.Name)
@@ -159,6 +164,16 @@ func measure(ctx context.Context, cfg Config, t Target) (TargetResult, error) {
 		return res, err
 	}
 	return res, ctx.Err()
+}
+
+// settledRSS is p's resident memory a second after a load: what it keeps
+// while serving, not what the load's last moments held.
+func settledRSS(ctx context.Context, p *process) (int64, error) {
+	if err := sleep(ctx, time.Second); err != nil {
+		return 0, err
+	}
+	rss, _, err := treeFootprint(p.Pid())
+	return rss, err
 }
 
 // idleCPU measures the CPU time p uses over window while n idle

@@ -62,7 +62,7 @@ func TestRunNativeAndWazero(t *testing.T) {
 				t.Errorf("%s, %s: no throughput ratio", tr.Name, m.Mix)
 			}
 		}
-		if tr.ColdStartMS <= 0 || tr.WarmStartMS <= 0 || tr.PeakRSSBytes <= 0 || tr.BinaryBytes <= 0 {
+		if tr.ColdStartMS <= 0 || tr.WarmStartMS <= 0 || tr.PeakRSSBytes <= 0 || tr.RSSAfterSmallEchoBytes <= 0 || tr.BinaryBytes <= 0 {
 			t.Errorf("%s: start, RSS or size missing: %+v", tr.Name, tr)
 		}
 		if cfg.Wrk != "" && (tr.WrkRequestsPerSec <= 0 || tr.WrkErrors != "") {

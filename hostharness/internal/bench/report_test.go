@@ -57,7 +57,7 @@ func sampleReport() *Report {
 			},
 			{
 				Name: "wasm wazero", Engine: "wazero", IdleCPUSeconds: 0.5, ColdStartMS: 5000, WarmStartMS: 200,
-				PeakRSSBytes: 100 << 20, BinaryBytes: 32 << 20, WasmBytes: 9 << 20,
+				PeakRSSBytes: 100 << 20, RSSAfterSmallEchoBytes: 60 << 20, BinaryBytes: 32 << 20, WasmBytes: 9 << 20,
 				Mixes: []MixResult{
 					{Mix: "echo 4 B", Requests: 800, Errors: 2, FirstError: "POST: EOF", RequestsPerSec: 800, P50MS: 2, P90MS: 3, P99MS: 8, MaxMS: 8, CPUSecondsPer10k: 1},
 					{Mix: "echo 1 MiB", Requests: 50, RequestsPerSec: 50, P50MS: 20, P90MS: 30, P99MS: 40, MaxMS: 40, CPUSecondsPer10k: 20},
@@ -112,11 +112,11 @@ func TestWriteMarkdown(t *testing.T) {
 		"| wasm wazero | echo 4 B | 800 (0.80×) | 2.00 (2.00×) | 3.00 (1.50×) | 8.00 (2.00×) | 8.0 (1.00×) | 1.00 (2.00×) | 800 | 2 |\n" +
 		"| wasm wazero | echo 1 MiB | 50 (0.50×) | 20.00 (2.00×) | 30.00 (1.50×) | 40.00 (1.00×) | 40.0 (0.50×) | 20.00 (4.00×) | 50 | 0 |\n" +
 		"\nIdle CPU is host CPU seconds over 1s with 10 idle keep-alive connections open. " +
-		"Start is launch to the first 200 from GET /healthz, with an empty (cold) and a filled (warm) compilation cache. Sizes and RSS in MiB.\n\n" +
-		"| target | idle CPU s | cold start ms | warm start ms | peak RSS | wasm size | binary size | 4 B echo requests/s: own | wrk |\n" +
-		"|---|--:|--:|--:|--:|--:|--:|--:|--:|\n" +
-		"| native GOMAXPROCS=1 | 0.00 | 5 | 4 | 10.0 | — | 8.0 | 1000 | — |\n" +
-		"| wasm wazero | 0.50 (—) | 5000 (1000.00×) | 200 (50.00×) | 100.0 (10.00×) | 9.0 (—) | 32.0 (4.00×) | 800 | — |\n" +
+		"Start is launch to the first 200 from GET /healthz, with an empty (cold) and a filled (warm) compilation cache. Sizes and RSS in MiB; RSS after 4 B echo is VmRSS a second after that mix.\n\n" +
+		"| target | idle CPU s | cold start ms | warm start ms | peak RSS | RSS after 4 B echo | wasm size | binary size | 4 B echo requests/s: own | wrk |\n" +
+		"|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n" +
+		"| native GOMAXPROCS=1 | 0.00 | 5 | 4 | 10.0 | — | — | 8.0 | 1000 | — |\n" +
+		"| wasm wazero | 0.50 (—) | 5000 (1000.00×) | 200 (50.00×) | 100.0 (10.00×) | 60.0 (—) | 9.0 (—) | 32.0 (4.00×) | 800 | — |\n" +
 		"\nwrk cross-check skipped: wrk is not installed (apt-get install wrk).\n" +
 		"\nErrors:\n- wasm wazero, echo 4 B: 2 errors, first: POST: EOF\n"
 	if diff := cmp.Diff(want, b.String()); diff != "" {
