@@ -56,8 +56,8 @@ type TargetResult struct {
 	// the memory of a server that has been serving small requests, past
 	// its start-up, before the large mixes grow the guest's heap.
 	RSSAfterSmallEchoBytes int64 `json:"rss_after_small_echo_bytes,omitempty"`
-	BinaryBytes  int64 `json:"binary_bytes"`
-	WasmBytes    int64 `json:"wasm_bytes,omitempty"`
+	BinaryBytes            int64 `json:"binary_bytes"`
+	WasmBytes              int64 `json:"wasm_bytes,omitempty"`
 	// WrkRequestsPerSec is wrk's figure for SmallEcho, 0 when skipped.
 	WrkRequestsPerSec float64 `json:"wrk_requests_per_s,omitempty"`
 	// WrkErrors holds wrk's error lines, if any.

@@ -83,7 +83,7 @@ func TestFillRatios(t *testing.T) {
 	}
 	wantTarget := map[string]*float64{
 		"idle_cpu_s": nil, "cold_start_ms": ptr(1000), "warm_start_ms": ptr(50), "peak_rss_bytes": ptr(10),
-		"binary_bytes": ptr(4), "wasm_bytes": nil,
+		"binary_bytes": ptr(4), "wasm_bytes": nil, "rss_after_small_echo_bytes": nil,
 	}
 	if diff := cmp.Diff(wantTarget, w.Ratios); diff != "" {
 		t.Errorf("target ratios (-want +got):\n%s", diff)

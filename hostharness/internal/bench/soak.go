@@ -175,9 +175,11 @@ func (r SoakReport) check() []string {
 		if r.FDsAfter > r.Samples[0].FDs+fdSlack {
 			problems = append(problems, fmt.Sprintf("descriptors grew from %d to %d", r.Samples[0].FDs, r.FDsAfter))
 		}
-		// The first tenth is warm-up: heaps and caches fill there.
-		warm := r.Samples[min(len(r.Samples)-1, max(1, len(r.Samples)/10))].RSS
-		for _, s := range r.Samples {
+		// The first tenth is warm-up: heaps and caches fill there, and
+		// the server returns its start-up memory.
+		warmAt := min(len(r.Samples)-1, max(1, len(r.Samples)/10))
+		warm := r.Samples[warmAt].RSS
+		for _, s := range r.Samples[warmAt:] {
 			if s.RSS > warm+rssSlack {
 				problems = append(problems, fmt.Sprintf("RSS grew from %d MiB after warm-up to %d MiB at %s", warm>>20, s.RSS>>20, s.At.Round(time.Second)))
 				break
