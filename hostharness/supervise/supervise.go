@@ -69,6 +69,7 @@ type Group struct {
 	reloadsFailed     atomic.Uint64
 	draining          atomic.Bool
 	instancesDraining atomic.Int64
+	stopListening     sync.Once // see stopAccepting
 }
 
 func (g *Group) logger() *slog.Logger {
@@ -110,17 +111,25 @@ func (g *Group) Run(ctx context.Context) error {
 	if n > 1 {
 		g.logger().Info("instances share the listener", "instances", n, "at", listener.Served(g.Config.Listener))
 	}
-	stopDrain := context.AfterFunc(ctx, func() {
+	stopDrain := context.AfterFunc(ctx, g.stopAccepting)
+	defer stopDrain()
+	return g.wait()
+}
+
+// stopAccepting begins the final drain: the listener refuses new
+// connections. It runs once; callers that come meanwhile wait for it, so
+// that no instance is told to drain (and says so) while new clients can
+// still connect.
+func (g *Group) stopAccepting() {
+	g.stopListening.Do(func() {
 		g.draining.Store(true)
-		g.logger().Info("draining", "reason", context.Cause(ctx), "timeout", g.DrainTimeout)
+		g.logger().Info("draining", "reason", context.Cause(g.stop), "timeout", g.DrainTimeout)
 		if engine.CapabilitiesOf(g.Module.Engine()).Has(engine.HostListener) {
 			if err := listener.StopAccepting(g.Config.Listener); err != nil {
 				g.logger().Warn("draining: the listener still queues connections", "err", err)
 			}
 		}
 	})
-	defer stopDrain()
-	return g.wait()
 }
 
 // generation is the instances of one module, started by Run or Reload.
@@ -250,6 +259,9 @@ func (g *Group) supervise(ctx, runCtx context.Context, mod engine.Module, id int
 			}
 			select {
 			case <-ctx.Done():
+				if g.stop.Err() != nil {
+					g.stopAccepting() // the final drain, not a reload's
+				}
 				err := g.drain(log, mod, inst)
 				g.slots[id].stopped(inst, false, err)
 				cancelInst()
