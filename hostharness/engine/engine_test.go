@@ -692,7 +692,9 @@ func TestExternrefGuest(t *testing.T) {
 }
 
 // TestSpinningGuestStopped checks that cancelling a run stops a guest that
-// spins without host calls.
+// spins without host calls, and only that run: another run of the same
+// module (on wasmtime, in the same engine, whose epoch the cancellation
+// increments) keeps spinning until it is cancelled too.
 func TestSpinningGuestStopped(t *testing.T) {
 	wasm := writeWasm(t, "spin.wasm", spinModule)
 	for _, name := range engine.Embedded() {
@@ -703,24 +705,103 @@ func TestSpinningGuestStopped(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer mod.Close(ctx)
-			runCtx, cancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			cfg := engine.Config{Listener: listen(t)}
-			go func() { done <- mod.Run(runCtx, cfg) }()
+			first, stopFirst := startRun(t, mod)
+			second, stopSecond := startRun(t, mod)
+			time.Sleep(300 * time.Millisecond)
+			for i, done := range []chan error{first, second} {
+				select {
+				case err := <-done:
+					t.Fatalf("spinning guest %d ended by itself: %v", i+1, err)
+				default:
+				}
+			}
+			stopFirst()
+			waitStopped(t, "the first spinning guest", first)
 			time.Sleep(300 * time.Millisecond)
 			select {
-			case err := <-done:
-				t.Fatalf("the spinning guest ended by itself: %v", err)
+			case err := <-second:
+				t.Fatalf("the second spinning guest ended when the first was stopped: %v", err)
 			default:
 			}
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("stopped spinning guest: %v, want nil (stopped by the host)", err)
+			stopSecond()
+			waitStopped(t, "the second spinning guest", second)
+		})
+	}
+}
+
+// startRun runs mod on a new listener in the background; its result
+// arrives on done once stop (or the test's end) cancels it.
+func startRun(t *testing.T, mod engine.Module) (done chan error, stop context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done = make(chan error, 1)
+	cfg := engine.Config{Listener: listen(t)}
+	go func() { done <- mod.Run(ctx, cfg) }()
+	return done, cancel
+}
+
+// waitStopped waits at most 5 s for the result of a run its context
+// stopped, which must be nil.
+func waitStopped(t *testing.T, what string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stopped %s: %v, want nil (stopped by the host)", what, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s was not stopped 5 s after its context was cancelled", what)
+	}
+}
+
+// TestStopOneOfTwoRuns serves two runs of one loaded echo guest and stops
+// one: the other keeps answering (on wasmtime both share an engine, whose
+// epoch the stop increments).
+func TestStopOneOfTwoRuns(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, built.echo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			var insts [2]*engine.Instance
+			for i := range insts {
+				if insts[i], err = engine.Serve(ctx, mod, engine.Config{Listener: listen(t)}); err != nil {
+					t.Fatal(err)
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the spinning guest was not stopped 5 s after its context was cancelled")
+				defer insts[i].Stop()
+			}
+			for i, inst := range insts {
+				if resp, got := post(t, inst.URL(), "text/plain", []byte("before")); resp.StatusCode != 200 || string(got) != "before" {
+					t.Fatalf("instance %d: got %d %q", i+1, resp.StatusCode, got)
+				}
+			}
+			// The second instance is busy when the first stops.
+			conn, err := net.Dial("tcp", insts[1].Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			finish := enginetest.StartEcho(t, conn)
+			if err := insts[0].Stop(); err != nil {
+				t.Fatalf("stop the first instance: %v", err)
+			}
+			if rest := finish(); rest != "-last" {
+				t.Fatalf("the request in flight in the second instance ended with %q, want \"-last\"", rest)
+			}
+			for i := range 20 {
+				body := fmt.Sprintf("after %d", i)
+				if resp, got := post(t, insts[1].URL(), "text/plain", []byte(body)); resp.StatusCode != 200 || string(got) != body {
+					t.Fatalf("second instance after the first stopped: got %d %q, want 200 %q", resp.StatusCode, got, body)
+				}
+			}
+			select {
+			case <-insts[1].Done():
+				t.Fatalf("the second instance stopped: %v", insts[1].Wait())
+			default:
 			}
 		})
 	}

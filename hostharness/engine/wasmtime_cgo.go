@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/bytecodealliance/wasmtime-go/v42"
 
@@ -32,10 +33,14 @@ const wasmtimeName = Wasmtime
 // Table (the listener, accepted connections, sockets the guest opens)
 // through host functions that shadow wasmtime's (see wasmtimeFuncs).
 //
-// Every Run gets a wasmtime engine of its own, so that interrupting one
-// run (epochs are per engine) cannot interrupt another. Compiled code is
-// kept on disk, serialised, and each Run maps it in: loading a cached
-// guest costs a hash of the wasm and an mmap, not a recompilation.
+// One wasmtime engine serves every module and run: Load maps a module's
+// compiled code in once, and each Run instantiates it in a store of its
+// own. Epoch interruption is per engine, so a run's cancellation
+// increments the epoch of every run; each store's epoch deadline callback
+// (ws_epoch_deadline in wasmtime_hostcall.c) stops only the run that was
+// cancelled and lets the others go on. Compiled code is kept on disk,
+// serialised: loading a cached guest costs a hash of the wasm and an
+// mmap, not a recompilation.
 type wasmtimeEngine struct {
 	modulesDir string // serialised modules, by hash of their wasm
 	// placeholder is the empty directory preopened at the listener's fd
@@ -43,8 +48,12 @@ type wasmtimeEngine struct {
 	placeholder string
 	maxMemory   int64 // bytes per linear memory; -1 means no limit
 	funcs       []wasmtimeFunc
-	// forward is the serialised forwarding module (see forwardModuleWAT).
-	forward string
+	eng         *wasmtime.Engine
+	// forward is the forwarding module (see forwardModuleWAT).
+	forward *wasmtime.Module
+	// users are the engine's open modules: eng and forward are closed
+	// once the engine is closed and the last of them is.
+	users shared
 }
 
 // wasmtimeCodeVersion names the compiler and settings whose output the
@@ -52,11 +61,8 @@ type wasmtimeEngine struct {
 // deserialising.
 const wasmtimeCodeVersion = "wasmtime-42.0.0-epoch"
 
-func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
+func newWasmtimeEmbedded(_ context.Context, opts Options) (_ Engine, err error) {
 	if err := hostsock.Supported(); err != nil {
-		return nil, fmt.Errorf("engine %s: %w", Wasmtime, err)
-	}
-	if err := checkWasmtimeLayout(); err != nil {
 		return nil, fmt.Errorf("engine %s: %w", Wasmtime, err)
 	}
 	dir := filepath.Join(opts.CacheDir, "wasmtime42")
@@ -71,16 +77,24 @@ func newWasmtimeEmbedded(_ context.Context, opts Options) (Engine, error) {
 	if pages := opts.maxMemoryPages(); pages != 0 {
 		maxMemory = int64(pages) * wasmPageSize
 	}
-	funcs, err := wasmtimeFuncs()
-	if err != nil {
+	e := &wasmtimeEngine{modulesDir: modulesDir, placeholder: placeholder, maxMemory: maxMemory, eng: newWasmtime()}
+	e.users.release = e.release
+	defer func() {
+		if err != nil {
+			e.release()
+		}
+	}()
+	if err := checkWasmtimeLayout(e.eng); err != nil {
 		return nil, fmt.Errorf("engine %s: %w", Wasmtime, err)
 	}
-	e := &wasmtimeEngine{modulesDir: modulesDir, placeholder: placeholder, maxMemory: maxMemory, funcs: funcs}
-	wasm, err := wasmtime.Wat2Wasm(forwardModuleWAT(funcs))
+	if e.funcs, err = wasmtimeFuncs(e.eng); err != nil {
+		return nil, fmt.Errorf("engine %s: %w", Wasmtime, err)
+	}
+	wasm, err := wasmtime.Wat2Wasm(forwardModuleWAT(e.funcs))
 	if err != nil {
 		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
 	}
-	if e.forward, _, err = e.compile(wasm, nil); err != nil {
+	if e.forward, _, _, err = e.compile(wasm); err != nil {
 		return nil, fmt.Errorf("engine %s: forwarding module: %w", Wasmtime, err)
 	}
 	return e, nil
@@ -97,72 +111,89 @@ func newWasmtime() *wasmtime.Engine {
 	return wasmtime.NewEngineWithConfig(cfg)
 }
 
-// compile returns the path of wasm's serialised code in the cache,
-// compiling it first if it is not there (or was cached by an incompatible
-// build), and whether the code came from the cache. The module, in an
-// engine of its own, is handed to inspect (when not nil) and then closed,
-// with its engine: a deserialised module keeps its code file open.
-func (e *wasmtimeEngine) compile(wasm []byte, inspect func(*wasmtime.Module) error) (code string, cached bool, err error) {
+// compile returns wasm's module, deserialised from its code in the cache
+// (at the path code), compiled and cached first if it is not there (or
+// was cached by an incompatible build), and whether the code came from
+// the cache. The module keeps its code file mapped, and open, until it is
+// closed.
+func (e *wasmtimeEngine) compile(wasm []byte) (mod *wasmtime.Module, code string, cached bool, err error) {
 	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
 	code = filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
-	eng := newWasmtime()
-	defer eng.Close()
-	if inspect == nil {
-		inspect = func(*wasmtime.Module) error { return nil }
+	if mod, err := wasmtime.NewModuleDeserializeFile(e.eng, code); err == nil {
+		return mod, code, true, nil
 	}
-	if mod, err := wasmtime.NewModuleDeserializeFile(eng, code); err == nil {
-		defer mod.Close()
-		return code, true, inspect(mod)
+	if err := e.compileTo(code, wasm); err != nil {
+		return nil, "", false, err
 	}
-	mod, err := wasmtime.NewModule(eng, wasm)
+	// The code is mapped from the cache, as a cached module's is, rather
+	// than kept in the anonymous memory it was compiled to.
+	if mod, err = wasmtime.NewModuleDeserializeFile(e.eng, code); err != nil {
+		return nil, "", false, fmt.Errorf("load the code just compiled: %w", err)
+	}
+	return mod, code, false, nil
+}
+
+// compileTo compiles wasm and writes its serialised code to the file
+// code. Cranelift's working memory, freed by then, is handed back to the
+// system (releaseFreeMemory): a large guest's compilation leaves hundreds
+// of MiB in the C allocator's free lists otherwise.
+func (e *wasmtimeEngine) compileTo(code string, wasm []byte) error {
+	defer releaseFreeMemory()
+	mod, err := wasmtime.NewModule(e.eng, wasm)
 	if err != nil {
-		return "", false, fmt.Errorf("compile: %w", err)
+		return fmt.Errorf("compile: %w", err)
 	}
 	defer mod.Close()
 	serialised, err := mod.Serialize()
 	if err != nil {
-		return "", false, fmt.Errorf("serialise: %w", err)
+		return fmt.Errorf("serialise: %w", err)
 	}
 	if err := writeFileAtomic(code, serialised); err != nil {
-		return "", false, fmt.Errorf("cache compiled code: %w", err)
+		return fmt.Errorf("cache compiled code: %w", err)
 	}
-	return code, false, inspect(mod)
+	return nil
 }
 
-func (e *wasmtimeEngine) Load(_ context.Context, path string) (Module, error) {
+func (e *wasmtimeEngine) Load(_ context.Context, path string) (_ Module, err error) {
+	if !e.users.acquire() {
+		return nil, fmt.Errorf("load %s: the %s engine is closed", path, Wasmtime)
+	}
+	defer func() {
+		if err != nil {
+			e.users.done()
+		}
+	}()
 	wasm, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	exports := map[string]bool{}
-	var importErr error
-	code, cached, err := e.compile(wasm, func(mod *wasmtime.Module) error {
-		importErr = e.checkImports(mod, path)
-		for _, exp := range mod.Exports() {
-			exports[exp.Name()] = true
-		}
-		return nil
-	})
+	mod, code, cached, err := e.compile(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%s with wasmtime: %w", path, err)
 	}
-	if importErr != nil {
-		return nil, importErr
+	if err := e.checkImports(mod, path); err != nil {
+		mod.Close()
+		return nil, err
 	}
-	return &wasmtimeModule{engine: e, code: code, name: filepath.Base(path), cached: cached, proxy: exportsProxy(exports)}, nil
+	exports := map[string]bool{}
+	for _, exp := range mod.Exports() {
+		exports[exp.Name()] = true
+	}
+	m := &wasmtimeModule{engine: e, mod: mod, code: code, name: filepath.Base(path), cached: cached, proxy: exportsProxy(exports)}
+	m.runs.release = m.release
+	return m, nil
 }
 
 // checkImports reports an import that neither wasmtime's WASI nor the
 // engine's host functions define at Load, as the wazero engine does,
 // rather than at every Run.
 func (e *wasmtimeEngine) checkImports(mod *wasmtime.Module, path string) error {
-	eng := newWasmtime()
-	linker := wasmtime.NewLinker(eng)
+	linker := wasmtime.NewLinker(e.eng)
 	defer linker.Close()
 	if err := linker.DefineWasi(); err != nil {
 		return fmt.Errorf("load %s: wasmtime WASI: %w", path, err)
 	}
-	store := wasmtime.NewStore(eng)
+	store := wasmtime.NewStore(e.eng)
 	defer store.Close()
 	ours := make(map[string]bool, len(e.funcs))
 	for _, f := range e.funcs {
@@ -183,7 +214,20 @@ func (e *wasmtimeEngine) checkImports(mod *wasmtime.Module, path string) error {
 	return nil
 }
 
-func (e *wasmtimeEngine) Close(context.Context) error { return nil }
+// Close closes the engine: Load fails from now on, and the wasmtime
+// engine is released once the modules it loaded are closed too.
+func (e *wasmtimeEngine) Close(context.Context) error {
+	e.users.close()
+	return nil
+}
+
+// release releases the wasmtime engine and the forwarding module.
+func (e *wasmtimeEngine) release() {
+	if e.forward != nil {
+		e.forward.Close()
+	}
+	e.eng.Close()
+}
 
 // placeholderGuestPath is the guest path of the placeholder preopen at the
 // listener's fd number. The guest never sees it: fd_prestat_get answers
@@ -195,18 +239,33 @@ const wasiModule = "wasi_snapshot_preview1"
 
 type wasmtimeModule struct {
 	engine *wasmtimeEngine
-	code   string // path of the serialised module
+	mod    *wasmtime.Module
+	code   string // path of the serialised module, which mod maps
 	name   string
 	cached bool // Load deserialised code, compiled nothing
 	// proxy: the guest reads PROXY headers (it exports
 	// wasisock.ProxyExport), so the host tells it its addresses.
 	proxy bool
+	// runs are the module's active runs: mod is closed once the module
+	// is closed and the last of them has ended.
+	runs shared
 }
 
 // Cached reports whether Load found the code in the cache (see Cached).
 func (m *wasmtimeModule) Cached() bool { return m.cached }
 
-func (m *wasmtimeModule) Close(context.Context) error { return nil }
+// Close closes the module: Run fails from now on, and the module's code
+// is released once its active runs end.
+func (m *wasmtimeModule) Close(context.Context) error {
+	m.runs.close()
+	return nil
+}
+
+// release releases the module's code, and its hold on the engine.
+func (m *wasmtimeModule) release() {
+	m.mod.Close()
+	m.engine.users.done()
+}
 
 func (m *wasmtimeModule) Engine() string { return Wasmtime }
 
@@ -214,6 +273,10 @@ func (m *wasmtimeModule) Engine() string { return Wasmtime }
 // after the preopened directories. A guest that reads PROXY headers gets
 // one at the start of each connection, with its addresses (tellAddrs).
 func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
+	if !m.runs.acquire() {
+		return fmt.Errorf("%s: run %s: the module is closed", Wasmtime, m.name)
+	}
+	defer m.runs.done()
 	table, closeTable, err := hostTable(ctx, Wasmtime, cfg)
 	if err != nil {
 		return err
@@ -293,4 +356,47 @@ func wasmtimeExit(ctx context.Context, err error) error {
 		msg = trap.Message()
 	}
 	return trapError(msg)
+}
+
+// shared counts the users of something its owner may close while they
+// still use it: release runs once it is closed and its last user is done.
+type shared struct {
+	mu      sync.Mutex
+	users   int
+	closed  bool
+	release func()
+}
+
+// acquire adds a user, unless it is closed.
+func (s *shared) acquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.users++
+	return true
+}
+
+// done removes a user that acquire added.
+func (s *shared) done() {
+	s.mu.Lock()
+	s.users--
+	last := s.closed && s.users == 0
+	s.mu.Unlock()
+	if last {
+		s.release()
+	}
+}
+
+// close closes it; closing it again does nothing.
+func (s *shared) close() {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	last := !already && s.users == 0
+	s.mu.Unlock()
+	if last {
+		s.release()
+	}
 }

@@ -35,29 +35,16 @@ const hostCallWAT = `(module
 
 const withMemory = `(memory (export "memory") 1)`
 
+// hostCallWATWith is hostCallWAT with memory (withMemory, or "").
+func hostCallWATWith(memory string) string { return fmt.Sprintf(hostCallWAT, memory) }
+
 // newTestRun instantiates wat (hostCallWAT with memory, or without) on
 // the wasmtime engine with a Table whose listener is at fd 3.
 func newTestRun(t testing.TB, memory string) *wasmtimeRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	dir := t.TempDir()
-	e, err := newWasmtimeEmbedded(ctx, Options{CacheDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wasm, err := wasmtime.Wat2Wasm(fmt.Sprintf(hostCallWAT, memory))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "hostcall.wasm")
-	if err := os.WriteFile(path, wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mod, err := e.Load(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mod := loadWAT(t, hostCallWATWith(memory))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +56,7 @@ func newTestRun(t testing.TB, memory string) *wasmtimeRun {
 		t.Fatal(err)
 	}
 	t.Cleanup(closeTable)
-	r, err := mod.(*wasmtimeModule).newRun(ctx, cfg, table)
+	r, err := mod.newRun(ctx, cfg, table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,22 +140,23 @@ const spinOnListenerWAT = `(module
   (func (export "_start")
     (loop $l (drop (call $stat (i32.const 3) (i32.const 64))) (br $l))))`
 
-// TestWasmtimeCancelRace cancels runs that end at their next host call,
-// often before the goroutine that cancellation starts has interrupted
-// the engine: that interruption must not reach an engine the ended run
-// has closed (it panicked: "object has been closed already").
-func TestWasmtimeCancelRace(t *testing.T) {
+// loadWAT loads wat with a new wasmtime engine whose cache is in a
+// temporary directory; the module and the engine are closed when the
+// test ends.
+func loadWAT(t testing.TB, wat string) *wasmtimeModule {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	e, err := newWasmtimeEmbedded(ctx, Options{CacheDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wasm, err := wasmtime.Wat2Wasm(spinOnListenerWAT)
+	t.Cleanup(func() { e.Close(ctx) })
+	wasm, err := wasmtime.Wat2Wasm(wat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "spin.wasm")
+	path := filepath.Join(dir, "guest.wasm")
 	if err := os.WriteFile(path, wasm, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +164,108 @@ func TestWasmtimeCancelRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { mod.Close(ctx) })
+	return mod.(*wasmtimeModule)
+}
+
+// mapped reports whether this process maps the file at path.
+func mapped(t *testing.T, path string) bool {
+	t.Helper()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skipf("cannot read this process's mappings: %v", err)
+	}
+	return strings.Contains(string(maps), path)
+}
+
+// TestWasmtimeModuleCloseWhileRunning closes a module while a run of it
+// is active: the run goes on with the module's code until it is
+// stopped, then the code is released, and a Run after Close fails.
+func TestWasmtimeModuleCloseWhileRunning(t *testing.T) {
+	ctx := context.Background()
+	mod := loadWAT(t, spinOnListenerWAT)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if !mapped(t, mod.code) {
+		t.Fatalf("the loaded module's code %s is not mapped", mod.code)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- mod.Run(runCtx, Config{Listener: ln}) }()
+	time.Sleep(100 * time.Millisecond)
+	if err := mod.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := mod.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("the run ended when its module was closed: %v", err)
+	default:
+	}
+	if !mapped(t, mod.code) {
+		t.Fatal("Close released the code of a module still running")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run stopped after Close: %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the run was not stopped 5 s after its context was cancelled")
+	}
+	if mapped(t, mod.code) {
+		t.Error("the closed module's code is still mapped after its last run ended")
+	}
+	if err := mod.Run(ctx, Config{Listener: ln}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Run after Close: %v, want an error saying the module is closed", err)
+	}
+}
+
+// TestWasmtimeLoadAfterClose: an engine closed while a module it loaded
+// is open keeps serving that module, and refuses to load another.
+func TestWasmtimeLoadAfterClose(t *testing.T) {
+	ctx := context.Background()
+	mod := loadWAT(t, hostCallWATWith(withMemory))
+	e := mod.engine
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// hostCallWAT's _start returns at once.
+	if err := mod.Run(ctx, Config{Listener: ln}); err != nil {
+		t.Fatalf("Run of a module of a closed engine: %v", err)
+	}
+	wasm := filepath.Join(t.TempDir(), "other.wasm")
+	if err := os.WriteFile(wasm, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Load(ctx, wasm); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Load after Close: %v, want an error saying the engine is closed", err)
+	}
+	if err := mod.Close(ctx); err != nil {
+		t.Fatalf("module Close: %v", err)
+	}
+}
+
+// TestWasmtimeCancelRace cancels runs that end at their next host call,
+// often before the goroutine that cancellation starts has interrupted
+// the engine: that interruption must not reach an engine the ended run
+// has closed (it panicked: "object has been closed already").
+func TestWasmtimeCancelRace(t *testing.T) {
+	ctx := context.Background()
+	mod := loadWAT(t, spinOnListenerWAT)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -36,9 +36,8 @@ func (f *wasmtimeFunc) funcType() *wasmtime.FuncType {
 }
 
 // wasmtimeFuncs lists the functions the engine defines: hostsock's, each
-// checked against the type of wasmtime's function of that name.
-func wasmtimeFuncs() ([]wasmtimeFunc, error) {
-	eng := newWasmtime()
+// checked against the type of wasmtime's function of that name in eng.
+func wasmtimeFuncs(eng *wasmtime.Engine) ([]wasmtimeFunc, error) {
 	linker := wasmtime.NewLinker(eng)
 	defer linker.Close()
 	if err := linker.DefineWasi(); err != nil {

@@ -4,6 +4,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "_cgo_export.h"
 
@@ -16,6 +19,11 @@ typedef wasm_trap_t *(*ws_unchecked_callback)(void *env,
                                               wasmtime_caller_t *caller,
                                               ws_val_raw_t *args, size_t n);
 typedef ptrdiff_t (*ws_output_callback)(void *, const unsigned char *, size_t);
+typedef uint8_t wasmtime_update_deadline_kind_t;
+typedef wasmtime_error_t *(*ws_epoch_callback)(
+    wasmtime_context_t *context, void *data, uint64_t *epoch_deadline_delta,
+    wasmtime_update_deadline_kind_t *update_kind);
+#define WASMTIME_UPDATE_DEADLINE_CONTINUE 0
 
 extern wasmtime_context_t *wasmtime_caller_context(wasmtime_caller_t *caller);
 extern uint8_t *wasmtime_memory_data(const wasmtime_context_t *store,
@@ -33,6 +41,11 @@ extern wasmtime_error_t *wasmtime_func_call_unchecked(
 extern void wasmtime_error_message(const wasmtime_error_t *error,
                                    ws_name_t *message);
 extern void wasmtime_error_delete(wasmtime_error_t *error);
+extern wasmtime_error_t *wasmtime_error_new(const char *message);
+extern void wasmtime_store_epoch_deadline_callback(wasmtime_store_t *store,
+                                                   ws_epoch_callback func,
+                                                   void *data,
+                                                   void (*finalizer)(void *));
 extern void wasm_byte_vec_delete(ws_name_t *vec);
 extern void wasi_config_set_stdout_custom(wasi_config_t *config,
                                           ws_output_callback callback,
@@ -145,4 +158,45 @@ void ws_set_output(wasi_config_t *config, int stream, uintptr_t handle) {
   } else {
     wasi_config_set_stderr_custom(config, ws_output, (void *)handle, NULL);
   }
+}
+
+// ws_epoch_deadline is every store's epoch deadline callback, called when
+// the engine's epoch passes the store's deadline: the epoch is the
+// engine's, so any run's stop gets there. It ends the run the host is
+// stopping, and gives the others a deadline one increment ahead.
+static wasmtime_error_t *
+ws_epoch_deadline(wasmtime_context_t *context, void *data, uint64_t *delta,
+                  wasmtime_update_deadline_kind_t *update_kind) {
+  (void)context;
+  ws_run *run = data;
+  // Pairs with the fence in ws_run_stop: the increment that got here was
+  // made after the flag was set.
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&run->stopping, __ATOMIC_SEQ_CST)) {
+    return wasmtime_error_new("guest stopped by the host");
+  }
+  *delta = 1;
+  *update_kind = WASMTIME_UPDATE_DEADLINE_CONTINUE;
+  return NULL;
+}
+
+void ws_set_epoch_deadline_callback(wasmtime_store_t *store, ws_run *run) {
+  wasmtime_store_epoch_deadline_callback(store, ws_epoch_deadline, run, NULL);
+}
+
+// ws_run_stop marks run as stopping; the caller increments the engine's
+// epoch next, which the fence keeps after the flag's store.
+void ws_run_stop(ws_run *run) {
+  __atomic_store_n(&run->stopping, 1, __ATOMIC_SEQ_CST);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+// ws_release_free_memory returns the free memory of glibc's malloc arenas
+// to the system: compiling a module frees most of what cranelift
+// allocated, on several threads, and glibc keeps it in their arenas
+// otherwise. Other C libraries have no malloc_trim; it does nothing there.
+void ws_release_free_memory(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 typedef struct wasmtime_linker wasmtime_linker_t;
+typedef struct wasmtime_store wasmtime_store_t;
 typedef struct wasmtime_caller wasmtime_caller_t;
 typedef struct wasmtime_context wasmtime_context_t;
 typedef struct wasmtime_error wasmtime_error_t;
@@ -55,9 +56,12 @@ typedef struct {
 } ws_fn;
 
 // ws_run is one guest run's state on the C side: the Go handle of the
-// run, the guest's memory once it is instantiated, and its functions.
+// run, whether the host is stopping it, the guest's memory once it is
+// instantiated, and its functions. stopping is read and written only
+// through atomic operations (ws_run_stop, ws_epoch_deadline).
 struct ws_run {
   uintptr_t handle;
+  uint32_t stopping;
   uint32_t has_memory;
   ws_memory_t memory;
   size_t nfns;
@@ -79,5 +83,9 @@ wasmtime_error_t *ws_define(wasmtime_linker_t *linker, const char *module,
                             ws_run *run, uint32_t index);
 size_t ws_error_take(wasmtime_error_t *err, char *buf, size_t cap);
 void ws_set_output(wasi_config_t *config, int stream, uintptr_t handle);
+wasmtime_context_t *wasmtime_store_context(wasmtime_store_t *store);
+void ws_set_epoch_deadline_callback(wasmtime_store_t *store, ws_run *run);
+void ws_run_stop(ws_run *run);
+void ws_release_free_memory(void);
 
 #endif

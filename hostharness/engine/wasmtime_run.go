@@ -23,13 +23,24 @@ import (
 
 // checkWasmtimeLayout checks that the value types this package copies out
 // of wasmtime-go have the sizes its C declarations give them
-// (wasmtime_hostcall.h).
-func checkWasmtimeLayout() error {
+// (wasmtime_hostcall.h), and that storePtr finds a store of eng's C
+// store.
+func checkWasmtimeLayout(eng *wasmtime.Engine) error {
 	if unsafe.Sizeof(wasmtime.Memory{}) != C.sizeof_ws_memory_t || unsafe.Sizeof(wasmtime.Func{}) != C.sizeof_ws_func_t {
 		return fmt.Errorf("wasmtime-go's Memory (%d bytes) or Func (%d bytes) does not match wasmtime 42's C API (%d, %d): rebuild against wasmtime-go v42.0.0",
 			unsafe.Sizeof(wasmtime.Memory{}), unsafe.Sizeof(wasmtime.Func{}), C.sizeof_ws_memory_t, C.sizeof_ws_func_t)
 	}
+	store := wasmtime.NewStore(eng)
+	defer store.Close()
+	if unsafe.Pointer(C.wasmtime_store_context(storePtr(store))) != unsafe.Pointer(store.Context()) {
+		return errors.New("wasmtime-go's Store does not start with its C store: rebuild against wasmtime-go v42.0.0")
+	}
 	return nil
+}
+
+// storePtr is store's C store, the first field of wasmtime-go's Store.
+func storePtr(store *wasmtime.Store) *C.wasmtime_store_t {
+	return *(**C.wasmtime_store_t)(unsafe.Pointer(store))
 }
 
 // maxParams bounds the parameters of a host function (the WasmEdge
@@ -49,8 +60,7 @@ type wasmtimeRun struct {
 	// and Run reports it.
 	failure error
 
-	eng     *wasmtime.Engine
-	modules []*wasmtime.Module // each keeps its code file open until closed
+	eng     *wasmtime.Engine // the engine's, shared with its other runs
 	store   *wasmtime.Store
 	linkers []*wasmtime.Linker
 	guest   *wasmtime.Instance
@@ -62,7 +72,7 @@ type wasmtimeRun struct {
 // newRun instantiates the guest for cfg with table, ready to start.
 func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock.Table) (_ *wasmtimeRun, err error) {
 	e := m.engine
-	r := &wasmtimeRun{ctx: ctx, funcs: e.funcs, table: table, eng: newWasmtime()}
+	r := &wasmtimeRun{ctx: ctx, funcs: e.funcs, table: table, eng: e.eng}
 	r.handle = cgo.NewHandle(r)
 	r.out = newOutputs(cfg)
 	defer func() {
@@ -73,18 +83,6 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock
 	if r.c = C.ws_run_new(C.uintptr_t(r.handle), C.size_t(len(r.funcs))); r.c == nil {
 		return nil, errors.New("wasmtime: out of memory")
 	}
-	mod, err := wasmtime.NewModuleDeserializeFile(r.eng, m.code)
-	if err != nil {
-		return nil, fmt.Errorf("wasmtime: load compiled %s: %w", m.name, err)
-	}
-	r.modules = append(r.modules, mod)
-	forward, err := wasmtime.NewModuleDeserializeFile(r.eng, e.forward)
-	if err == nil {
-		r.modules = append(r.modules, forward)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("wasmtime: load the forwarding module: %w", err)
-	}
 	wasi, err := m.wasiConfig(cfg, r.out)
 	if err != nil {
 		return nil, err
@@ -93,6 +91,7 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock
 	r.store.SetWasi(wasi)
 	r.store.Limiter(e.maxMemory, -1, -1, -1, -1)
 	r.store.SetEpochDeadline(1)
+	C.ws_set_epoch_deadline_callback(storePtr(r.store), r.c)
 
 	linker, err := r.linker()
 	if err != nil {
@@ -101,10 +100,10 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock
 	if err := r.define(linker); err != nil {
 		return nil, err
 	}
-	if r.guest, err = linker.Instantiate(r.store, mod); err != nil {
+	if r.guest, err = linker.Instantiate(r.store, m.mod); err != nil {
 		return nil, fmt.Errorf("wasmtime: instantiate %s: %w", m.name, err)
 	}
-	if err := r.attachMemory(forward); err != nil {
+	if err := r.attachMemory(e.forward); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -196,7 +195,7 @@ func (r *wasmtimeRun) start() error {
 	if start == nil {
 		return errors.New("wasmtime: the module has no _start: not a WASI command")
 	}
-	defer interruptOnDone(r.ctx, r.eng)()
+	defer interruptOnDone(r.ctx, r.interrupt)()
 	_, err := start.Call(r.store)
 	defer closeWasmtimeError(err)
 	if r.failure != nil {
@@ -205,9 +204,10 @@ func (r *wasmtimeRun) start() error {
 	return wasmtimeExit(r.ctx, err)
 }
 
-// closeWasmtimeError frees err's wasmtime error or trap now rather than at
-// a garbage collection: until then it keeps the run's code and memory
-// mapped.
+// closeWasmtimeError frees err's wasmtime error or trap now rather than
+// at its finalizer: a trap's backtrace holds the module whose code it went
+// through, which would stay mapped after Module.Close until the next
+// garbage collection.
 func closeWasmtimeError(err error) {
 	var wErr *wasmtime.Error
 	if errors.As(err, &wErr) {
@@ -219,14 +219,23 @@ func closeWasmtimeError(err error) {
 	}
 }
 
-// interruptOnDone increments eng's epoch when ctx is done, interrupting
-// the guest. The function it returns stops that, and waits for an
-// increment already under way: the run closes eng right after.
-func interruptOnDone(ctx context.Context, eng *wasmtime.Engine) (stop func()) {
+// interrupt stops the guest at its next loop header or function entry:
+// it marks the run as stopping, then increments the engine's epoch, which
+// makes every run of the engine call its epoch deadline callback
+// (ws_epoch_deadline): this run's traps, the others' carry on.
+func (r *wasmtimeRun) interrupt() {
+	C.ws_run_stop(r.c)
+	r.eng.IncrementEpoch()
+}
+
+// interruptOnDone calls interrupt when ctx is done. The function it
+// returns stops that, and waits for an interruption already under way:
+// the run frees the state interrupt uses right after.
+func interruptOnDone(ctx context.Context, interrupt func()) (stop func()) {
 	interrupted := make(chan struct{})
 	cancel := context.AfterFunc(ctx, func() {
 		defer close(interrupted)
-		eng.IncrementEpoch()
+		interrupt()
 	})
 	return func() {
 		if !cancel() {
@@ -236,7 +245,9 @@ func interruptOnDone(ctx context.Context, eng *wasmtime.Engine) (stop func()) {
 }
 
 // close releases the run: the store (which closes the guest's files), the
-// linkers, then the C state their functions point to.
+// linkers, then the C state their functions and the store's epoch
+// deadline callback point to. The module and the engine stay: they are
+// shared with the module's other runs.
 func (r *wasmtimeRun) close() {
 	if r.store != nil {
 		r.store.Close()
@@ -244,18 +255,15 @@ func (r *wasmtimeRun) close() {
 	for _, l := range r.linkers {
 		l.Close()
 	}
-	// Not left to finalizers: a deserialised module holds its code file
-	// open, and each run (and reload) would keep one more descriptor
-	// until the next garbage collection.
-	for _, mod := range r.modules {
-		mod.Close()
-	}
-	r.eng.Close()
 	C.ws_run_free(r.c)
 	r.c = nil
 	r.handle.Delete()
 	r.out.close()
 }
+
+// releaseFreeMemory hands the memory free in the C allocator back to the
+// system, where the C library can (glibc's malloc_trim).
+func releaseFreeMemory() { C.ws_release_free_memory() }
 
 //export wasiserveHostCall
 func wasiserveHostCall(handle C.uintptr_t, index C.uint32_t, args unsafe.Pointer, n C.size_t, base *C.uint8_t, length C.size_t) (result C.int64_t) {
