@@ -729,6 +729,50 @@ func TestSpinningGuestStopped(t *testing.T) {
 	}
 }
 
+// spinningStartModule spins in its start function, which the engine runs
+// while it instantiates the guest, before _start:
+//
+//	(module (memory (export "memory") 1)
+//	  (func (export "_start")) (func $spin (loop (br 0))) (start $spin))
+var spinningStartModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: func() -> ()
+	0x03, 0x03, 0x02, 0x00, 0x00, // function section: two funcs of type 0
+	0x05, 0x03, 0x01, 0x00, 0x01, // memory section: one memory, 1 page
+	0x07, 0x13, 0x02, // export section: 2 exports
+	0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, // "_start" func 0
+	0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, // "memory" memory 0
+	0x08, 0x01, 0x01, // start section: func 1
+	0x0a, 0x0c, 0x02, // code section: 2 bodies
+	0x02, 0x00, 0x0b, // func 0: no locals, end
+	0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // func 1: (loop (br 0))
+}
+
+// TestSpinningStartFunctionStopped checks that cancelling a run stops a
+// guest whose start function spins, while it is being instantiated.
+func TestSpinningStartFunctionStopped(t *testing.T) {
+	wasm := writeWasm(t, "spinstart.wasm", spinningStartModule)
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			done, stop := startRun(t, mod)
+			time.Sleep(300 * time.Millisecond)
+			select {
+			case err := <-done:
+				t.Fatalf("the guest spinning in its start function ended by itself: %v", err)
+			default:
+			}
+			stop()
+			waitStopped(t, "the guest spinning in its start function", done)
+		})
+	}
+}
+
 // startRun runs mod on a new listener in the background; its result
 // arrives on done once stop (or the test's end) cancels it.
 func startRun(t *testing.T, mod engine.Module) (done chan error, stop context.CancelFunc) {

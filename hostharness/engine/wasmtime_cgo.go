@@ -284,6 +284,9 @@ func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	defer closeTable()
 	tellAddrs(&cfg, m.proxy, table, cfg.Listener)
 	run, err := m.newRun(ctx, cfg, table)
+	if errors.Is(err, errStoppedByHost) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

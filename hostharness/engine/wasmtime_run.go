@@ -67,7 +67,15 @@ type wasmtimeRun struct {
 	handle  cgo.Handle
 	c       *C.ws_run
 	out     outputs
+	// stopInterrupts ends the interruption of the guest when the run's
+	// context is done (interruptOnDone); set from the store's creation,
+	// so that a start function that spins is stopped too.
+	stopInterrupts func()
 }
+
+// errStoppedByHost reports a run whose context stopped it while it was
+// being instantiated (in the guest's start function).
+var errStoppedByHost = errors.New("wasmtime: guest stopped by the host while it was instantiated")
 
 // newRun instantiates the guest for cfg with table, ready to start.
 func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock.Table) (_ *wasmtimeRun, err error) {
@@ -92,6 +100,7 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock
 	r.store.Limiter(e.maxMemory, -1, -1, -1, -1)
 	r.store.SetEpochDeadline(1)
 	C.ws_set_epoch_deadline_callback(storePtr(r.store), r.c)
+	r.stopInterrupts = interruptOnDone(ctx, r.interrupt)
 
 	linker, err := r.linker()
 	if err != nil {
@@ -101,6 +110,10 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock
 		return nil, err
 	}
 	if r.guest, err = linker.Instantiate(r.store, m.mod); err != nil {
+		if ctx.Err() != nil {
+			closeWasmtimeError(err)
+			return nil, errStoppedByHost
+		}
 		return nil, fmt.Errorf("wasmtime: instantiate %s: %w", m.name, err)
 	}
 	if err := r.attachMemory(e.forward); err != nil {
@@ -195,7 +208,6 @@ func (r *wasmtimeRun) start() error {
 	if start == nil {
 		return errors.New("wasmtime: the module has no _start: not a WASI command")
 	}
-	defer interruptOnDone(r.ctx, r.interrupt)()
 	_, err := start.Call(r.store)
 	defer closeWasmtimeError(err)
 	if r.failure != nil {
@@ -254,6 +266,9 @@ func (r *wasmtimeRun) close() {
 	}
 	for _, l := range r.linkers {
 		l.Close()
+	}
+	if r.stopInterrupts != nil {
+		r.stopInterrupts()
 	}
 	C.ws_run_free(r.c)
 	r.c = nil
