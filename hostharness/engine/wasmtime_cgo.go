@@ -136,8 +136,11 @@ func (e *wasmtimeEngine) compile(wasm []byte) (mod *wasmtime.Module, code string
 // compileTo compiles wasm and writes its serialised code to the file
 // code. Cranelift's working memory, freed by then, is handed back to the
 // system (releaseFreeMemory): a large guest's compilation leaves hundreds
-// of MiB in the C allocator's free lists otherwise.
+// of MiB in the C allocator's free lists otherwise, and its largest
+// blocks at the top of arenas that the allocator does not trim unless its
+// thresholds are fixed first (fixMallocThresholds).
 func (e *wasmtimeEngine) compileTo(code string, wasm []byte) error {
+	fixMallocThresholds()
 	defer releaseFreeMemory()
 	mod, err := wasmtime.NewModule(e.eng, wasm)
 	if err != nil {

@@ -191,6 +191,22 @@ void ws_run_stop(ws_run *run) {
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+// ws_malloc_fixed_thresholds fixes glibc's mmap and trim thresholds at
+// their defaults (128 KiB), which glibc otherwise raises, up to 32 and
+// 64 MiB, after a large mmapped block is freed. Compiling a large module
+// frees such blocks, and with raised thresholds a later block of tens of
+// MiB (the module's object image, its serialisation) comes from a
+// thread's arena instead and, once freed, stays resident at the arena's
+// top, which neither free nor malloc_trim give back for arenas other
+// than the main one. With fixed thresholds such blocks are mapped and
+// unmapped on their own.
+void ws_malloc_fixed_thresholds(void) {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+#endif
+}
+
 // ws_release_free_memory returns the free memory of glibc's malloc arenas
 // to the system: compiling a module frees most of what cranelift
 // allocated, on several threads, and glibc keeps it in their arenas

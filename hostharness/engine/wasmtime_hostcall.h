@@ -87,5 +87,6 @@ wasmtime_context_t *wasmtime_store_context(wasmtime_store_t *store);
 void ws_set_epoch_deadline_callback(wasmtime_store_t *store, ws_run *run);
 void ws_run_stop(ws_run *run);
 void ws_release_free_memory(void);
+void ws_malloc_fixed_thresholds(void);
 
 #endif

@@ -280,6 +280,11 @@ func (r *wasmtimeRun) close() {
 // system, where the C library can (glibc's malloc_trim).
 func releaseFreeMemory() { C.ws_release_free_memory() }
 
+// fixMallocThresholds keeps the C allocator from keeping large freed
+// blocks in its arenas (ws_malloc_fixed_thresholds), where the C library
+// can.
+func fixMallocThresholds() { C.ws_malloc_fixed_thresholds() }
+
 //export wasiserveHostCall
 func wasiserveHostCall(handle C.uintptr_t, index C.uint32_t, args unsafe.Pointer, n C.size_t, base *C.uint8_t, length C.size_t) (result C.int64_t) {
 	r := cgo.Handle(handle).Value().(*wasmtimeRun)
