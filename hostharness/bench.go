@@ -21,14 +21,14 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 		"Measures the echo guest natively (GOMAXPROCS=1, the reference, and unrestricted)\n"+
 		"and as wasm under each engine, each in its own process, with closed-loop load\n"+
 		"from this process on 127.0.0.1. Prints a Markdown table and writes report.md,\n"+
-		"report.json and chart.svg/.png under --out. Linux only (reads /proc).")
+		"report.json and chart.svg under --out. Linux only (reads /proc).")
 	engines := flags.String("engine", "all", "engines for the wasm targets: all (embedded ones and installed CLIs) or a comma-separated list of "+strings.Join(engine.Names(), ", "))
 	duration := flags.Duration("duration", 10*time.Second, "load duration of each mix, and of the wrk cross-check")
 	conns := flags.Int("conns", 16, "concurrent connections of the load")
 	idleWindow := flags.Duration("idle-window", 0, "window of the idle CPU measurement (default: a quarter of --duration, 1s to 10s)")
 	idleConns := flags.Int("idle-conns", 100, "idle keep-alive connections open during the idle CPU measurement")
 	jsonPath := flags.String("json", "", "write the JSON report to this file too (always written to --out/report.json)")
-	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json, chart.svg and chart.png")
+	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json and chart.svg")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for the built guests")
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
 	instances := flags.Int("instances", 1, "also measure each engine whose host owns the listener ("+strings.Join(engine.With(engine.HostListener), ", ")+") with serve --instances N, when N > 1")
@@ -196,13 +196,11 @@ func writeBenchReport(env *cliEnv, report *bench.Report, outDir, jsonPath string
 		outDir = abs
 	}
 	fmt.Fprintln(env.stdout)
-	for _, name := range []string{"chart.svg", "chart.png"} {
-		chart := filepath.Join(outDir, name)
-		if err := report.WriteChart(chart); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.stdout, "chart: %s\n", chart)
+	chart := filepath.Join(outDir, "chart.svg")
+	if err := report.WriteChart(chart); err != nil {
+		return err
 	}
+	fmt.Fprintf(env.stdout, "chart: %s\n", chart)
 	fmt.Fprintf(env.stdout, "report: %s\n", filepath.Join(outDir, "report.json"))
 	return nil
 }

@@ -11,8 +11,8 @@ Runs `go run ./hostharness bench` from the repository root, whatever the
 current directory. Targets: the native echo guest with GOMAXPROCS=1 (the
 reference of every ratio), the native guest unrestricted, and the wasm guest
 under every embedded engine and installed runtime CLI, each in its own
-process. Prints Markdown tables and writes report.md, report.json,
-chart.svg and chart.png under --out (default out/bench in the repository;
+process. Prints Markdown tables and writes report.md, report.json and
+chart.svg under --out (default out/bench in the repository;
 relative --out, --json and --cache-dir are taken from the current directory).
 
 Common flags (see `go run ./hostharness bench -h` for all):

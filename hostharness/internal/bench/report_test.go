@@ -2,9 +2,14 @@ package bench
 
 import (
 	"bytes"
-	"image/png"
+	"encoding/xml"
+	"errors"
+	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,11 +129,72 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 }
 
+// parsedChart is what TestWriteChart reads back from a chart.
+type parsedChart struct {
+	texts []string       // each text element's character data, its lines joined by spaces
+	bars  map[string]int // rects of class "bar" by their panel's data-figure
+}
+
+// parseChart decodes an SVG chart with encoding/xml, failing the test
+// if it is not well-formed XML with an svg root.
+func parseChart(t *testing.T, data []byte) parsedChart {
+	t.Helper()
+	p := parsedChart{bars: map[string]int{}}
+	attr := func(e xml.StartElement, name string) string {
+		for _, a := range e.Attr {
+			if a.Name.Local == name {
+				return a.Value
+			}
+		}
+		return ""
+	}
+	d := xml.NewDecoder(bytes.NewReader(data))
+	var panel string
+	var text []string // words of the text element being read, if any
+	inText, root := false, true
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("chart is not well-formed: %v\n%s", err, data)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if root && (tok.Name.Local != "svg" || tok.Name.Space != "http://www.w3.org/2000/svg") {
+				t.Fatalf("root element %v, want svg", tok.Name)
+			}
+			root = false
+			switch {
+			case tok.Name.Local == "g" && attr(tok, "class") == "panel":
+				panel = attr(tok, "data-figure")
+			case tok.Name.Local == "rect" && attr(tok, "class") == "bar":
+				p.bars[panel]++
+			case tok.Name.Local == "text":
+				inText, text = true, nil
+			}
+		case xml.CharData:
+			if inText {
+				text = append(text, string(tok))
+			}
+		case xml.EndElement:
+			if tok.Name.Local == "text" {
+				p.texts = append(p.texts, strings.Join(text, " "))
+				inText = false
+			}
+		}
+	}
+	if root {
+		t.Fatal("chart is empty")
+	}
+	return p
+}
+
 func TestWriteChart(t *testing.T) {
 	dir := t.TempDir()
-	r := sampleReport()
-	// chart writes the chart to name under dir and returns its contents.
-	chart := func(name string) []byte {
+	// chart writes r's chart to name under dir and parses it.
+	chart := func(r *Report, name string) ([]byte, parsedChart) {
 		t.Helper()
 		path := filepath.Join(dir, name)
 		if err := r.WriteChart(path); err != nil {
@@ -138,23 +204,51 @@ func TestWriteChart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return data
+		return data, parseChart(t, data)
 	}
-	svg := string(chart("chart.svg"))
-	for _, want := range []string{"<svg", "wasm wazero", "echo 1 MiB", "p99 latency"} {
-		if !strings.Contains(svg, want) {
-			t.Errorf("chart.svg lacks %q", want)
+	hasText := func(p parsedChart, want string) bool { return slices.Contains(p.texts, want) }
+
+	r := sampleReport()
+	_, p := chart(r, "chart.svg")
+	for _, want := range []string{"requests/s ÷ native GOMAXPROCS=1", "p99 latency ÷ native GOMAXPROCS=1",
+		"native GOMAXPROCS=1", "wasm wazero", "echo 4 B", "echo 1 MiB"} {
+		if !hasText(p, want) {
+			t.Errorf("chart lacks the text %q; has %q", want, p.texts)
 		}
 	}
-	img, err := png.Decode(bytes.NewReader(chart("chart.png")))
-	if err != nil {
-		t.Fatalf("chart.png: %v", err)
+	if want := map[string]int{"requests_per_s": 4, "p99_ms": 4}; !maps.Equal(p.bars, want) {
+		t.Errorf("bars per panel = %v, want %v", p.bars, want)
 	}
-	if b := img.Bounds(); b.Dx() < 400 || b.Dy() < 200 {
-		t.Errorf("chart.png is %v, want a readable size", b)
+
+	// Names are arbitrary strings; a missing ratio has no bar.
+	const hostile = `<x & "y"></text></svg>`
+	r.Targets[1].Name = hostile
+	r.Targets[0].Name = "ref & 'co'"
+	r.Targets[0].Mixes[1].Mix = "nul\x00 ]]> mix"
+	r.Targets[1].Mixes[1].Mix = r.Targets[0].Mixes[1].Mix
+	r.fillRatios()
+	r.Targets[1].Mixes[0].Ratios["p99_ms"] = nil
+	data, p := chart(r, "hostile.svg")
+	if bytes.Contains(data, []byte(hostile)) {
+		t.Error("the hostile target name is not escaped")
 	}
-	if err := r.WriteChart(filepath.Join(dir, "chart.gif")); err == nil {
-		t.Error("WriteChart to .gif: no error")
+	for _, want := range []string{hostile, "p99 latency ÷ ref & 'co'", "nul\uFFFD ]]> mix"} {
+		if !hasText(p, want) {
+			t.Errorf("chart lacks the text %q; has %q", want, p.texts)
+		}
+	}
+	if want := map[string]int{"requests_per_s": 4, "p99_ms": 3}; !maps.Equal(p.bars, want) {
+		t.Errorf("bars per panel with a missing ratio = %v, want %v", p.bars, want)
+	}
+
+	for _, name := range []string{"chart.png", "chart.gif"} {
+		path := filepath.Join(dir, name)
+		if err := r.WriteChart(path); err == nil {
+			t.Errorf("WriteChart to %s: no error", name)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("WriteChart to %s: file written (%v)", name, err)
+		}
 	}
 	if err := (&Report{}).WriteChart(filepath.Join(dir, "empty.svg")); err == nil {
 		t.Error("WriteChart of an empty report: no error")
