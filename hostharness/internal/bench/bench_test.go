@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,16 @@ func TestRunNativeAndWazero(t *testing.T) {
 	}
 	if err := r.WriteChart(filepath.Join(dir, "chart.svg")); err != nil {
 		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "chart.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := parseChart(t, svg)
+	for _, target := range r.Targets {
+		if !slices.Contains(chart.texts, target.Name) {
+			t.Errorf("chart lacks target %q; has %q", target.Name, chart.texts)
+		}
 	}
 	t.Logf("report:\n%s", md.String())
 }
