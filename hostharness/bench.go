@@ -162,7 +162,9 @@ func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines
 		}
 	}
 	for _, o := range others {
-		cfg.Targets = append(cfg.Targets, bench.HarnessTarget(o.path, o.engine, wasm))
+		t := bench.HarnessTarget(o.path, o.engine, wasm)
+		t.Name += " (" + o.path + ")" // apart from this executable's target of the same engine
+		cfg.Targets = append(cfg.Targets, t)
 	}
 	report, err := bench.Run(ctx, cfg)
 	if err != nil {
