@@ -14,7 +14,7 @@ usage() {
 usage: scripts/account.sh [-h|--help] [--n1 N] [--n2 N] [--out DIR]
                           [--bin DIR] [--env KEY=VALUE]... [--guest FILE]
                           [--label NAME] [--no-callgrind] [--no-strace]
-                          [--no-memory] [TARGET...]
+                          [--no-memory] [--cold] [TARGET...]
 
 TARGET: native (the echo guest built for the host, GOMAXPROCS=1) or an
 engine of hostharness serve (wazy, wasmtime, ...). Default: native wazy,
@@ -33,13 +33,15 @@ and wasmtime when this hostharness has it.
   --no-strace      skip the syscall count
   --no-memory      skip the memory after load (RSS by mapping, one and two
                    instances)
+  --cold           also measure the memory of one instance whose start
+                   compiled the guest (an empty compilation cache)
 
 Needs valgrind (callgrind_control), strace and curl. Instruction counts are
 what to compare: they repeat on a loaded machine, seconds do not.
 USAGE
 }
 
-n1=300 n2=1500 out=out/account bin="" guest="" label="" callgrind=1 straced=1 memory=1
+n1=300 n2=1500 out=out/account bin="" guest="" label="" callgrind=1 straced=1 memory=1 cold=0
 envs=() targets=()
 while (($#)); do
 	case "$1" in
@@ -54,6 +56,7 @@ while (($#)); do
 	--no-callgrind) callgrind=0; shift ;;
 	--no-strace) straced=0; shift ;;
 	--no-memory) memory=0; shift ;;
+	--cold) cold=1; shift ;;
 	-*) echo "account.sh: unknown flag '$1' (try --help)" >&2; exit 2 ;;
 	*) targets+=("$1"); shift ;;
 	esac
@@ -126,13 +129,15 @@ server_cmd() {
 		return
 	fi
 	local args="serve --engine $target --instances $instances --listen 127.0.0.1:$port"
+	[[ -n ${CACHE_DIR:-} ]] && args+=" --cache-dir $CACHE_DIR"
 	for e in ${envs[@]+"${envs[@]}"}; do args+=" --env $e"; done
 	echo "$bin/hostharness $args $guest"
 }
 
 # start TARGET PORT [ENV=VALUE...] [WRAPPER...] starts the server under
 # WRAPPER (valgrind runs no child: no env in between) and prints its pid.
-# INSTANCES (default 1) is how many instances serve.
+# INSTANCES (default 1) is how many instances serve; CACHE_DIR, when set,
+# is serve's --cache-dir (default: its own).
 start() {
 	local target=$1 port=$2
 	shift 2
@@ -279,10 +284,11 @@ warm_up() {
 	stop "$pid"
 }
 
-# account_memory TARGET INSTANCES: the memory of a server of INSTANCES
-# instances after 2 x 3,000 requests on two connections at once.
+# account_memory TARGET INSTANCES [NAME]: the memory of a server of
+# INSTANCES instances after 2 x 3,000 requests on two connections at once,
+# into rss.TARGET.NAME.tsv (NAME defaults to INSTANCES).
 account_memory() {
-	local target=$1 instances=$2 port pid a b
+	local target=$1 instances=$2 name=${3:-$2} port pid a b
 	port=$(free_port)
 	pid=$(INSTANCES=$instances start "$target" "$port")
 	wait_ready "$port" "$pid"
@@ -290,7 +296,7 @@ account_memory() {
 	requests "$port" 3000 & b=$!
 	wait "$a" && wait "$b"
 	sleep 1
-	rss "$pid" >"$out/rss.$target.$instances.tsv"
+	rss "$pid" >"$out/rss.$target.$name.tsv"
 	stop "$pid"
 }
 
@@ -326,8 +332,14 @@ for target in "${targets[@]}"; do
 	instance_counts=(1)
 	[[ $target != native ]] && instance_counts=(1 2)
 	if ((memory)); then
+		if ((cold)) && [[ $target != native ]]; then
+			rm -rf "$out/cold-cache"
+			CACHE_DIR=$out/cold-cache account_memory "$target" 1 cold
+			rm -rf "$out/cold-cache"
+			instance_counts=(cold "${instance_counts[@]}")
+		fi
 		warm_up "$target"
-		for i in "${instance_counts[@]}"; do account_memory "$target" "$i"; done
+		for i in "${instance_counts[@]}"; do [[ $i == cold ]] || account_memory "$target" "$i"; done
 	fi
 	{
 		echo "### $target"
@@ -358,7 +370,11 @@ for target in "${targets[@]}"; do
 		fi
 		if ((memory)); then
 			for i in "${instance_counts[@]}"; do
-				echo "memory after load, $i instance(s) (KiB):"
+				if [[ $i == cold ]]; then
+					echo "memory after load, 1 instance that compiled the guest (KiB):"
+				else
+					echo "memory after load, $i instance(s) (KiB):"
+				fi
 				echo
 				awk -F'\t' '{ printf "  %-60s %8d\n", $1, $2 }' "$out/rss.$target.$i.tsv"
 				echo
