@@ -436,16 +436,7 @@ func TestGuestMemoryOffHeap(t *testing.T) {
 	for _, name := range engine.With(engine.HostListener) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			eng, err := engine.New(ctx, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close(ctx)
-			mod, err := eng.Load(ctx, built.fd3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
+			mod := loadModule(t, name, built.fd3)
 			before := heapInUse()
 			inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Env: []string{fmt.Sprintf("ALLOC_MB=%d", allocMB)}})
 			if err != nil {
@@ -476,16 +467,7 @@ func TestGuestMemoryReleased(t *testing.T) {
 	for _, name := range engine.With(engine.HostListener) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			eng, err := engine.New(ctx, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close(ctx)
-			mod, err := eng.Load(ctx, built.fd3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
+			mod := loadModule(t, name, built.fd3)
 			serveOnce := func() {
 				ln := listen(t)
 				defer ln.Close()
@@ -524,6 +506,18 @@ func mappings(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return bytes.Count(maps, []byte("\n"))
+}
+
+// loadModule loads wasm with a new engine of name; the module and the
+// engine are closed when the test ends.
+func loadModule(t *testing.T, name, wasm string) engine.Module {
+	t.Helper()
+	mod, err := newEngine(t, name).Load(context.Background(), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mod.Close(context.Background()) })
+	return mod
 }
 
 // heapInUse is the host's Go heap in use after a collection.
@@ -699,12 +693,7 @@ func TestSpinningGuestStopped(t *testing.T) {
 	wasm := writeWasm(t, "spin.wasm", spinModule)
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			mod, err := newEngine(t, name).Load(ctx, wasm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
+			mod := loadModule(t, name, wasm)
 			first, stopFirst := startRun(t, mod)
 			second, stopSecond := startRun(t, mod)
 			time.Sleep(300 * time.Millisecond)
@@ -754,12 +743,7 @@ func TestSpinningStartFunctionStopped(t *testing.T) {
 	wasm := writeWasm(t, "spinstart.wasm", spinningStartModule)
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			mod, err := newEngine(t, name).Load(ctx, wasm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
+			mod := loadModule(t, name, wasm)
 			done, stop := startRun(t, mod)
 			time.Sleep(300 * time.Millisecond)
 			select {
@@ -806,13 +790,10 @@ func TestStopOneOfTwoRuns(t *testing.T) {
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			mod, err := newEngine(t, name).Load(ctx, built.echo)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
+			mod := loadModule(t, name, built.echo)
 			var insts [2]*engine.Instance
 			for i := range insts {
+				var err error
 				if insts[i], err = engine.Serve(ctx, mod, engine.Config{Listener: listen(t)}); err != nil {
 					t.Fatal(err)
 				}

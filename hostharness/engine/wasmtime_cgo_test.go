@@ -45,11 +45,7 @@ func newTestRun(t testing.TB, memory string) *wasmtimeRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	mod := loadWAT(t, hostCallWATWith(memory))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := loopbackListener(t)
 	cfg := Config{Listener: ln}
 	table, closeTable, err := hostTable(ctx, Wasmtime, cfg)
 	if err != nil {
@@ -184,11 +180,7 @@ func mapped(t *testing.T, path string) bool {
 func TestWasmtimeModuleCloseWhileRunning(t *testing.T) {
 	ctx := context.Background()
 	mod := loadWAT(t, spinOnListenerWAT)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := loopbackListener(t)
 	if !mapped(t, mod.code) {
 		t.Fatalf("the loaded module's code %s is not mapped", mod.code)
 	}
@@ -238,11 +230,7 @@ func TestWasmtimeLoadAfterClose(t *testing.T) {
 	if err := e.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := loopbackListener(t)
 	// hostCallWAT's _start returns at once.
 	if err := mod.Run(ctx, Config{Listener: ln}); err != nil {
 		t.Fatalf("Run of a module of a closed engine: %v", err)
@@ -266,11 +254,7 @@ func TestWasmtimeLoadAfterClose(t *testing.T) {
 func TestWasmtimeCancelRace(t *testing.T) {
 	ctx := context.Background()
 	mod := loadWAT(t, spinOnListenerWAT)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := loopbackListener(t)
 	const runs = 40
 	for i := range runs {
 		runCtx, cancel := context.WithCancel(ctx)
@@ -284,4 +268,15 @@ func TestWasmtimeCancelRace(t *testing.T) {
 	}
 	// Let any interruption still on its way run: it would panic now.
 	time.Sleep(50 * time.Millisecond)
+}
+
+// loopbackListener listens on a free loopback port until the test ends.
+func loopbackListener(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
