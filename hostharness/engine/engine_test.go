@@ -498,6 +498,42 @@ func TestGuestMemoryReleased(t *testing.T) {
 	}
 }
 
+// TestFailedInstantiationMemoryReleased: a guest whose start function
+// writes its 16 MiB memory and traps, run ten times as --restart would,
+// leaves neither that memory resident nor its address space reserved, on
+// every engine with the host socket layer. (wazy does not close an
+// instance whose instantiation failed, so it never frees its memory: a
+// memory of its own allocator's stays mapped.)
+func TestFailedInstantiationMemoryReleased(t *testing.T) {
+	for _, name := range engine.With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) {
+			mod := loadModule(t, name, hostileModule("start_trap"))
+			run := func() {
+				err := mod.Run(context.Background(), engine.Config{Listener: listen(t)})
+				if err == nil || !strings.Contains(err.Error(), "unreachable") {
+					t.Fatalf("a guest trapping in its start function: %v, want the unreachable trap", err)
+				}
+			}
+			run() // the engine's one-time allocations
+			runtime.GC()
+			rss, size := procStatus(t, "VmRSS"), procStatus(t, "VmSize")
+			const runs, memory = 10, 16 << 20
+			for range runs {
+				run()
+			}
+			runtime.GC()
+			grownRSS, grownSize := procStatus(t, "VmRSS")-rss, procStatus(t, "VmSize")-size
+			t.Logf("after %d failed instantiations: RSS %+.1f MiB, address space %+.1f MiB", runs, float64(grownRSS)/(1<<20), float64(grownSize)/(1<<20))
+			if grownRSS > 3*memory {
+				t.Errorf("RSS grew by %.1f MiB over %d runs of a guest of %d MiB that failed to instantiate: their memories were not released", float64(grownRSS)/(1<<20), runs, memory>>20)
+			}
+			if grownSize > runs*memory {
+				t.Errorf("address space grew by %.1f MiB over %d runs that failed to instantiate: their memories are still mapped", float64(grownSize)/(1<<20), runs)
+			}
+		})
+	}
+}
+
 // mappings counts the host process's memory mappings.
 func mappings(t *testing.T) int {
 	t.Helper()

@@ -76,8 +76,12 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeFS()
-	// The guest's memory lives outside the host's Go heap (see linmem).
-	ctx = api.WithMemoryAllocator(ctx, linmem.Allocator())
+	// The guest's memory lives outside the host's Go heap (see linmem),
+	// and goes back to the system once the run has ended, even when the
+	// guest failed to instantiate, which leaves the instance unclosed.
+	alloc, freeMemory := linmem.Allocator()
+	defer freeMemory()
+	ctx = api.WithMemoryAllocator(ctx, alloc)
 	return m.instantiate(wazerosock.WithTable(ctx, table), modCfg)
 }
 

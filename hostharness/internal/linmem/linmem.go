@@ -12,28 +12,70 @@
 package linmem
 
 import (
+	"sync"
+
 	"github.com/samyfodil/wazy/api"
 )
 
-// Allocator returns the allocator to give the engine (api.WithMemoryAllocator),
-// or nil where this package cannot reserve address space (32-bit hosts,
-// other systems): the engine then uses its own, in the Go heap.
-func Allocator() api.MemoryAllocator {
+// Allocator returns the allocator to give the engine for one instance
+// (api.WithMemoryAllocator), and a function that frees every memory it
+// allocated: call it once the instance is closed and none of its calls
+// runs. The engine frees a memory when its instance closes, but not those
+// of an instantiation that failed after allocating them (a start function
+// that trapped or was stopped, a data segment out of bounds): wazy leaves
+// them to the garbage collector, which knows nothing of a mapping.
+//
+// The allocator is nil where this package cannot reserve address space
+// (32-bit hosts, other systems): the engine then uses its own, in the Go
+// heap, and the function does nothing.
+func Allocator() (api.MemoryAllocator, func()) {
 	if !supported {
-		return nil
+		return nil, func() {}
 	}
-	return api.MemoryAllocatorFunc(allocate)
+	a := &instanceAllocator{}
+	return a, a.freeAll
+}
+
+// instanceAllocator allocates the memories of one instance and keeps them,
+// for freeAll.
+type instanceAllocator struct {
+	mu   sync.Mutex
+	mems []api.LinearMemory
+}
+
+func (a *instanceAllocator) Allocate(capacity, max uint64) api.LinearMemory {
+	mem := allocate(capacity, max)
+	a.mu.Lock()
+	a.mems = append(a.mems, mem)
+	a.mu.Unlock()
+	return mem
+}
+
+// freeAll frees every memory allocated, those the engine freed included:
+// freeing twice is harmless.
+func (a *instanceAllocator) freeAll() {
+	a.mu.Lock()
+	mems := a.mems
+	a.mems = nil
+	a.mu.Unlock()
+	for _, mem := range mems {
+		mem.Free()
+	}
 }
 
 // heapMemory is a linear memory in the Go heap: the fallback when address
 // space cannot be reserved (RLIMIT_AS, say), which grows as the engine's
-// own memories do.
+// own memories do. mu orders Free, which the engine and freeAll may both
+// call, with the rest.
 type heapMemory struct {
+	mu  sync.Mutex
 	buf []byte
 	max uint64
 }
 
 func (m *heapMemory) Reallocate(size uint64) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if size > m.max {
 		return nil
 	}
@@ -47,4 +89,8 @@ func (m *heapMemory) Reallocate(size uint64) []byte {
 	return m.buf
 }
 
-func (m *heapMemory) Free() { m.buf = nil }
+func (m *heapMemory) Free() {
+	m.mu.Lock()
+	m.buf = nil
+	m.mu.Unlock()
+}

@@ -3,6 +3,8 @@
 package linmem
 
 import (
+	"sync"
+
 	"github.com/samyfodil/wazy/api"
 	"golang.org/x/sys/unix"
 )
@@ -11,8 +13,11 @@ const supported = true
 
 // mappedMemory is a linear memory in a private anonymous mapping of its
 // maximum size. Bytes up to accessible are readable and writable; the rest
-// is PROT_NONE, reserved address space that costs no memory.
+// is PROT_NONE, reserved address space that costs no memory. mu orders
+// Free, which the engine and freeAll may both call, with the rest: a
+// second munmap could unmap what the system has mapped there since.
 type mappedMemory struct {
+	mu         sync.Mutex
 	mapping    []byte // the whole reservation; nil once freed
 	accessible uint64 // a multiple of the system page size
 }
@@ -37,6 +42,8 @@ func allocate(capacity, max uint64) api.LinearMemory {
 // the same address as before. It returns nil, a failed grow, when size is
 // past the reservation or the system refuses the memory.
 func (m *mappedMemory) Reallocate(size uint64) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.mapping == nil || size > uint64(len(m.mapping)) {
 		return nil
 	}
@@ -52,8 +59,10 @@ func (m *mappedMemory) Reallocate(size uint64) []byte {
 }
 
 // Free unmaps the memory; the engine calls it when the instance closes,
-// after its last access.
+// after its last access, and freeAll once the instance has ended.
 func (m *mappedMemory) Free() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.mapping == nil {
 		return
 	}

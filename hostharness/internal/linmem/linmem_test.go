@@ -11,7 +11,7 @@ const wasmPage = 65536
 // never moves, and growing past the maximum fails without changing it.
 func TestGrowInPlace(t *testing.T) {
 	const maxPages = 8
-	alloc := Allocator()
+	alloc, _ := Allocator()
 	if alloc == nil {
 		t.Skip("linmem: no mapped memories on this platform; the engine's own allocator is used")
 	}
@@ -50,7 +50,7 @@ func TestGrowInPlace(t *testing.T) {
 // TestFree checks that a freed memory refuses to grow instead of handing
 // out unmapped bytes, and that freeing twice is harmless.
 func TestFree(t *testing.T) {
-	alloc := Allocator()
+	alloc, _ := Allocator()
 	if alloc == nil {
 		t.Skip("linmem: no mapped memories on this platform")
 	}
@@ -80,7 +80,7 @@ func TestHeapFallback(t *testing.T) {
 // unbounded guest gets, and grows it: the reservation costs address space
 // only.
 func TestReserveWasm32(t *testing.T) {
-	alloc := Allocator()
+	alloc, _ := Allocator()
 	if alloc == nil {
 		t.Skip("linmem: no mapped memories on this platform")
 	}
@@ -91,4 +91,29 @@ func TestReserveWasm32(t *testing.T) {
 	}
 	buf := mem.Reallocate(64 * wasmPage)
 	buf[len(buf)-1] = 1
+}
+
+// TestFreeAll checks that the function Allocator returns frees every
+// memory the allocator gave out, those the engine freed already included,
+// even as the engine frees one at the same time.
+func TestFreeAll(t *testing.T) {
+	alloc, freeAll := Allocator()
+	if alloc == nil {
+		t.Skip("linmem: no mapped memories on this platform")
+	}
+	freed := alloc.Allocate(0, 4*wasmPage)
+	freed.Reallocate(wasmPage)[0] = 1
+	freed.Free() // as the engine does when the instance closes
+	leaked := alloc.Allocate(0, 4*wasmPage)
+	leaked.Reallocate(wasmPage)[0] = 1 // an instance that failed to instantiate
+	done := make(chan struct{})
+	go func() { leaked.Free(); close(done) }()
+	freeAll()
+	<-done
+	freeAll()
+	for i, mem := range []interface{ Reallocate(uint64) []byte }{freed, leaked} {
+		if buf := mem.Reallocate(wasmPage); buf != nil {
+			t.Errorf("memory %d is still mapped after freeAll: %d bytes", i, len(buf))
+		}
+	}
 }
