@@ -427,6 +427,45 @@ func TestMaxMemory(t *testing.T) {
 	}
 }
 
+// TestMaxMemoryNotCached: a memory limit applies to the engine that has
+// it only, whatever its compilation cache holds: a guest compiled under a
+// 64 MiB limit, then served from the same cache by an engine without one,
+// may take 96 MiB. (wazy compiles a memory's maximum, the limit, into the
+// guest's code, which its cache keyed by the wasm alone then gave every
+// engine.)
+func TestMaxMemoryNotCached(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			cacheDir := t.TempDir()
+			for _, maxMemory := range []uint64{64 << 20, 0} {
+				eng, err := engine.New(ctx, name, engine.Options{CacheDir: cacheDir, MaxMemory: maxMemory})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer eng.Close(ctx)
+				mod, err := eng.Load(ctx, built.fd3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer mod.Close(ctx)
+				if maxMemory != 0 {
+					continue // compiled and cached under the limit
+				}
+				var stderr syncbuf.Buffer
+				inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t), Env: []string{"ALLOC_MB=96"}, Stderr: &stderr})
+				if err != nil {
+					t.Fatalf("ALLOC_MB=96 without a limit, from a cache filled under a 64 MiB one: %v (stderr %.300q)", err, stderr.String())
+				}
+				if resp, got := post(t, inst.URL(), "", []byte("x")); resp.StatusCode != 200 || string(got) != "fd3:x" {
+					t.Errorf("got %d %q", resp.StatusCode, got)
+				}
+				inst.Stop()
+			}
+		})
+	}
+}
+
 // TestGuestMemoryOffHeap: a guest's linear memory is not in the host's Go
 // heap on the engines with the host socket layer (wazy through linmem,
 // wasmtime by its own mappings), so the host's collector neither copies

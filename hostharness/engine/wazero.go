@@ -49,7 +49,14 @@ func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
 // CPU per request; wazy's checks cost less than nothing against wazero
 // without them: docs/BENCHMARKS.md.)
 func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEngine, error) {
+	pages := opts.maxMemoryPages()
 	cacheDir := filepath.Join(opts.CacheDir, "wazy")
+	if pages != 0 && pages != 65536 {
+		// wazy compiles a memory's maximum, which the limit lowers, into
+		// the guest's code, and keys its cache by the wasm alone: code
+		// cached under one limit would impose it on engines without.
+		cacheDir += fmt.Sprintf("-max-memory-%d-pages", pages)
+	}
 	cache, err := wazy.NewCompilationCacheWithDir(cacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("wazy compilation cache: %w", err)
@@ -60,7 +67,7 @@ func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEng
 	rtCfg := wazy.NewRuntimeConfig().
 		WithCompilationCache(cache).
 		WithDebugInfoEnabled(false)
-	if pages := opts.maxMemoryPages(); pages != 0 {
+	if pages != 0 {
 		rtCfg = rtCfg.WithMemoryLimitPages(pages)
 	}
 	rt := wazy.NewRuntimeWithConfig(ctx, rtCfg)
