@@ -73,6 +73,12 @@ type heapMemory struct {
 	max uint64
 }
 
+// newHeapMemory returns an empty heap memory of capacity bytes (at most
+// max) that grows up to max.
+func newHeapMemory(capacity, max uint64) *heapMemory {
+	return &heapMemory{buf: make([]byte, 0, min(capacity, max)), max: max}
+}
+
 func (m *heapMemory) Reallocate(size uint64) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()

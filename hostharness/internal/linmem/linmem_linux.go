@@ -11,6 +11,11 @@ import (
 
 const supported = true
 
+// maxReserve bounds a reservation: no larger one fits in the user address
+// space of amd64 or arm64 Linux (2^47 or 2^48 bytes unless a process asks
+// for 5-level page tables' larger one by mapping above it).
+const maxReserve = 1 << 48
+
 // mappedMemory is a linear memory in a private anonymous mapping of its
 // maximum size. Bytes up to accessible are readable and writable; the rest
 // is PROT_NONE, reserved address space that costs no memory. mu orders
@@ -27,13 +32,17 @@ type mappedMemory struct {
 // reservation fails.
 func allocate(capacity, max uint64) api.LinearMemory {
 	page := uint64(unix.Getpagesize())
+	if max > maxReserve {
+		// Never mappable; rounding it up could wrap round to a page.
+		return newHeapMemory(capacity, max)
+	}
 	reserve := roundUp(max, page)
 	if reserve == 0 {
 		reserve = page
 	}
 	mapping, err := unix.Mmap(-1, 0, int(reserve), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
-		return &heapMemory{buf: make([]byte, 0, min(capacity, max)), max: max}
+		return newHeapMemory(capacity, max)
 	}
 	return &mappedMemory{mapping: mapping}
 }

@@ -7,5 +7,5 @@ import "github.com/samyfodil/wazy/api"
 const supported = false
 
 func allocate(capacity, max uint64) api.LinearMemory {
-	return &heapMemory{buf: make([]byte, 0, min(capacity, max)), max: max}
+	return newHeapMemory(capacity, max)
 }

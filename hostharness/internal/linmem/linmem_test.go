@@ -1,6 +1,7 @@
 package linmem
 
 import (
+	"math"
 	"testing"
 	"unsafe"
 )
@@ -115,5 +116,25 @@ func TestFreeAll(t *testing.T) {
 		if buf := mem.Reallocate(wasmPage); buf != nil {
 			t.Errorf("memory %d is still mapped after freeAll: %d bytes", i, len(buf))
 		}
+	}
+}
+
+// TestHugeMaximum: a maximum past any address space (up to 2^64-1 bytes,
+// which a 64-bit memory's saturates to) gives a memory that still grows
+// to its first pages, rather than a reservation whose size wrapped round
+// to one page.
+func TestHugeMaximum(t *testing.T) {
+	alloc, freeAll := Allocator()
+	if alloc == nil {
+		t.Skip("linmem: no mapped memories on this platform")
+	}
+	defer freeAll()
+	for _, max := range []uint64{math.MaxUint64, math.MaxUint64 - wasmPage, 1 << 63} {
+		mem := alloc.Allocate(0, max)
+		buf := mem.Reallocate(2 * wasmPage)
+		if len(buf) != 2*wasmPage {
+			t.Fatalf("maximum %d: two pages gave %d bytes", max, len(buf))
+		}
+		buf[len(buf)-1] = 1
 	}
 }
