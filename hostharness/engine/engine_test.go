@@ -537,39 +537,58 @@ func TestGuestMemoryReleased(t *testing.T) {
 	}
 }
 
-// TestFailedInstantiationMemoryReleased: a guest whose start function
-// writes its 16 MiB memory and traps, run ten times as --restart would,
-// leaves neither that memory resident nor its address space reserved, on
-// every engine with the host socket layer. (wazy does not close an
-// instance whose instantiation failed, so it never frees its memory: a
-// memory of its own allocator's stays mapped.)
+// TestFailedInstantiationMemoryReleased: guests that never get past their
+// start function, run ten times as --restart would, leave neither their
+// memory resident nor its address space reserved, on every engine with
+// the host socket layer: one whose start function writes its 16 MiB
+// memory and traps, and one whose start function spins until the host
+// stops it. (wazy does not close an instance whose instantiation failed,
+// so it never frees its memory: a memory of its own allocator's stays
+// mapped.)
 func TestFailedInstantiationMemoryReleased(t *testing.T) {
-	for _, name := range engine.With(engine.HostListener) {
-		t.Run(name, func(t *testing.T) {
-			mod := loadModule(t, name, hostileModule("start_trap"))
-			run := func() {
-				err := mod.Run(context.Background(), engine.Config{Listener: listen(t)})
-				if err == nil || !strings.Contains(err.Error(), "unreachable") {
-					t.Fatalf("a guest trapping in its start function: %v, want the unreachable trap", err)
+	const memory = 16 << 20 // start_trap's, which it writes
+	for _, tc := range []struct {
+		name, wasm string
+		timeout    time.Duration // until the host stops the guest
+	}{
+		{"trap", hostileModule("start_trap"), 0},
+		{"stopped", writeWasm(t, "spinstart.wasm", spinningStartModule), 20 * time.Millisecond},
+	} {
+		for _, name := range engine.With(engine.HostListener) {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				mod := loadModule(t, name, tc.wasm)
+				run := func() {
+					ctx, cancel := context.Background(), context.CancelFunc(func() {})
+					if tc.timeout != 0 {
+						ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+					}
+					defer cancel()
+					err := mod.Run(ctx, engine.Config{Listener: listen(t)})
+					if tc.timeout == 0 && (err == nil || !strings.Contains(err.Error(), "unreachable")) {
+						t.Fatalf("a guest trapping in its start function: %v, want the unreachable trap", err)
+					}
+					if tc.timeout != 0 && err != nil {
+						t.Fatalf("a guest stopped in its start function: %v, want nil", err)
+					}
 				}
-			}
-			run() // the engine's one-time allocations
-			runtime.GC()
-			rss, size := procStatus(t, "VmRSS"), procStatus(t, "VmSize")
-			const runs, memory = 10, 16 << 20
-			for range runs {
-				run()
-			}
-			runtime.GC()
-			grownRSS, grownSize := procStatus(t, "VmRSS")-rss, procStatus(t, "VmSize")-size
-			t.Logf("after %d failed instantiations: RSS %+.1f MiB, address space %+.1f MiB", runs, float64(grownRSS)/(1<<20), float64(grownSize)/(1<<20))
-			if grownRSS > 3*memory {
-				t.Errorf("RSS grew by %.1f MiB over %d runs of a guest of %d MiB that failed to instantiate: their memories were not released", float64(grownRSS)/(1<<20), runs, memory>>20)
-			}
-			if grownSize > runs*memory {
-				t.Errorf("address space grew by %.1f MiB over %d runs that failed to instantiate: their memories are still mapped", float64(grownSize)/(1<<20), runs)
-			}
-		})
+				run() // the engine's one-time allocations
+				runtime.GC()
+				rss, size := procStatus(t, "VmRSS"), procStatus(t, "VmSize")
+				const runs = 10
+				for range runs {
+					run()
+				}
+				runtime.GC()
+				grownRSS, grownSize := procStatus(t, "VmRSS")-rss, procStatus(t, "VmSize")-size
+				t.Logf("after %d failed instantiations: RSS %+.1f MiB, address space %+.1f MiB", runs, float64(grownRSS)/(1<<20), float64(grownSize)/(1<<20))
+				if grownRSS > 3*memory {
+					t.Errorf("RSS grew by %.1f MiB over %d runs of a guest that failed to instantiate: their memories were not released", float64(grownRSS)/(1<<20), runs)
+				}
+				if grownSize > runs*memory {
+					t.Errorf("address space grew by %.1f MiB over %d runs that failed to instantiate: their memories are still mapped", float64(grownSize)/(1<<20), runs)
+				}
+			})
+		}
 	}
 }
 
