@@ -193,24 +193,31 @@ func TestPollHuge(t *testing.T) {
 
 // TestTrapBounded: a stack overflow's trap message, which on wasmtime
 // carries a backtrace of 16,370 frames, is bounded on every engine: its
-// first and last frames, a count of those elided, and the cause.
+// first and last frames, a count of those elided, and the cause. So is
+// that of an overflow in the start function, while the engine
+// instantiates the guest.
 func TestTrapBounded(t *testing.T) {
-	for _, name := range engine.Embedded() {
-		t.Run(name, func(t *testing.T) {
-			err := runToExit(t, name, hostileModule("stack_overflow"), engine.Config{})
-			var exit *engine.ExitError
-			if !errors.As(err, &exit) || exit.Trap == "" {
-				t.Fatalf("Serve of a guest whose stack overflows: %v, want a trap", err)
-			}
-			lines := strings.Count(exit.Trap, "\n") + 1
-			t.Logf("trap message: %d bytes, %d lines", len(exit.Trap), lines)
-			if len(exit.Trap) > engine.MaxTrapBytes || lines > 32 {
-				t.Errorf("trap message of %d bytes, %d lines, want at most %d bytes and 32 lines:\n%.2000s", len(exit.Trap), lines, engine.MaxTrapBytes, exit.Trap)
-			}
-			if !strings.Contains(exit.Trap, "stack") {
-				t.Errorf("the trap message lost its cause:\n%s", exit.Trap)
-			}
-		})
+	for _, module := range []string{"stack_overflow", "start_stack_overflow"} {
+		for _, name := range engine.Embedded() {
+			t.Run(module+"/"+name, func(t *testing.T) {
+				err := runToExit(t, name, hostileModule(module), engine.Config{})
+				var exit *engine.ExitError
+				if !errors.As(err, &exit) || exit.Trap == "" {
+					t.Fatalf("Serve of a guest whose stack overflows: %.2000v, want a trap", err)
+				}
+				lines := strings.Count(exit.Trap, "\n") + 1
+				t.Logf("trap message: %d bytes, %d lines", len(exit.Trap), lines)
+				if len(exit.Trap) > engine.MaxTrapBytes || lines > 32 {
+					t.Errorf("trap message of %d bytes, %d lines, want at most %d bytes and 32 lines:\n%.2000s", len(exit.Trap), lines, engine.MaxTrapBytes, exit.Trap)
+				}
+				if len(err.Error()) > 2*engine.MaxTrapBytes {
+					t.Errorf("error of %d bytes, want at most %d", len(err.Error()), 2*engine.MaxTrapBytes)
+				}
+				if !strings.Contains(exit.Trap, "stack") {
+					t.Errorf("the trap message lost its cause:\n%s", exit.Trap)
+				}
+			})
+		}
 	}
 }
 

@@ -287,7 +287,7 @@ func (m *wasmtimeModule) Run(ctx context.Context, cfg Config) error {
 	defer closeTable()
 	tellAddrs(&cfg, m.proxy, table, cfg.Listener)
 	run, err := m.newRun(ctx, cfg, table)
-	if errors.Is(err, errStoppedByHost) {
+	if errors.Is(err, errEndedInStart) {
 		return nil
 	}
 	if err != nil {
@@ -344,14 +344,11 @@ func wasmtimeExit(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	var wErr *wasmtime.Error
-	if errors.As(err, &wErr) {
-		if code, ok := wErr.ExitStatus(); ok {
-			if code == 0 {
-				return nil
-			}
-			return &ExitError{Code: int(code)}
+	if code, ok := exitStatus(err); ok {
+		if code == 0 {
+			return nil
 		}
+		return &ExitError{Code: int(code)}
 	}
 	if ctx.Err() != nil {
 		return nil // stopped by the host
@@ -362,6 +359,16 @@ func wasmtimeExit(ctx context.Context, err error) error {
 		msg = trap.Message()
 	}
 	return trapError(msg)
+}
+
+// exitStatus is the exit code of a guest's proc_exit that err carries, if
+// it does.
+func exitStatus(err error) (int32, bool) {
+	var wErr *wasmtime.Error
+	if !errors.As(err, &wErr) {
+		return 0, false
+	}
+	return wErr.ExitStatus()
 }
 
 // shared counts the users of something its owner may close while they

@@ -73,9 +73,10 @@ type wasmtimeRun struct {
 	stopInterrupts func()
 }
 
-// errStoppedByHost reports a run whose context stopped it while it was
-// being instantiated (in the guest's start function).
-var errStoppedByHost = errors.New("wasmtime: guest stopped by the host while it was instantiated")
+// errEndedInStart reports a run that ended without an error while it was
+// being instantiated, in the guest's start function: its context stopped
+// it, or it exited with code 0.
+var errEndedInStart = errors.New("wasmtime: the guest ended while it was instantiated")
 
 // newRun instantiates the guest for cfg with table, ready to start.
 func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock.Table) (_ *wasmtimeRun, err error) {
@@ -110,11 +111,22 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg Config, table *hostsock
 		return nil, err
 	}
 	if r.guest, err = linker.Instantiate(r.store, m.mod); err != nil {
+		defer closeWasmtimeError(err)
 		if ctx.Err() != nil {
-			closeWasmtimeError(err)
-			return nil, errStoppedByHost
+			return nil, errEndedInStart
 		}
-		return nil, fmt.Errorf("wasmtime: instantiate %s: %w", m.name, err)
+		// A trap or an exit in the start function ends the run as one in
+		// _start does: an ExitError, its trap message bounded (a stack
+		// overflow's carries a backtrace of 16,370 frames, 775 KB).
+		var trap *wasmtime.Trap
+		if _, exited := exitStatus(err); errors.As(err, &trap) || exited {
+			if exit := wasmtimeExit(ctx, err); exit != nil {
+				return nil, exit
+			}
+			return nil, errEndedInStart
+		}
+		// Its text only: err is closed on return.
+		return nil, fmt.Errorf("wasmtime: instantiate %s: %s", m.name, err)
 	}
 	if err := r.attachMemory(e.forward); err != nil {
 		return nil, err
