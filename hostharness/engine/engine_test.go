@@ -247,6 +247,20 @@ func TestGuestExitCode(t *testing.T) {
 	}
 }
 
+// TestStartFunctionExitCode: a guest that exits in its start function,
+// while the engine instantiates it, ends with its code as one that exits
+// in _start does.
+func TestStartFunctionExitCode(t *testing.T) {
+	for _, name := range engine.Embedded() {
+		t.Run(name, func(t *testing.T) {
+			err := runToExit(t, name, filepath.Join("testdata", "start_exit7.wasm"), engine.Config{})
+			if code := engine.ExitCode(err); code != 7 {
+				t.Fatalf("Serve: %v (exit code %d), want an ExitError with code 7", err, code)
+			}
+		})
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	garbage := filepath.Join(t.TempDir(), "garbage.wasm")
 	if err := os.WriteFile(garbage, []byte("not wasm at all"), 0o644); err != nil {
