@@ -400,19 +400,7 @@ func TestMaxMemory(t *testing.T) {
 	for _, name := range engine.Embedded() {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			eng, err := engine.New(ctx, name, engine.Options{
-				CacheDir:  filepath.Join(os.TempDir(), "wasiserve-test-cache"),
-				MaxMemory: 64 << 20,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close(ctx)
-			mod, err := eng.Load(ctx, built.fd3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
+			mod := loadWith(t, name, engine.Options{CacheDir: filepath.Join(os.TempDir(), "wasiserve-test-cache"), MaxMemory: 64 << 20}, built.fd3)
 			for _, tc := range []struct {
 				allocMB  string
 				wantExit bool
@@ -453,16 +441,7 @@ func TestMaxMemoryNotCached(t *testing.T) {
 			ctx := context.Background()
 			cacheDir := t.TempDir()
 			for _, maxMemory := range []uint64{64 << 20, 0} {
-				eng, err := engine.New(ctx, name, engine.Options{CacheDir: cacheDir, MaxMemory: maxMemory})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer eng.Close(ctx)
-				mod, err := eng.Load(ctx, built.fd3)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer mod.Close(ctx)
+				mod := loadWith(t, name, engine.Options{CacheDir: cacheDir, MaxMemory: maxMemory}, built.fd3)
 				if maxMemory != 0 {
 					continue // compiled and cached under the limit
 				}
@@ -620,11 +599,23 @@ func mappings(t *testing.T) int {
 // engine are closed when the test ends.
 func loadModule(t *testing.T, name, wasm string) engine.Module {
 	t.Helper()
-	mod, err := newEngine(t, name).Load(context.Background(), wasm)
+	return loadWith(t, name, engine.Options{CacheDir: enginetest.CacheDir()}, wasm)
+}
+
+// loadWith is loadModule with an engine made with opts.
+func loadWith(t *testing.T, name string, opts engine.Options, wasm string) engine.Module {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := engine.New(ctx, name, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { mod.Close(context.Background()) })
+	t.Cleanup(func() { eng.Close(ctx) })
+	mod, err := eng.Load(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mod.Close(ctx) })
 	return mod
 }
 
