@@ -369,14 +369,18 @@ type Options struct {
 // wasmPageSize is the size of a WebAssembly linear memory page.
 const wasmPageSize = 64 << 10
 
+// wasm32MaxPages is the most pages a 32-bit memory can have (4 GiB): the
+// engines' own limit, and the largest a cap can be.
+const wasm32MaxPages = 65536
+
 // maxMemoryPages converts Options.MaxMemory to pages; 0 means no limit.
 func (o Options) maxMemoryPages() uint32 {
 	pages := o.MaxMemory / wasmPageSize
 	if o.MaxMemory != 0 && pages == 0 {
 		pages = 1
 	}
-	if pages > 65536 {
-		pages = 65536
+	if pages > wasm32MaxPages {
+		pages = wasm32MaxPages
 	}
 	return uint32(pages)
 }

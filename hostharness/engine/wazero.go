@@ -51,10 +51,11 @@ func newWazeroSock(ctx context.Context, opts Options) (Engine, error) {
 func newWazeroEngine(ctx context.Context, name string, opts Options) (*wazeroEngine, error) {
 	pages := opts.maxMemoryPages()
 	cacheDir := filepath.Join(opts.CacheDir, "wazy")
-	if pages != 0 && pages != 65536 {
+	if pages != 0 && pages != wasm32MaxPages {
 		// wazy compiles a memory's maximum, which the limit lowers, into
 		// the guest's code, and keys its cache by the wasm alone: code
-		// cached under one limit would impose it on engines without.
+		// cached under one limit would impose it on engines without. A
+		// limit of wasm32MaxPages is wazy's own: no cache of its own.
 		cacheDir += fmt.Sprintf("-max-memory-%d-pages", pages)
 	}
 	cache, err := wazy.NewCompilationCacheWithDir(cacheDir)
