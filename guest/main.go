@@ -5,16 +5,12 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/wasiserve/wasiserve/guest/echo"
+	"github.com/wasiserve/wasiserve/guest/wasihttp"
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 )
 
@@ -50,42 +46,14 @@ func run(logger *slog.Logger, args []string) error {
 		return err
 	}
 	server := echo.NewServer(routes(echo.NewHandler(info, logger), logger), cfg)
-	drainer := echo.NewDrainer(server)
-
+	server.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelInfo)
 	ctx, stop := shutdownContext()
 	defer stop()
-	drained := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		drained <- drain(logger, drainer)
-	}()
-
 	logger.Info("echo guest serving", "source", info.Source, "fd", info.FD, "addr", info.Addr)
-	err = server.Serve(ln)
-	switch {
-	case wasisock.Drained(err):
-		// The host stopped the listener: a graceful stop (hostharness
-		// serve on SIGTERM), the only one a WASI guest is told of.
-		logger.Info("listener stopped by the host")
-		return drain(logger, drainer)
-	case errors.Is(err, http.ErrServerClosed): // a signal: see shutdownContext
-		return <-drained
-	default:
-		return fmt.Errorf("serve: %w", err)
-	}
-}
-
-// drainTimeout bounds how long the guest waits for requests in flight
-// once told to stop; its host may stop it sooner.
-const drainTimeout = 30 * time.Second
-
-// drain answers the requests the server has, then closes its connections.
-func drain(logger *slog.Logger, server *echo.Drainer) error {
-	logger.Info("draining: finishing requests in flight")
-	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	if err := server.Shutdown(ctx); err != nil {
-		return fmt.Errorf("drain: %w", err)
+	// On a host's drain (hostharness serve on SIGTERM, or a reload) or a
+	// signal natively: finish the requests in flight, then return.
+	if err := wasihttp.ServeContext(ctx, server, ln); err != nil {
+		return err
 	}
 	logger.Info("drained")
 	return nil

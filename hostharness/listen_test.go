@@ -66,7 +66,7 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 	defer conn.Close()
 	finish := enginetest.StartEcho(t, conn)
 	cancel() // as SIGTERM does
-	for !strings.Contains(logs.String(), "listener stopped by the host") {
+	for !strings.Contains(logs.String(), "listener stopped by the host: finishing requests in flight") {
 		select {
 		case c := <-code:
 			t.Fatalf("serve exited (%d) with a request in flight; logs:\n%s", c, logs.String())

@@ -6,13 +6,13 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
 
 	"github.com/wasiserve/wasiserve/guest/echo"
+	"github.com/wasiserve/wasiserve/guest/wasihttp"
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 )
 
@@ -31,13 +31,8 @@ func main() {
 		w.Header().Set("X-Guest", "marked")
 		service.ServeHTTP(w, r)
 	}), echo.DefaultServerConfig())
-	drainer := echo.NewDrainer(server)
-	if err := server.Serve(ln); !wasisock.Drained(err) {
+	if err := wasihttp.Serve(server, ln); err != nil {
 		logger.Error("markedguest", "err", err)
-		os.Exit(1)
-	}
-	if err := drainer.Shutdown(context.Background()); err != nil {
-		logger.Error("markedguest: drain", "err", err)
 		os.Exit(1)
 	}
 }

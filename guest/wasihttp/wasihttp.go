@@ -1,0 +1,179 @@
+// Package wasihttp serves an http.Server on a listener from
+// wasisock.Listen so that a host's drain or reload loses no request.
+//
+// A WASI host stops a guest gracefully by stopping its listener: the
+// guest's accepts then fail with an error for which wasisock.Drained is
+// true. http.Server.Shutdown alone is not enough to finish then: it drops
+// every request it reads once it began (the connection closes unanswered)
+// and closes idle keep-alive connections at once, so a request already on
+// its way is lost. Serve answers those first.
+//
+//	ln, _, err := wasisock.Listen(wasisock.Config{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	if err := wasihttp.Serve(&http.Server{Handler: h}, ln); err != nil {
+//		log.Fatal(err)
+//	}
+//
+// The same code serves natively, where ServeContext also drains when its
+// context ends (a signal, say).
+package wasihttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasiserve/wasiserve/guest/wasisock"
+)
+
+// DrainTimeout bounds how long Serve waits for the requests in flight once
+// told to stop; the host bounds it too (hostharness serve's
+// --drain-timeout) and stops a guest that takes longer.
+const DrainTimeout = 30 * time.Second
+
+// Serve serves srv on ln until the host stops ln (a drain or a reload),
+// then finishes every request the server has (see Drainer) and returns
+// nil. Any other end of serving is returned as an error. srv's ConnState
+// and Handler are wrapped (see NewDrainer).
+func Serve(srv *http.Server, ln net.Listener) error {
+	return ServeContext(context.Background(), srv, ln)
+}
+
+// ServeContext is Serve that also drains, and returns nil, when ctx is
+// done: natively, a context that a signal cancels. On wasip1 no signal
+// reaches the guest; the host drains it by stopping ln. The start of a
+// drain is logged to srv.ErrorLog, when set.
+func ServeContext(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	d := NewDrainer(srv)
+	drained := make(chan error, 1)
+	stop := context.AfterFunc(ctx, func() {
+		drained <- d.drain(fmt.Sprint(context.Cause(ctx)))
+	})
+	err := srv.Serve(ln)
+	switch {
+	case wasisock.Drained(err):
+		if !stop() { // ctx ended too: its drain is under way
+			return <-drained
+		}
+		return d.drain("listener stopped by the host")
+	case errors.Is(err, http.ErrServerClosed) && !stop():
+		return <-drained
+	default:
+		stop()
+		return fmt.Errorf("serve: %w", err)
+	}
+}
+
+// logf logs to srv.ErrorLog, if it is set.
+func logf(srv *http.Server, format string, args ...any) {
+	if srv.ErrorLog != nil {
+		srv.ErrorLog.Printf(format, args...)
+	}
+}
+
+// Bounds on how long Drainer.Shutdown waits before it shuts the server
+// down: for new and busy connections, and for idle keep-alive ones.
+const (
+	busyGrace = 5 * time.Second
+	idleGrace = time.Second
+)
+
+// Drainer stops an http.Server without losing a request that reached it:
+// see Shutdown. Serve uses one; a guest that runs its server itself may
+// too.
+type Drainer struct {
+	srv      *http.Server
+	draining atomic.Bool
+	mu       sync.Mutex
+	states   map[net.Conn]http.ConnState
+}
+
+// NewDrainer tracks srv's connections (it wraps srv.ConnState and
+// srv.Handler); call it before srv serves.
+func NewDrainer(srv *http.Server) *Drainer {
+	d := &Drainer{srv: srv, states: map[net.Conn]http.ConnState{}}
+	prev := srv.ConnState
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		d.mu.Lock()
+		if s == http.StateClosed || s == http.StateHijacked {
+			delete(d.states, c)
+		} else {
+			d.states[c] = s
+		}
+		d.mu.Unlock()
+		if prev != nil {
+			prev(c, s)
+		}
+	}
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.draining.Load() {
+			w.Header().Set("Connection", "close") // the server closes it after this answer
+		}
+		h.ServeHTTP(w, r)
+	})
+	return d
+}
+
+// Shutdown answers every further request with "Connection: close", waits
+// until no connection is new or busy (at most busyGrace) and no keep-alive
+// connection is idle (at most idleGrace), so that each request the server
+// has is read and answered, then shuts the server down as
+// http.Server.Shutdown does.
+func (d *Drainer) Shutdown(ctx context.Context) error {
+	d.draining.Store(true)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		busy, idle := d.count()
+		waited := time.Since(start)
+		if (busy == 0 || waited > busyGrace) && (idle == 0 || waited > idleGrace) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return d.srv.Shutdown(ctx)
+}
+
+// drain is Shutdown bounded by DrainTimeout, logged with its reason once
+// every further request is answered with "Connection: close".
+func (d *Drainer) drain(reason string) error {
+	d.draining.Store(true)
+	logf(d.srv, "wasihttp: %s: finishing requests in flight", reason)
+	ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+	defer cancel()
+	if err := d.Shutdown(ctx); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// count returns the number of connections that are new (their request
+// not read yet) or active, and of those idle.
+func (d *Drainer) count() (busy, idle int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.states {
+		if s == http.StateIdle {
+			idle++
+		} else {
+			busy++
+		}
+	}
+	return busy, idle
+}
