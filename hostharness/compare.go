@@ -14,7 +14,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/compare"
-	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
+	"github.com/wasiserve/wasiserve/hostharness/listener"
 )
 
 func runCompare(ctx context.Context, env *cliEnv, args []string) int {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
 
 // wasmPath returns the guest to run: the given path, or the echo guest

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // TestServeUnixInstancesDrain serves the echo guest on a Unix socket with

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // exit3Module is a WASI command whose _start calls proc_exit(3).

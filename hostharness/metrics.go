@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/metrics"
+	"github.com/wasiserve/wasiserve/internal/metrics"
 )
 
 // checkMetricsAddr checks a --metrics value: "" or HOST:PORT.

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
-	"github.com/wasiserve/wasiserve/hostharness/internal/sdnotify"
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/sdnotify"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // TestServeNotifySocket runs serve as systemd runs a Type=notify service,

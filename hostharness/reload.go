@@ -16,7 +16,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/metrics"
+	"github.com/wasiserve/wasiserve/internal/metrics"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
 )
 

@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // server is `hostharness serve` run in-process by a test.

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
-	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
-	"github.com/wasiserve/wasiserve/hostharness/internal/sdnotify"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
+	"github.com/wasiserve/wasiserve/hostharness/listener"
+	"github.com/wasiserve/wasiserve/internal/sdnotify"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
 	"github.com/wasiserve/wasiserve/internal/activation"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/wasiserve/wasiserve/guest/wasisock"
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
 // contractVars are the variables of the address contract between a host

@@ -15,7 +15,7 @@ import (
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
 // addrClient is an HTTP client to one instance that records the local and

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // TestDefaultCacheDirWithoutHome: with neither HOME nor XDG_CACHE_HOME

@@ -17,7 +17,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
 // The modules in testdata and testdata/hostile are built from their .wat

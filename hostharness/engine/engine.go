@@ -17,7 +17,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
 // Mount preopens a host directory for the guest.

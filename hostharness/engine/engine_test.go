@@ -20,9 +20,9 @@ import (
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // guests are the wasm modules built once for this test binary.

@@ -22,7 +22,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/guest/echo"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // freeAddr returns a loopback address (network "tcp4" or "tcp6") with a

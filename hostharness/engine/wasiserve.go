@@ -7,9 +7,9 @@ import (
 	"github.com/samyfodil/wazy/api"
 	"github.com/samyfodil/wazy/imports/wasi_snapshot_preview1"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
-	"github.com/wasiserve/wasiserve/hostharness/internal/linmem"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock/wazysock"
+	"github.com/wasiserve/wasiserve/internal/linmem"
 )
 
 // wasiserveEngine is a wazero runtime whose wasi_snapshot_preview1 module
@@ -37,7 +37,7 @@ func newWazero(ctx context.Context, opts Options) (Engine, error) {
 			return nil, fmt.Errorf("%s: replace wazero's WASI module: %w", Wazy, err)
 		}
 	}
-	if _, err := wazerosock.Instantiate(ctx, we.runtime); err != nil {
+	if _, err := wazysock.Instantiate(ctx, we.runtime); err != nil {
 		we.Close(ctx)
 		return nil, fmt.Errorf("%s: %w", Wazy, err)
 	}
@@ -71,7 +71,7 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeTable()
 	tellAddrs(&cfg, m.proxy, table, cfg.Listener)
-	modCfg, closeFS, err := m.moduleConfig(cfg, wazerosock.Reserve)
+	modCfg, closeFS, err := m.moduleConfig(cfg, wazysock.Reserve)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func (m *wasiserveModule) Run(ctx context.Context, cfg Config) error {
 	alloc, freeMemory := linmem.Allocator()
 	defer freeMemory()
 	ctx = api.WithMemoryAllocator(ctx, alloc)
-	return m.instantiate(wazerosock.WithTable(ctx, table), modCfg)
+	return m.instantiate(wazysock.WithTable(ctx, table), modCfg)
 }
 
 func (m *wasiserveModule) Engine() string { return Wazy }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v42"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
 // wasmtimeAvailable reports that the embedded wasmtime engine is linked in.

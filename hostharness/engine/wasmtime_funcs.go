@@ -9,7 +9,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v42"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
 // wasmtimeFunc is one function of the socket layer (hostsock.Funcs) as

@@ -18,7 +18,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v42"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
 // checkWasmtimeLayout checks that the value types this package copies out

@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
 
 // echoWasm is the echo guest, built once per test binary.

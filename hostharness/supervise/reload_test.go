@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
 )
 

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
+	"github.com/wasiserve/wasiserve/hostharness/listener"
 )
 
 // The pause between restarts of a failing guest doubles from

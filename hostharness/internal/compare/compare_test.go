@@ -14,8 +14,8 @@ import (
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/compare"
-	"github.com/wasiserve/wasiserve/hostharness/internal/enginetest"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
 
 // guests are the echo guest built once for this test binary.

@@ -1,4 +1,4 @@
-package wazerosock_test
+package wazysock_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/samyfodil/wazy"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
+	"github.com/wasiserve/wasiserve/internal/hostsock/wazysock"
 )
 
 // TestInstantiate: every hostsock function matches wazero's signature of
@@ -15,7 +15,7 @@ func TestInstantiate(t *testing.T) {
 	ctx := context.Background()
 	rt := wazy.NewRuntime(ctx)
 	defer rt.Close(ctx)
-	mod, err := wazerosock.Instantiate(ctx, rt)
+	mod, err := wazysock.Instantiate(ctx, rt)
 	if err != nil {
 		t.Fatal(err)
 	}

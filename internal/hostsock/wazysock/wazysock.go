@@ -1,8 +1,8 @@
-// Package wazerosock binds package hostsock to wazero: it builds the
+// Package wazysock binds package hostsock to wazy (a fork of wazero with its API): it builds the
 // guest's wasi_snapshot_preview1 host module from wazero's own functions
 // with hostsock's in place of the ones that may touch a socket, plus the
 // WasmEdge socket extensions.
-package wazerosock
+package wazysock
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	wasi "github.com/samyfodil/wazy/imports/wasi_snapshot_preview1"
 	"github.com/samyfodil/wazy/sys"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
 // Instantiate instantiates the wasi_snapshot_preview1 host module in rt:

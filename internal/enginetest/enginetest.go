@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
-	"github.com/wasiserve/wasiserve/hostharness/internal/listener"
+	"github.com/wasiserve/wasiserve/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/hostharness/listener"
 )
 
 // CacheDir is the compilation cache shared by every test run on the

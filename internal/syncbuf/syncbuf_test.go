@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/syncbuf"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 func TestConcurrentWrites(t *testing.T) {

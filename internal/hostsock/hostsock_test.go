@@ -18,9 +18,9 @@ import (
 	"github.com/samyfodil/wazy"
 	"github.com/samyfodil/wazy/sys"
 
-	"github.com/wasiserve/wasiserve/hostharness/internal/guestbuild"
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock"
-	"github.com/wasiserve/wasiserve/hostharness/internal/hostsock/wazerosock"
+	"github.com/wasiserve/wasiserve/internal/guestbuild"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/hostsock/wazysock"
 )
 
 // probeWasm is testdata/probe built for wasip1 once per test binary.
@@ -65,7 +65,7 @@ func startProbe(t *testing.T, ctx context.Context) *probe {
 	// No WithCloseOnContextDone: the table itself stops the guest.
 	rt := wazy.NewRuntimeWithConfig(ctx, wazy.NewRuntimeConfig())
 	t.Cleanup(func() { rt.Close(context.Background()) })
-	if _, err := wazerosock.Instantiate(ctx, rt); err != nil {
+	if _, err := wazysock.Instantiate(ctx, rt); err != nil {
 		t.Fatal(err)
 	}
 	wasm, err := os.ReadFile(probeWasm)
@@ -87,9 +87,9 @@ func startProbe(t *testing.T, ctx context.Context) *probe {
 	}
 	t.Cleanup(func() { p.table.Close() })
 	go func() {
-		_, err := rt.InstantiateModule(wazerosock.WithTable(ctx, p.table), compiled, wazy.NewModuleConfig().
+		_, err := rt.InstantiateModule(wazysock.WithTable(ctx, p.table), compiled, wazy.NewModuleConfig().
 			WithStdout(&p.stdout).WithStderr(&p.stderr).
-			WithFSConfig(wazerosock.Reserve(wazy.NewFSConfig())).
+			WithFSConfig(wazysock.Reserve(wazy.NewFSConfig())).
 			WithSysNanotime().WithSysWalltime().WithSysNanosleep())
 		p.done <- err
 	}()

@@ -9,7 +9,7 @@
 // poll_oneoff, and the file and path functions, which answer as Linux does
 // for a socket's fd) plus the WasmEdge socket extensions, each a Func that
 // decodes its parameters from a []uint64 stack and guest Memory. An engine
-// binding (package wazerosock for wazero) defines every Func in the guest's
+// binding (package wazysock for wazero) defines every Func in the guest's
 // wasi_snapshot_preview1 module: Func.Call serves the table's fds and
 // answers Delegate for every other fd, which the binding hands to the
 // engine's own function of the same name, so stdio and files under --dir
@@ -20,7 +20,7 @@
 // The listener is the guest fd 3 + number of preopened directories, after
 // them, so that the guest's preopen scan (fd_prestat_get until EBADF) still
 // finds every directory. Reserve puts a placeholder preopen at that number
-// A binding reserves that number in the engine's own fd table (wazerosock's
+// A binding reserves that number in the engine's own fd table (wazysock's
 // Reserve adds a placeholder preopen there) so that the engine never gives
 // it to a file. Accepted connections get fds from ConnFDBase (1<<20)
 // upward, reusing closed numbers first; engines number their files densely

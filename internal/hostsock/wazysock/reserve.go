@@ -1,4 +1,4 @@
-package wazerosock
+package wazysock
 
 import (
 	"github.com/samyfodil/wazy"
