@@ -16,8 +16,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/internal/metrics"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
+	"github.com/wasiserve/wasiserve/internal/metrics"
 )
 
 // watchDebounce is how long the guest file must stay unchanged after a

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/internal/hostsock"
 	"github.com/wasiserve/wasiserve/hostharness/listener"
-	"github.com/wasiserve/wasiserve/internal/sdnotify"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
 	"github.com/wasiserve/wasiserve/internal/activation"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
+	"github.com/wasiserve/wasiserve/internal/sdnotify"
 )
 
 // stringList is a repeatable string flag.

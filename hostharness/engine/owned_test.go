@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/listener"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
 // TestSharedListener serves one host listener with two instances of a

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
 // notes records a Notifier's calls.

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
-	"github.com/wasiserve/wasiserve/internal/guestbuild"
 	"github.com/wasiserve/wasiserve/hostharness/listener"
+	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
 
 // CacheDir is the compilation cache shared by every test run on the
