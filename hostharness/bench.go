@@ -22,7 +22,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 		"and as wasm under each engine, each in its own process, with closed-loop load\n"+
 		"from this process on 127.0.0.1. Prints a Markdown table and writes report.md,\n"+
 		"report.json and chart.svg under --out. Linux only (reads /proc).")
-	engines := flags.String("engine", "all", "engines for the wasm targets: all (embedded ones and installed CLIs) or a comma-separated list of "+strings.Join(engine.Names(), ", "))
+	engines := flags.String("engine", "all", "engines for the wasm targets: all (embedded ones and installed CLIs) or a comma-separated list of "+strings.Join(env.engines.Names(), ", "))
 	duration := flags.Duration("duration", 10*time.Second, "load duration of each mix, and of the wrk cross-check")
 	conns := flags.Int("conns", 16, "concurrent connections of the load")
 	idleWindow := flags.Duration("idle-window", 0, "window of the idle CPU measurement (default: a quarter of --duration, 1s to 10s)")
@@ -31,7 +31,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 	outDir := flags.String("out", filepath.Join("out", "bench"), "directory for report.md, report.json and chart.svg")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for the built guests")
 	noWrk := flags.Bool("no-wrk", false, "skip the wrk cross-check even where wrk is installed")
-	instances := flags.Int("instances", 1, "also measure each engine whose host owns the listener ("+strings.Join(engine.With(engine.HostListener), ", ")+") with serve --instances N, when N > 1")
+	instances := flags.Int("instances", 1, "also measure each engine whose host owns the listener ("+strings.Join(env.engines.With(engine.HostListener), ", ")+") with serve --instances N, when N > 1")
 	var harnesses stringList
 	flags.Var(&harnesses, "harness", "ENGINE=PATH: also measure ENGINE as served by the hostharness executable at PATH (repeatable); for engines that cannot be linked into this binary, such as an older release's")
 	if code, ok := parseFlags(flags, args); !ok {
@@ -81,13 +81,13 @@ func runBench(ctx context.Context, env *cliEnv, args []string) int {
 // benchEngines resolves the --engine flag: "all" is every embedded engine
 // and every CLI engine whose runtime is installed.
 func benchEngines(ctx context.Context, flagValue string, env *cliEnv) ([]string, error) {
-	names, err := engine.Select(flagValue)
+	names, err := env.engines.Select(flagValue)
 	if err != nil {
 		return nil, err
 	}
 	available := names[:0]
 	for _, name := range names {
-		eng, err := engine.New(ctx, name, engine.Options{})
+		eng, err := env.engines.New(ctx, name, engine.Options{})
 		if err != nil {
 			if flagValue != engine.SelectAll {
 				return nil, err
@@ -157,7 +157,7 @@ func runBenchTargets(ctx context.Context, env *cliEnv, cfg bench.Config, engines
 	}
 	for _, name := range engines {
 		cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm))
-		if engine.CapabilitiesOf(name).Has(engine.HostListener) && instances > 1 {
+		if k, _ := env.engines.Lookup(name); k.Capabilities.Has(engine.HostListener) && instances > 1 {
 			cfg.Targets = append(cfg.Targets, bench.HarnessTarget(harness, name, wasm, "--instances", fmt.Sprint(instances)))
 		}
 	}

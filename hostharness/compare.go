@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -23,7 +22,7 @@ func runCompare(ctx context.Context, env *cliEnv, args []string) int {
 		"and to the wasm guest under each engine, and reports every difference.\n"+
 		"With no guest.wasm it builds the echo guest (./guest) for wasip1 first.\n"+
 		"Exit status 1 when any case differs.")
-	engineSpec := flags.String("engine", "all", "all (embedded engines and installed CLIs) or a comma-separated list of: "+strings.Join(engine.Names(), ", "))
+	engineSpec := flags.String("engine", "all", "all (embedded engines and installed CLIs) or a comma-separated list of: "+strings.Join(env.engines.Names(), ", "))
 	jsonPath := flags.String("json", "", "also write the report as JSON to this file")
 	run := flags.String("run", "", "only the cases whose name matches this regular expression")
 	skipLong := flags.Bool("skip-long", false, "leave out the long cases (the 256 MiB stream)")
@@ -36,7 +35,7 @@ func runCompare(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintln(env.stderr, "hostharness compare: at most one guest.wasm")
 		return 2
 	}
-	names, err := engine.Select(*engineSpec)
+	names, err := env.engines.Select(*engineSpec)
 	if err != nil {
 		fmt.Fprintln(env.stderr, "hostharness compare:", err)
 		return 2
@@ -46,7 +45,7 @@ func runCompare(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintln(env.stderr, "hostharness compare:", err)
 		return 2
 	}
-	rep, err := compareRun(ctx, env.logger, names, flags.Arg(0), *cacheDir, corpus, compare.Options{SkipLong: *skipLong, AllowKnown: *allowKnown, Logger: env.logger})
+	rep, err := compareRun(ctx, env, names, flags.Arg(0), *cacheDir, corpus, compare.Options{SkipLong: *skipLong, AllowKnown: *allowKnown, Logger: env.logger})
 	if err != nil {
 		env.logger.Error("compare failed", "err", err)
 		return 1
@@ -91,7 +90,8 @@ func selectCases(pattern string) (*compare.Corpus, error) {
 
 // compareRun starts the native reference and the wasm guest on each named
 // engine, runs the corpus and stops them all.
-func compareRun(ctx context.Context, logger *slog.Logger, names []string, wasm, cacheDir string, corpus *compare.Corpus, opts compare.Options) (*compare.Report, error) {
+func compareRun(ctx context.Context, env *cliEnv, names []string, wasm, cacheDir string, corpus *compare.Corpus, opts compare.Options) (*compare.Report, error) {
+	logger := env.logger
 	path, err := wasmPath(ctx, logger, wasm, cacheDir)
 	if err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func compareRun(ctx context.Context, logger *slog.Logger, names []string, wasm, 
 	var targets []compare.Target
 	for _, name := range names {
 		target := compare.Target{Name: name}
-		inst, stop, err := serveForCompare(ctx, logger, name, path, cacheDir)
+		inst, stop, err := serveForCompare(ctx, env, name, path, cacheDir)
 		if err != nil {
 			logger.Warn("target not available", "engine", name, "err", err)
 			target.Skip = "not available: " + err.Error()
@@ -129,8 +129,8 @@ func compareRun(ctx context.Context, logger *slog.Logger, names []string, wasm, 
 
 // serveForCompare loads the guest on the named engine and serves it on a
 // free loopback port; stop shuts everything down.
-func serveForCompare(ctx context.Context, logger *slog.Logger, name, path, cacheDir string) (*engine.Instance, func(), error) {
-	eng, mod, err := loadGuest(ctx, logger, name, path, cacheDir)
+func serveForCompare(ctx context.Context, env *cliEnv, name, path, cacheDir string) (*engine.Instance, func(), error) {
+	eng, mod, err := loadGuest(ctx, env, name, path, cacheDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -141,7 +141,7 @@ func serveForCompare(ctx context.Context, logger *slog.Logger, name, path, cache
 		eng.Close(bg)
 		return nil, nil, err
 	}
-	inst, err := engine.Serve(ctx, mod, engine.Config{Listener: ln, Stderr: os.Stderr, Logger: logger})
+	inst, err := engine.Serve(ctx, mod, engine.Config{Listener: ln, Stderr: os.Stderr, Logger: env.logger})
 	if err != nil {
 		ln.Close()
 		mod.Close(bg)

@@ -26,7 +26,7 @@ func TestCompareUsageErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			env := &cliEnv{stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+			env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
 			if code := runCompare(context.Background(), env, tc.args); code != 2 {
 				t.Errorf("exit %d, want 2", code)
 			}
@@ -46,7 +46,7 @@ func TestCompareCommand(t *testing.T) {
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report.json")
 	var stdout, stderr bytes.Buffer
-	env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+	env := &cliEnv{engines: testEngines, stdout: &stdout, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
 	code := runCompare(context.Background(), env, []string{"--engine", "wazy", "--cache-dir", dir, "--json", report, "-run", "^(post-echo|get-listener)$"})
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/wasiserve/wasiserve"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 )
 
@@ -16,7 +16,8 @@ func runCompile(ctx context.Context, env *cliEnv, args []string) int {
 	flags := newFlagSet(env, "compile", "usage: hostharness compile [flags] guest.wasm\n\n"+
 		"Compiles guest.wasm into the engine's compilation cache in --cache-dir and exits;\n"+
 		"serve with the same engine and --cache-dir then loads it without compiling.")
-	engineName := flags.String("engine", engine.Default(), "engine: "+strings.Join(engine.Names(), ", "))
+	def, _ := env.engines.Default()
+	engineName := flags.String("engine", def.Name, "engine: "+strings.Join(env.engines.Names(), ", "))
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for compilation caches")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
@@ -25,22 +26,13 @@ func runCompile(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintln(env.stderr, "hostharness compile: want exactly one guest.wasm")
 		return 2
 	}
-	if err := engine.Known(*engineName); err != nil {
+	opts := wasiserve.Options{Engines: env.engines, Engine: *engineName, CacheDir: *cacheDir, Logger: env.logger}
+	if _, err := env.engines.Lookup(*engineName); err != nil {
 		fmt.Fprintln(env.stderr, "hostharness compile:", err)
 		return 2
 	}
-	path, err := wasmPath(ctx, env.logger, flags.Arg(0), *cacheDir)
-	if err != nil {
-		fmt.Fprintln(env.stderr, "hostharness compile:", err)
-		return 1
-	}
-	eng, mod, err := loadGuest(ctx, env.logger, *engineName, path, *cacheDir)
-	if err != nil {
-		fmt.Fprintln(env.stderr, "hostharness compile:", err)
-		return 1
-	}
-	if err := errors.Join(mod.Close(ctx), eng.Close(ctx)); err != nil {
-		fmt.Fprintln(env.stderr, "hostharness compile:", err)
+	if err := wasiserve.Compile(ctx, flags.Arg(0), opts); err != nil {
+		fmt.Fprintln(env.stderr, "hostharness compile:", describe(err, env.engines))
 		return 1
 	}
 	return 0

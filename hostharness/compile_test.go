@@ -9,7 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
 func TestCompileErrors(t *testing.T) {
@@ -22,12 +23,12 @@ func TestCompileErrors(t *testing.T) {
 		{"no guest", []string{"compile"}, 2, "want exactly one guest.wasm"},
 		{"two guests", []string{"compile", "a.wasm", "b.wasm"}, 2, "want exactly one guest.wasm"},
 		{"unknown engine", []string{"compile", "--engine", "nosuch", "x.wasm"}, 2, "unknown engine"},
-		{"missing wasm", []string{"compile", "--engine", engine.Wazy, filepath.Join(t.TempDir(), "nope.wasm")}, 1, "no such file"},
+		{"missing wasm", []string{"compile", "--engine", wazy.Name, filepath.Join(t.TempDir(), "nope.wasm")}, 1, "no such file"},
 		{"bad flag", []string{"compile", "--nosuch"}, 2, "flag provided but not defined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder
-			env := &cliEnv{stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+			env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
 			if code := run(context.Background(), env, tc.args); code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantErr) {
 				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), tc.wantCode, tc.wantErr)
 			}
@@ -40,8 +41,8 @@ func TestCompileErrors(t *testing.T) {
 func TestCompileFillsCache(t *testing.T) {
 	dir := t.TempDir()
 	var stderr strings.Builder
-	env := &cliEnv{stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
-	if code := run(t.Context(), env, []string{"compile", "--engine", engine.Wazy, "--cache-dir", dir, built.echo}); code != 0 {
+	env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+	if code := run(t.Context(), env, []string{"compile", "--engine", wazy.Name, "--cache-dir", dir, enginetest.Echo.Path(t)}); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	var size int64

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/internal/syncbuf"
@@ -28,14 +30,14 @@ import (
 // interrupts it with a request in flight: the request must complete, serve
 // exit 0, and the socket file be gone.
 func TestServeUnixInstancesDrain(t *testing.T) {
-	wasm := built.echo
+	wasm := enginetest.Echo.Path(t)
 	sock := filepath.Join(t.TempDir(), "echo.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := serveInProcess(t, ctx, "--listen", "unix:"+sock, "--instances", "2", "--cache-dir", enginetest.CacheDir(), wasm)
 	lines, logs, code := s.lines, s.logs, s.code
 	// serve picks the first embedded engine whose host owns the listener.
-	if want := fmt.Sprintf("serving %s at unix:%s (engine %s)", wasm, sock, engine.With(engine.HostListener)[0]); lines.Text() != want {
+	if want := fmt.Sprintf("serving %s at unix:%s (engine %s)", wasm, sock, testEngines.With(engine.HostListener)[0]); lines.Text() != want {
 		t.Fatalf("serving line %q, want %q", lines.Text(), want)
 	}
 	if got := strings.Count(logs.String(), "echo guest serving"); got != 2 {
@@ -100,7 +102,7 @@ func TestServeUnixInstancesDrain(t *testing.T) {
 // socket activation does: the listening socket at fd 3, LISTEN_FDS=1 and
 // LISTEN_PID set to the process itself, and no --listen.
 func TestServeSystemdActivation(t *testing.T) {
-	bin, wasm := built.harness, built.echo
+	bin, wasm := harness.Path(t), enginetest.Echo.Path(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +118,7 @@ func TestServeSystemdActivation(t *testing.T) {
 	// LISTEN_PID must be the pid of hostharness itself: sh sets it to its
 	// own pid ($$) and execs hostharness, which keeps that pid.
 	cmd := exec.CommandContext(ctx, "sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`,
-		bin, "serve", "--engine", engine.Wazy, "--cache-dir", enginetest.CacheDir(), wasm)
+		bin, "serve", "--engine", wazy.Name, "--cache-dir", enginetest.CacheDir(), wasm)
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "LISTEN_") }),
 		"LISTEN_FDS=1", "LISTEN_FDNAMES=web")
 	cmd.ExtraFiles = []*os.File{lnFile}
@@ -135,7 +137,7 @@ func TestServeSystemdActivation(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("no serving line; logs:\n%s", logs.String())
 	}
-	want := regexp.MustCompile(`^serving \S+ at http://` + regexp.QuoteMeta(ln.Addr().String()) + ` \(engine ` + engine.Wazy + `\)$`)
+	want := regexp.MustCompile(`^serving \S+ at http://` + regexp.QuoteMeta(ln.Addr().String()) + ` \(engine ` + wazy.Name + `\)$`)
 	if !want.MatchString(lines.Text()) {
 		t.Fatalf("serving line %q, want the inherited socket's address %s", lines.Text(), ln.Addr())
 	}
@@ -168,7 +170,7 @@ var busyModule = []byte{
 // spins without ever calling the host: SIGTERM must stop the guest itself
 // (the engines' compiled code yields to the host), not leave it running.
 func TestServeBusyGuestStops(t *testing.T) {
-	bin, wasm := built.harness, filepath.Join(t.TempDir(), "busy.wasm")
+	bin, wasm := harness.Path(t), filepath.Join(t.TempDir(), "busy.wasm")
 	if err := os.WriteFile(wasm, busyModule, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func TestSpinningGuestIsolated(t *testing.T) {
 			defer cancel()
 			const drainTimeout = 2 * time.Second
 			s := serveInProcess(t, ctx, "--engine", name, "--instances", "2", "--listen", "127.0.0.1:0",
-				"--drain-timeout", drainTimeout.String(), "--env", "SPIN_PATH=/spin", "--cache-dir", enginetest.CacheDir(), built.fd3)
+				"--drain-timeout", drainTimeout.String(), "--env", "SPIN_PATH=/spin", "--cache-dir", enginetest.CacheDir(), enginetest.FD3.Path(t))
 			lines, logs, code := s.lines, s.logs, s.code
 			m := servingLine.FindStringSubmatch(lines.Text())
 			if m == nil {
@@ -274,8 +276,8 @@ func TestSpinningGuestIsolated(t *testing.T) {
 // layer (a host-owned listener).
 func projectEngines() []string {
 	var names []string
-	for _, name := range engine.Embedded() {
-		if engine.CapabilitiesOf(name).Has(engine.HostListener) {
+	for _, name := range testEngines.EmbeddedNames() {
+		if capabilitiesOf(name).Has(engine.HostListener) {
 			names = append(names, name)
 		}
 	}

@@ -18,6 +18,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/builtin"
 )
 
 // command is one subcommand of hostharness.
@@ -31,6 +34,8 @@ type command struct {
 type cliEnv struct {
 	stdout, stderr io.Writer
 	logger         *slog.Logger
+	// engines are the engines the commands offer.
+	engines engine.Set
 	// sighup receives the SIGHUPs sent to the process (serve reloads the
 	// guest); nil in tests that send none.
 	sighup <-chan os.Signal
@@ -48,10 +53,11 @@ func main() {
 	sighup := make(chan os.Signal, 1)
 	signal.Notify(sighup, syscall.SIGHUP)
 	env := &cliEnv{
-		stdout: os.Stdout,
-		stderr: os.Stderr,
-		logger: newLogger(os.Stderr),
-		sighup: sighup,
+		stdout:  os.Stdout,
+		stderr:  os.Stderr,
+		logger:  newLogger(os.Stderr),
+		engines: builtin.Engines(),
+		sighup:  sighup,
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	stop := watchSignals(env.logger, cancel)
@@ -149,4 +155,10 @@ func parseFlags(flags *flag.FlagSet, args []string) (code int, ok bool) {
 		fmt.Fprintf(out, "hostharness %s: %v (see hostharness %s -h)\n", flags.Name(), err, flags.Name())
 		return 2, false
 	}
+}
+
+// defaultEngine is the name of env's default engine ("" if none runs here).
+func defaultEngine(env *cliEnv) string {
+	k, _ := env.engines.Default()
+	return k.Name
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
@@ -35,13 +34,13 @@ func TestServeMessages(t *testing.T) {
 	if err := os.WriteFile(wasm, exit3Module, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range engine.Embedded() {
+	for _, name := range testEngines.EmbeddedNames() {
 		t.Run(name, func(t *testing.T) {
 			cacheDir := t.TempDir()
 			var logs syncbuf.Buffer
 			for i := range 2 {
 				logs = syncbuf.Buffer{}
-				env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: newLogger(&logs)}
+				env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &logs, logger: newLogger(&logs)}
 				code := run(context.Background(), env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
 					"--cache-dir", cacheDir, wasm})
 				if code != 3 {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
 // metricsLine is serve's log line with the metrics address.
@@ -71,16 +71,16 @@ func waitSample(t *testing.T, url, key string, ok func(float64) bool) map[string
 // --restart happen, and checks that the counters move with them.
 func TestServeMetrics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "guest.wasm")
-	replaceFile(t, path, readFile(t, built.wasmedge))
+	replaceFile(t, path, readFile(t, enginetest.EchoWasmEdge.Path(t)))
 	s := serveReloadable(t, "--restart", "--max-conns", "2", "--metrics", "127.0.0.1:0", path)
 	m := metricsLine.FindStringSubmatch(s.logs.String())
 	if m == nil {
 		t.Fatalf("no metrics line in the logs:\n%s", s.logs.String())
 	}
 	metricsURL := m[1]
-	sum := sha256.Sum256(readFile(t, built.wasmedge))
+	sum := sha256.Sum256(readFile(t, enginetest.EchoWasmEdge.Path(t)))
 	before := scrape(t, metricsURL)
-	build := `wasiserve_build_info{engine="` + engine.Default() + `",guest="` + path + `",guest_sha256="` + hex.EncodeToString(sum[:]) + `"}`
+	build := `wasiserve_build_info{engine="` + defaultEngineName() + `",guest="` + path + `",guest_sha256="` + hex.EncodeToString(sum[:]) + `"}`
 	for key, want := range map[string]float64{
 		build: 1, `wasiserve_instance_starts_total{instance="0"}`: 1, `wasiserve_instances_running{instance="0"}`: 1,
 		`wasiserve_reloads_total{result="ok"}`: 0, `wasiserve_draining`: 0,
@@ -147,7 +147,7 @@ func TestServeMetrics(t *testing.T) {
 	waitSample(t, metricsURL, `wasiserve_socket_denials_total{instance="0",policy="dial"}`, func(v float64) bool { return v >= 1 })
 
 	// A reload, a failed one, and a trap after it, with --restart.
-	replaceFile(t, path, readFile(t, built.marked))
+	replaceFile(t, path, readFile(t, enginetest.Marked.Path(t)))
 	s.reload(t, "msg=reloaded")
 	replaceFile(t, path, []byte("garbage"))
 	s.reload(t, `msg="reload failed"`)

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/internal/sdnotify"
 	"github.com/wasiserve/wasiserve/internal/syncbuf"
@@ -43,7 +44,7 @@ func TestServeNotifySocket(t *testing.T) {
 		return string(buf[:n])
 	}
 	p := startServe(t, []string{sdnotify.EnvVar + "=" + socket},
-		"--engine", engine.Wazy, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), built.fatal)
+		"--engine", wazy.Name, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), enginetest.Fatal.Path(t))
 	url := p.servingURL(t)
 	if got := next(); got != "READY=1" {
 		t.Fatalf("first notification %q, want READY=1", got)
@@ -103,12 +104,12 @@ func TestServeGuestStdout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr syncbuf.Buffer
-			env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+			env := &cliEnv{engines: testEngines, stdout: &stdout, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			code := make(chan int, 1)
-			args := append(append([]string{"serve", "--engine", engine.Wazy, "--listen", "127.0.0.1:0",
-				"--cache-dir", enginetest.CacheDir()}, tc.flag...), built.fatal)
+			args := append(append([]string{"serve", "--engine", wazy.Name, "--listen", "127.0.0.1:0",
+				"--cache-dir", enginetest.CacheDir()}, tc.flag...), enginetest.Fatal.Path(t))
 			go func() { code <- run(ctx, env, args) }()
 			for !strings.Contains(stdout.String(), "serving ") {
 				select {
@@ -139,13 +140,13 @@ func TestServeReadyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr syncbuf.Buffer
-	env := &cliEnv{stdout: &stdout, stderr: &stderr, logger: newLogger(&stderr)}
+	env := &cliEnv{engines: testEngines, stdout: &stdout, stderr: &stderr, logger: newLogger(&stderr)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, env, []string{"serve", "--engine", engine.Wazy, "--listen", "127.0.0.1:0",
-			"--cache-dir", enginetest.CacheDir(), "--ready-file", readyFile, built.fatal})
+		code <- run(ctx, env, []string{"serve", "--engine", wazy.Name, "--listen", "127.0.0.1:0",
+			"--cache-dir", enginetest.CacheDir(), "--ready-file", readyFile, enginetest.Fatal.Path(t)})
 	}()
 	for !strings.Contains(stdout.String(), "serving ") {
 		select {

@@ -21,7 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
@@ -230,7 +231,7 @@ func randUint32() uint32 {
 func TestServeReloadUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "guest.wasm")
-	guests := [][]byte{readFile(t, built.echo), readFile(t, built.marked)}
+	guests := [][]byte{readFile(t, enginetest.Echo.Path(t)), readFile(t, enginetest.Marked.Path(t))}
 	replaceFile(t, path, guests[0])
 	// A first serve, stopped at once, sets up what an engine keeps for the
 	// whole process (wasmtime's WASI runs on a runtime with descriptors
@@ -305,12 +306,12 @@ func TestServeReloadUnderLoad(t *testing.T) {
 func TestServeReloadWatch(t *testing.T) {
 	dir := t.TempDir()
 	path, sock := filepath.Join(dir, "guest.wasm"), filepath.Join(dir, "echo.sock")
-	replaceFile(t, path, readFile(t, built.echo))
+	replaceFile(t, path, readFile(t, enginetest.Echo.Path(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stdoutR, stdoutW := io.Pipe()
 	var logs syncbuf.Buffer
-	env := &cliEnv{stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	env := &cliEnv{engines: testEngines, stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, env, []string{"serve", "--listen", "unix:" + sock, "--watch", "--cache-dir", enginetest.CacheDir(), path})
@@ -330,7 +331,7 @@ func TestServeReloadWatch(t *testing.T) {
 	if marked, err := probe.one(client); err != nil || marked {
 		t.Fatalf("before the change: marked %v, err %v; want the echo guest", marked, err)
 	}
-	replaceFile(t, path, readFile(t, built.marked))
+	replaceFile(t, path, readFile(t, enginetest.Marked.Path(t)))
 	deadline := time.Now().Add(90 * time.Second)
 	for !strings.Contains(logs.String(), "msg=reloaded") {
 		if time.Now().After(deadline) {
@@ -354,7 +355,7 @@ func TestServeReloadWatch(t *testing.T) {
 // binds its socket itself: the reload is refused with a log line that
 // names an engine that can, and the guest keeps serving.
 func TestServeReloadNeedsHostListener(t *testing.T) {
-	s := serveReloadable(t, "--engine", engine.WazySock, built.echo)
+	s := serveReloadable(t, "--engine", wazy.SockName, enginetest.Echo.Path(t))
 	s.sighup <- syscall.SIGHUP
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(s.logs.String(), "reload ignored: it needs an engine with a host-owned listener") {
@@ -375,7 +376,7 @@ func TestServeReloadNeedsHostListener(t *testing.T) {
 // connection, so that it accepts none of them.
 func TestServeReloadBacklog(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "guest.wasm")
-	replaceFile(t, path, readFile(t, built.echo))
+	replaceFile(t, path, readFile(t, enginetest.Echo.Path(t)))
 	s := serveReloadable(t, "--max-conns", "1", "--metrics", "127.0.0.1:0", path)
 	metricsURL := metricsLine.FindStringSubmatch(s.logs.String())[1]
 	hold, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
@@ -400,7 +401,7 @@ func TestServeReloadBacklog(t *testing.T) {
 	if st := scrape(t, metricsURL); st[`wasiserve_connections_accepted_total{instance="0"}`] != 1 {
 		t.Fatalf("the old guest accepted %v connections, want only the one that holds it", st[`wasiserve_connections_accepted_total{instance="0"}`])
 	}
-	replaceFile(t, path, readFile(t, built.marked))
+	replaceFile(t, path, readFile(t, enginetest.Marked.Path(t)))
 	s.reload(t, "msg=reloaded")
 	for range queued {
 		if err := <-results; err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/internal/syncbuf"
@@ -26,8 +28,8 @@ var servingLine = regexp.MustCompile(`^serving (\S+) at http://(127\.0\.0\.1:\d+
 // engine, on IPv4 and IPv6 loopback: it must print the serving line,
 // answer the curl echo, and exit 0 when interrupted.
 func TestServeCommand(t *testing.T) {
-	wasm := built.echo
-	for _, name := range engine.Embedded() {
+	wasm := enginetest.Echo.Path(t)
+	for _, name := range testEngines.EmbeddedNames() {
 		for _, listen := range []string{"127.0.0.1:0", "[::1]:0"} {
 			t.Run(name+"/"+listen, func(t *testing.T) {
 				serveEcho(t, name, listen, wasm)
@@ -85,7 +87,7 @@ func serveInProcess(t *testing.T, ctx context.Context, args ...string) *servedIn
 	t.Helper()
 	stdoutR, stdoutW := io.Pipe()
 	s := &servedInProcess{logs: &syncbuf.Buffer{}, code: make(chan int, 1), sighup: make(chan os.Signal, 1)}
-	env := &cliEnv{stdout: stdoutW, stderr: s.logs, logger: newLogger(s.logs), sighup: s.sighup}
+	env := &cliEnv{engines: testEngines, stdout: stdoutW, stderr: s.logs, logger: newLogger(s.logs), sighup: s.sighup}
 	go func() {
 		s.code <- run(ctx, env, append([]string{"serve"}, args...))
 		stdoutW.Close()
@@ -114,41 +116,41 @@ func TestServeErrors(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"missing wasm", []string{"serve", "--engine", engine.WazySock, filepath.Join(t.TempDir(), "nope.wasm")}, 2, "no such file"},
+		{"missing wasm", []string{"serve", "--engine", wazy.SockName, filepath.Join(t.TempDir(), "nope.wasm")}, 2, "no such file"},
 		{"unknown engine", []string{"serve", "--engine", "nosuch", "x.wasm"}, 2, "unknown engine"},
 		{"renamed engine", []string{"serve", "--engine", "wasiserve", "x.wasm"}, 2, `it is now called "wazy"`},
 		{"bad dir", []string{"serve", "--dir", ":/data", "x.wasm"}, 2, "want host[:guest]"},
 		{"two guests", []string{"serve", "a.wasm", "b.wasm"}, 2, "at most one"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
-		{"no instances", []string{"serve", "--instances", "0", "x.wasm"}, 2, "want 1 to 1024"},
+		{"negative instances", []string{"serve", "--instances", "-1", "x.wasm"}, 2, "--instances -1: want 1 to 1024"},
 		{"absurd instances", []string{"serve", "--instances", "10000", "x.wasm"}, 2, "want 1 to 1024"},
-		{"instances on wazy-sock", []string{"serve", "--engine", engine.WazySock, "--instances", "2", built.fd3}, 2,
+		{"instances on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--instances", "2", enginetest.FD3.Path(t)}, 2,
 			"--instances needs a host-owned listener, which engine wazy-sock does not support; use --engine"},
-		{"max-conns on wazy-sock", []string{"serve", "--engine", engine.WazySock, "--max-conns", "5", built.fd3}, 2,
+		{"max-conns on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--max-conns", "5", enginetest.FD3.Path(t)}, 2,
 			"--max-conns needs a connection limit, which engine wazy-sock does not support"},
-		{"systemd without a socket", []string{"serve", "--listen", "systemd", built.fd3}, 1, "systemd passed no socket"},
-		{"port in use", []string{"serve", "--engine", engine.Wazy, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
-		{"port in use, engine that binds itself", []string{"serve", "--engine", engine.WazySock, "--listen", takenAddr(t), built.fd3}, 1, "address already in use"},
-		{"env without =", []string{"serve", "--env", "NOEQUALS", "x.wasm"}, 2, `--env "NOEQUALS": want KEY=VALUE`},
+		{"systemd without a socket", []string{"serve", "--listen", "systemd", enginetest.FD3.Path(t)}, 1, "systemd passed no socket"},
+		{"port in use", []string{"serve", "--engine", wazy.Name, "--listen", takenAddr(t), enginetest.FD3.Path(t)}, 1, "address already in use"},
+		{"port in use, engine that binds itself", []string{"serve", "--engine", wazy.SockName, "--listen", takenAddr(t), enginetest.FD3.Path(t)}, 1, "address already in use"},
+		{"env without =", []string{"serve", "--env", "NOEQUALS", "x.wasm"}, 2, `--env: "NOEQUALS": want KEY=VALUE`},
 		{"bad dial pattern", []string{"serve", "--allow-dial", "nocolon", "x.wasm"}, 2, "--allow-dial"},
 		{"guest path twice", []string{"serve", "--dir", t.TempDir() + ":/d", "--dir", t.TempDir() + ":/d", "x.wasm"}, 2, "mounted twice"},
 		{"missing dir", []string{"serve", "--dir", filepath.Join(t.TempDir(), "nope"), "x.wasm"}, 2, "no such file"},
-		{"file as dir", []string{"serve", "--dir", built.fd3, "x.wasm"}, 2, "is not a directory"},
+		{"file as dir", []string{"serve", "--dir", enginetest.FD3.Path(t), "x.wasm"}, 2, "is not a directory"},
 		{"negative drain timeout", []string{"serve", "--drain-timeout", "-1s", "x.wasm"}, 2, "want a duration of 0 or more"},
-		{"negative max-conns", []string{"serve", "--max-conns", "-1", "x.wasm"}, 2, "want 0 (no limit) or more"},
-		{"tiny max-memory", []string{"serve", "--max-memory", "1", "x.wasm"}, 2, "want a size from 1MiB"},
+		{"negative max-conns", []string{"serve", "--max-conns", "-2", "x.wasm"}, 2, "--max-conns -2: want 0 or more"},
+		{"tiny max-memory", []string{"serve", "--max-memory", "1", "x.wasm"}, 2, "--max-memory 1: want a size from 1MiB"},
 		{"empty unix path", []string{"serve", "--listen", "unix:", "x.wasm"}, 2, "empty path"},
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
-		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), built.fd3}, 2, "--ready-file: stat"},
-		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", built.fd3}, 2, `--guest-stdout "file": want stderr or stdout`},
-		{"metrics without port", []string{"serve", "--metrics", "nocolon", built.fd3}, 2, `--metrics "nocolon": want HOST:PORT`},
-		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), built.fd3}, 1, "--metrics: listen tcp"},
-		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch needs a guest.wasm"},
-		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), built.fd3}, 2, "not private to this user"},
+		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), enginetest.FD3.Path(t)}, 2, "--ready-file: stat"},
+		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", enginetest.FD3.Path(t)}, 2, `--guest-stdout "file": want stderr or stdout`},
+		{"metrics without port", []string{"serve", "--metrics", "nocolon", enginetest.FD3.Path(t)}, 2, `--metrics "nocolon": want HOST:PORT`},
+		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), enginetest.FD3.Path(t)}, 1, "--metrics: listen tcp"},
+		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch: needs a guest file to watch"},
+		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), enginetest.FD3.Path(t)}, 2, "not private to this user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder
-			env := &cliEnv{stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+			env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
 			code := run(context.Background(), env, tc.args)
 			if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantErr) {
 				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), tc.wantCode, tc.wantErr)
@@ -170,19 +172,19 @@ func worldWritableDir(t *testing.T) string {
 // --restart the harness must keep restarting it, logging each restart,
 // until interrupted; without it, serve returns the guest's exit code.
 func TestServeRestart(t *testing.T) {
-	wasm := built.fd3
-	args := []string{"serve", "--engine", engine.WazySock, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), "--env", "EXIT_CODE=3"}
+	wasm := enginetest.FD3.Path(t)
+	args := []string{"serve", "--engine", wazy.SockName, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), "--env", "EXIT_CODE=3"}
 
 	t.Run("without restart", func(t *testing.T) {
 		var logs syncbuf.Buffer
-		env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 		if code := run(context.Background(), env, append(args, wasm)); code != 3 {
 			t.Fatalf("exit %d, want the guest's 3; logs:\n%s", code, logs.String())
 		}
 	})
 	t.Run("with restart", func(t *testing.T) {
 		var logs syncbuf.Buffer
-		env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 		ctx, cancel := context.WithCancel(context.Background())
 		code := make(chan int, 1)
 		go func() { code <- run(ctx, env, append(args, "--restart", wasm)) }()
@@ -209,26 +211,6 @@ func TestServeRestart(t *testing.T) {
 	})
 }
 
-// TestDefaultMaxConns: without --max-conns, connections may take half the
-// guest's memory cap at 160 KiB each, at most 4096, and all instances
-// together half the descriptor limit.
-func TestDefaultMaxConns(t *testing.T) {
-	for _, tc := range []struct {
-		maxMemory uint64
-		instances int
-		nofile    uint64
-		want      int
-	}{
-		{0, 1, 0, 4096}, {4 << 30, 1, 1 << 20, 4096}, {1 << 30, 1, 0, 3276}, {256 << 20, 1, 0, 819},
-		{64 << 20, 1, 0, 204}, {1 << 20, 1, 0, 3}, {64 << 10, 1, 0, 1},
-		{0, 2, 20000, 4096}, {0, 5, 20000, 2000}, {0, 4, 1024, 128}, {0, 1024, 1024, 1},
-	} {
-		if got := defaultMaxConns(tc.maxMemory, tc.instances, tc.nofile); got != tc.want {
-			t.Errorf("defaultMaxConns(%d, %d instances, nofile %d) = %d, want %d", tc.maxMemory, tc.instances, tc.nofile, got, tc.want)
-		}
-	}
-}
-
 func TestParseSize(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
@@ -238,13 +220,14 @@ func TestParseSize(t *testing.T) {
 		{"", 0, false},
 		{"1048576", 1 << 20, false},
 		{"1024KiB", 1 << 20, false},
-		{"64KiB", 0, true},
-		{"1", 0, true},
+		{"64KiB", 64 << 10, false}, // parsed; the library refuses it (TestServeErrors)
+		{"1", 1, false},
 		{"256MiB", 256 << 20, false},
 		{"256M", 256 << 20, false},
 		{"1GB", 1 << 30, false},
 		{"4GiB", 4 << 30, false},
-		{"5GiB", 0, true},
+		{"5GiB", 5 << 30, false},
+		{"99999999999G", 0, true},
 		{"0", 0, true},
 		{"-1M", 0, true},
 		{"lots", 0, true},
@@ -260,11 +243,11 @@ func TestParseSize(t *testing.T) {
 // embedded engine: serve exits 1 and logs the trap (bounded, see
 // engine.ExitError) once, not a second time in its own error.
 func TestServeTrapLoggedOnce(t *testing.T) {
-	wasm := filepath.Join("engine", "testdata", "hostile", "stack_overflow.wasm")
-	for _, name := range engine.Embedded() {
+	wasm := enginetest.Testdata("hostile/stack_overflow.wasm")
+	for _, name := range testEngines.EmbeddedNames() {
 		t.Run(name, func(t *testing.T) {
 			var logs syncbuf.Buffer
-			env := &cliEnv{stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			code := run(context.Background(), env, []string{"serve", "--engine", name, "--listen", "127.0.0.1:0",
 				"--cache-dir", enginetest.CacheDir(), wasm})
 			out := logs.String()

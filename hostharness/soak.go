@@ -23,7 +23,7 @@ func runSoak(ctx context.Context, env *cliEnv, args []string) int {
 		"127.0.0.1 with random client aborts. Every completed echo is hash-checked; the\n"+
 		"server's RSS and open descriptors are sampled and must stay flat. Prints a summary;\n"+
 		"exit status 1 on any corrupted or truncated echo, failed request, or growth.")
-	engineName := flags.String("engine", engine.Default(), "engine to serve the guest with, or "+nativeEngine+": "+strings.Join(engine.Names(), ", "))
+	engineName := flags.String("engine", defaultEngine(env), "engine to serve the guest with, or "+nativeEngine+": "+strings.Join(env.engines.Names(), ", "))
 	duration := flags.Duration("duration", 30*time.Second, "how long the load runs")
 	conns := flags.Int("conns", 8, "concurrent client loops")
 	abortRate := flags.Float64("abort-rate", 0.05, "fraction of requests aborted on purpose (while sending or reading)")
@@ -31,7 +31,7 @@ func runSoak(ctx context.Context, env *cliEnv, args []string) int {
 	seed := flags.Uint64("seed", 1, "seed of the bodies and aborts")
 	jsonPath := flags.String("json", "", "also write the report as JSON to this file")
 	cacheDir := flags.String("cache-dir", engine.DefaultCacheDir(), "directory for built guests and compilation caches")
-	instances := flags.Int("instances", 1, "serve the guest with serve --instances N ("+engine.Wazy+" engine)")
+	instances := flags.Int("instances", 1, "serve the guest with serve --instances N (engines with a host-owned listener)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
@@ -83,7 +83,7 @@ func soakTarget(ctx context.Context, env *cliEnv, engineName, cacheDir string, s
 		}
 		return bench.NativeTarget(nativeEngine, native, 0), nil
 	}
-	if err := engine.Known(engineName); err != nil {
+	if _, err := env.engines.Lookup(engineName); err != nil {
 		return bench.Target{}, err
 	}
 	harness, err := os.Executable()

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/internal/sdnotify"
@@ -35,7 +37,7 @@ type serveProcess struct {
 // it is killed when the test ends.
 func startServe(t *testing.T, env []string, args ...string) *serveProcess {
 	t.Helper()
-	cmd := exec.Command(built.harness, append([]string{"serve"}, args...)...)
+	cmd := exec.Command(harness.Path(t), append([]string{"serve"}, args...)...)
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, sdnotify.EnvVar+"=")
 	}), env...)
@@ -108,9 +110,9 @@ func post(t *testing.T, url, body string) string {
 // the listener and it exits 1, which is an ordinary stop: serve must exit
 // 0 and report the guest's status at info level.
 func TestServeStopFatalGuest(t *testing.T) {
-	for _, name := range engine.Embedded() {
+	for _, name := range testEngines.EmbeddedNames() {
 		t.Run(name, func(t *testing.T) {
-			p := startServe(t, nil, "--engine", name, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), built.fatal)
+			p := startServe(t, nil, "--engine", name, "--listen", "127.0.0.1:0", "--cache-dir", enginetest.CacheDir(), enginetest.Fatal.Path(t))
 			url := p.servingURL(t)
 			if got := post(t, url, "hi"); got != "fatal:hi" {
 				t.Fatalf("guest answered %q", got)
@@ -123,7 +125,7 @@ func TestServeStopFatalGuest(t *testing.T) {
 			if strings.Contains(logs, "level=ERROR") {
 				t.Errorf("an ordinary stop logged an error:\n%s", logs)
 			}
-			if engine.CapabilitiesOf(name).Has(engine.Drain) && !strings.Contains(logs, `level=INFO msg="guest exited after the listener stopped" code=1`) {
+			if capabilitiesOf(name).Has(engine.Drain) && !strings.Contains(logs, `level=INFO msg="guest exited after the listener stopped" code=1`) {
 				t.Errorf("the guest's exit status is not logged at info level:\n%s", logs)
 			}
 		})
@@ -136,11 +138,11 @@ func TestServeStopFatalGuest(t *testing.T) {
 func TestServeGuestFailsOnItsOwn(t *testing.T) {
 	stdoutR, stdoutW := io.Pipe()
 	var logs syncbuf.Buffer
-	env := &cliEnv{stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	env := &cliEnv{engines: testEngines, stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	code := make(chan int, 1)
 	go func() {
-		code <- run(context.Background(), env, []string{"serve", "--engine", engine.Wazy, "--listen", "127.0.0.1:0",
-			"--cache-dir", enginetest.CacheDir(), built.fatal})
+		code <- run(context.Background(), env, []string{"serve", "--engine", wazy.Name, "--listen", "127.0.0.1:0",
+			"--cache-dir", enginetest.CacheDir(), enginetest.Fatal.Path(t)})
 		stdoutW.Close()
 	}()
 	lines := bufio.NewScanner(stdoutR)
@@ -193,9 +195,9 @@ func TestServeInterruptedWhileCompiling(t *testing.T) {
 		name, engine, wasm string
 		logged, during     string
 	}
-	cases := []startUp{{"build", engine.Default(), "", "building guest", "building the guest"}}
-	for _, name := range engine.Embedded() {
-		cases = append(cases, startUp{"compile/" + name, name, built.echo, "loading guest", "loading the guest"})
+	cases := []startUp{{"build", defaultEngineName(), "", "building guest", "building the guest"}}
+	for _, name := range testEngines.EmbeddedNames() {
+		cases = append(cases, startUp{"compile/" + name, name, enginetest.Echo.Path(t), "loading guest", "loading the guest"})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,7 +235,7 @@ func TestServeInterruptedWhileCompiling(t *testing.T) {
 // long drain timeout: a second SIGTERM meanwhile must end serve at once,
 // with the signal's status.
 func TestServeSecondSignal(t *testing.T) {
-	p := startServe(t, nil, "--engine", engine.Wazy, "--listen", "127.0.0.1:0", "--drain-timeout", "1m", "--cache-dir", enginetest.CacheDir(), built.echo)
+	p := startServe(t, nil, "--engine", wazy.Name, "--listen", "127.0.0.1:0", "--drain-timeout", "1m", "--cache-dir", enginetest.CacheDir(), enginetest.Echo.Path(t))
 	url := p.servingURL(t)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {

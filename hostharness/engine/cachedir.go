@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 )
@@ -36,7 +35,7 @@ func CheckCacheDir(dir string) error {
 		return fmt.Errorf("cache directory %s: not a directory", dir)
 	}
 	if err := privateDir(dir, info); err != nil {
-		return fmt.Errorf("cache directory %s: %w: %v; use --cache-dir with a directory of your own", dir, ErrUnsafeCacheDir, err)
+		return fmt.Errorf("cache directory %s: %w: %v; use a cache directory of your own", dir, ErrUnsafeCacheDir, err)
 	}
 	return nil
 }
@@ -73,22 +72,22 @@ func withCache(opts *Options) (cleanup func() error, err error) {
 			if info, statErr := os.Stat(opts.CacheDir); statErr == nil && info.IsDir() {
 				// A read-only root file system (docker run --read-only)
 				// with compiled code in the image: read what is there.
-				opts.logger().Warn("compilation cache is read-only and no temporary directory can be made: using it as it is (code compiled there loads; other guests cannot be compiled)",
+				opts.Log().Warn("compilation cache is read-only and no temporary directory can be made: using it as it is (code compiled there loads; other guests cannot be compiled)",
 					"dir", opts.CacheDir, "err", reason)
 				return nil, nil
 			}
 			return nil, fmt.Errorf("cache directory %s cannot be used (%v), nor a temporary one: %w", opts.CacheDir, reason, err)
 		}
-		opts.logger().Warn("compilation cache cannot be used: compiling without it", "dir", opts.CacheDir, "err", reason)
+		opts.Log().Warn("compilation cache cannot be used: compiling without it", "dir", opts.CacheDir, "err", reason)
 		opts.CacheDir = tmp
 		return func() error { return os.RemoveAll(tmp) }, nil
 	}
 	return nil, nil
 }
 
-// clearFiles removes every file under dir, keeping its directories: how
+// ClearFiles removes every file under dir, keeping its directories: how
 // an engine drops a damaged cache before compiling afresh.
-func clearFiles(dir string) error {
+func ClearFiles(dir string) error {
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -105,11 +104,4 @@ type cachedEngine struct {
 
 func (e cachedEngine) Close(ctx context.Context) error {
 	return errors.Join(e.Engine.Close(ctx), e.cleanup())
-}
-
-func (o Options) logger() *slog.Logger {
-	if o.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return o.Logger
 }

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
 // ReadyTimeout bounds how long Serve waits for a guest's listener.
@@ -28,40 +26,7 @@ type Instance struct {
 	drain     chan struct{}
 	drainOnce sync.Once
 	drains    bool
-	stats     atomic.Pointer[statsSource]
-}
-
-// Stats are an instance's socket counters and its linear memory size:
-// see the fields of hostsock.Stats. Counters only grow; OpenConns and
-// MemoryBytes are present values.
-type Stats hostsock.Stats
-
-// Add returns the sum of s and o, field by field.
-func (s Stats) Add(o Stats) Stats {
-	return Stats{
-		AcceptedConns: s.AcceptedConns + o.AcceptedConns,
-		OpenConns:     s.OpenConns + o.OpenConns,
-		BytesRead:     s.BytesRead + o.BytesRead,
-		BytesWritten:  s.BytesWritten + o.BytesWritten,
-		AcceptHolds:   s.AcceptHolds + o.AcceptHolds,
-		DialsDenied:   s.DialsDenied + o.DialsDenied,
-		ListensDenied: s.ListensDenied + o.ListensDenied,
-		LookupsDenied: s.LookupsDenied + o.LookupsDenied,
-		MemoryBytes:   s.MemoryBytes + o.MemoryBytes,
-	}
-}
-
-// statsSource is what an engine whose host owns the sockets counts in:
-// a hostsock.Table.
-type statsSource interface {
-	Stats() hostsock.Stats
-}
-
-// reportStats hands src to Serve's instance, when there is one.
-func (cfg Config) reportStats(src statsSource) {
-	if cfg.onStats != nil {
-		cfg.onStats(src)
-	}
+	stats     atomic.Pointer[func() Stats]
 }
 
 // Stats returns the instance's counters, cheap enough for every scrape;
@@ -69,44 +34,62 @@ func (cfg Config) reportStats(src statsSource) {
 // sockets) or has not started yet. After the guest stopped they are the
 // final values, with OpenConns 0.
 func (inst *Instance) Stats() (s Stats, ok bool) {
-	src := inst.stats.Load()
-	if src == nil {
+	read := inst.stats.Load()
+	if read == nil {
 		return Stats{}, false
 	}
-	return Stats((*src).Stats()), true
+	return (*read)(), true
 }
 
 // Serve runs mod under cfg in the background and returns once the guest
 // is ready: when it first waits for a connection, for engines that can
 // tell (ReadyReport), and otherwise once its listener accepts connections.
 // cfg.Listener must be set (package listener binds it), and cfg must need
-// nothing the engine lacks (an *UnsupportedError). Serve sets cfg.Drain:
-// use Instance.Drain.
+// nothing the engine lacks (an *UnsupportedError). Serve sets cfg.Drain
+// (use Instance.Drain), and calls cfg.OnReady and cfg.OnStats, when set,
+// after its own.
 func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 	if cfg.Listener == nil {
 		return nil, errors.New("serve: no listener")
 	}
-	caps := CapabilitiesOf(mod.Engine())
-	if err := Check(mod.Engine(), caps, cfg.Needs()...); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, err
+	}
+	caps := mod.Capabilities()
+	if n, missing := caps.Missing(cfg.Needs()); missing {
+		return nil, &UnsupportedError{Engine: mod.Engine(), Need: n}
 	}
 	addr := cfg.Listener.Addr()
 	if !caps.Has(HostListener) {
 		// The engine binds the address itself: free it first, so that
 		// the readiness check below reaches the engine's socket.
-		if _, err := takeOverAddr(mod.Engine(), cfg); err != nil {
+		if _, err := TakeOverAddr(mod.Engine(), cfg); err != nil {
 			return nil, err
 		}
 	}
 	inst := &Instance{Addr: addr.String(), Network: addr.Network(), done: make(chan struct{}), drain: make(chan struct{})}
 	cfg.Drain = inst.drain
 	inst.drains = caps.Has(Drain)
-	cfg.onStats = func(src statsSource) { inst.stats.Store(&src) }
+	onStats := cfg.OnStats
+	cfg.OnStats = func(read func() Stats) {
+		inst.stats.Store(&read)
+		if onStats != nil {
+			onStats(read)
+		}
+	}
 	var ready chan struct{}
 	if caps.Has(ReadyReport) {
 		ready = make(chan struct{})
 		var once sync.Once
-		cfg.onReady = func() { once.Do(func() { close(ready) }) }
+		onReady := cfg.OnReady
+		cfg.OnReady = func() {
+			once.Do(func() {
+				close(ready)
+				if onReady != nil {
+					onReady()
+				}
+			})
+		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	inst.cancel = cancel
@@ -124,13 +107,13 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 	return inst, nil
 }
 
-// takeOverAddr is, for engines that bind their socket themselves, the
+// TakeOverAddr is, for engines that bind their socket themselves, the
 // TCP address of cfg.Listener, which it closes (Serve did already; again,
 // as on a restart, does nothing) so that the engine can bind it.
-func takeOverAddr(engine string, cfg Config) (string, error) {
+func TakeOverAddr(engine string, cfg Config) (string, error) {
 	addr, ok := cfg.Listener.Addr().(*net.TCPAddr)
 	if !ok {
-		return "", &UnsupportedError{Engine: engine, Need: HostListener, Engines: With(HostListener)}
+		return "", &UnsupportedError{Engine: engine, Need: Need{HostListener, "Listener"}}
 	}
 	cfg.Listener.Close()
 	return addr.String(), nil
@@ -219,9 +202,9 @@ func (inst *Instance) Drain() bool {
 const StopTimeout = 5 * time.Second
 
 // ErrNotStopped is returned (wrapped) by Stop for a guest still running
-// StopTimeout after it was told to stop. The wasiserve engine stops a
-// guest at its next host call (see hostsock), so a guest spinning without
-// any keeps its goroutine, and a core, until the process exits.
+// StopTimeout after it was told to stop: an engine that can stop a guest
+// only at its next host call keeps one spinning without any, and a core,
+// until the process exits.
 var ErrNotStopped = errors.New("the guest did not stop: it made no host call since it was told to (a busy loop?)")
 
 // Stop stops the guest and waits for it, at most StopTimeout.
@@ -233,16 +216,4 @@ func (inst *Instance) Stop() error {
 	case <-time.After(StopTimeout):
 		return fmt.Errorf("stop %s: %w; it runs until this process exits", inst.Addr, ErrNotStopped)
 	}
-}
-
-// ExitCode maps a Run result to a process exit status.
-func ExitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var exit *ExitError
-	if errors.As(err, &exit) && exit.Code > 0 && exit.Code < 256 {
-		return exit.Code
-	}
-	return 1
 }

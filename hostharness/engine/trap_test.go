@@ -24,7 +24,7 @@ func TestTrapError(t *testing.T) {
 		{"many lines", strings.Repeat("a line that is not a frame\n", 1<<16), []string{"a line", "... (cut)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := trapError(tc.msg).Trap
+			got := TrapError(tc.msg).Trap
 			if len(got) > MaxTrapBytes {
 				t.Errorf("%d bytes, want at most %d", len(got), MaxTrapBytes)
 			}

@@ -61,8 +61,8 @@ func (g *Group) Reload(load func() (engine.Module, error)) (old engine.Module, e
 	if cur == nil || stop.Err() != nil {
 		return nil, errors.New("reload: the group is not serving")
 	}
-	if name := cur.mod.Engine(); !engine.CapabilitiesOf(name).Has(engine.HostListener) {
-		return nil, fmt.Errorf("reload: engine %s: %w", name, ErrReloadNeedsHostListener)
+	if !cur.mod.Capabilities().Has(engine.HostListener) {
+		return nil, fmt.Errorf("reload: engine %s: %w", cur.mod.Engine(), ErrReloadNeedsHostListener)
 	}
 	began := time.Now()
 	mod, err := load()

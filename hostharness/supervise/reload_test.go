@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
@@ -31,12 +33,12 @@ func (n *notes) add(s string) {
 // that fails: the notifier hears RELOADING then READY around each, and
 // the reload counters count each result.
 func TestReloadNotifiesAndCounts(t *testing.T) {
-	eng, err := enginetest.NewEngine(t, engine.Wazy)
+	eng, err := enginetest.NewEngine(t, wazy.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	mod, err := eng.Load(ctx, echoWasm)
+	mod, err := eng.Load(ctx, enginetest.Echo.Path(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +55,7 @@ func TestReloadNotifiesAndCounts(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- g.Run(runCtx) }()
 	<-ready
-	old, err := g.Reload(func() (engine.Module, error) { return eng.Load(ctx, echoWasm) })
+	old, err := g.Reload(func() (engine.Module, error) { return eng.Load(ctx, enginetest.Echo.Path(t)) })
 	if err != nil || old != mod {
 		t.Fatalf("reload: old %v, err %v; want the first module back", old, err)
 	}

@@ -85,8 +85,8 @@ func (g *Group) logger() *slog.Logger {
 // Reload may replace the instances with those of another module.
 func (g *Group) Run(ctx context.Context) error {
 	n := max(g.Instances, 1)
-	if n > 1 && !engine.CapabilitiesOf(g.Module.Engine()).Has(engine.HostListener) {
-		return engine.Check(g.Module.Engine(), engine.CapabilitiesOf(g.Module.Engine()), engine.HostListener)
+	if n > 1 && !g.Module.Capabilities().Has(engine.HostListener) {
+		return &engine.UnsupportedError{Engine: g.Module.Engine(), Need: engine.Need{Capability: engine.HostListener, Setting: "Instances"}}
 	}
 	// Instances outlive ctx by the drain; supervise stops them.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -124,7 +124,7 @@ func (g *Group) stopAccepting() {
 	g.stopListening.Do(func() {
 		g.draining.Store(true)
 		g.logger().Info("draining", "reason", context.Cause(g.stop), "timeout", g.DrainTimeout)
-		if engine.CapabilitiesOf(g.Module.Engine()).Has(engine.HostListener) {
+		if g.Module.Capabilities().Has(engine.HostListener) {
 			if err := listener.StopAccepting(g.Config.Listener); err != nil {
 				g.logger().Warn("draining: the listener still queues connections", "err", err)
 			}

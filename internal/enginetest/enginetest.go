@@ -1,6 +1,6 @@
 // Package enginetest holds what the tests of several packages need to run
-// guests: guests built once per test binary, and engines and served
-// instances that clean up after the test.
+// guests: guests built on first need, once per test binary, and engines
+// and served instances that clean up after the test.
 package enginetest
 
 import (
@@ -13,10 +13,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/builtin"
 	"github.com/wasiserve/wasiserve/hostharness/listener"
 	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
@@ -27,47 +30,105 @@ func CacheDir() string {
 	return filepath.Join(os.TempDir(), "wasiserve-test-cache")
 }
 
-// Guest is one guest to build before the tests run.
+// Guest is a guest to build on first need, once per test binary.
 type Guest struct {
 	// Pkg is the package to build, as go build takes it.
 	Pkg string
 	// Target is the platform: guestbuild.WASI (or a WASI target with build
 	// tags, such as guestbuild.WASIWasmEdge), or the zero Target (native).
 	Target guestbuild.Target
-	// Path receives the built file's path.
-	Path *string
 	// Env adds to go build's environment, e.g. CGO_ENABLED=0.
 	Env []string
 }
 
-// Main builds guests into a temporary directory, runs the tests and
-// removes the directory; a TestMain calls os.Exit(enginetest.Main(m, ...)).
-func Main(m *testing.M, guests ...Guest) int {
-	dir, err := os.MkdirTemp("", "wasiserve-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	for i, g := range guests {
-		*g.Path = filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(g.Pkg)))
-		if g.Target.IsWASI() {
-			*g.Path += ".wasm"
-		}
-		if err := guestbuild.Build(context.Background(), g.Pkg, g.Target, *g.Path, g.Env...); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	return m.Run()
+// The guests the tests of several packages run.
+var (
+	// Echo is the echo guest for wasip1; EchoNative the same natively.
+	Echo       = Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI}
+	EchoNative = Guest{Pkg: guestbuild.Package}
+	// EchoWasmEdge is the echo guest's variant for the WasmEdge socket
+	// extensions.
+	EchoWasmEdge = Guest{Pkg: guestbuild.Package, Target: guestbuild.WASIWasmEdge}
+	// FD3 takes fd 3 as its listener, without the shim; Dir reports the
+	// directories it sees; Marked is the echo guest with a mark on every
+	// response (and GET /trap); Fatal is log.Fatal(http.Serve(ln, h)).
+	FD3    = Guest{Pkg: Testdata("fd3guest"), Target: guestbuild.WASI}
+	Dir    = Guest{Pkg: Testdata("dirguest"), Target: guestbuild.WASI}
+	Marked = Guest{Pkg: Testdata("markedguest"), Target: guestbuild.WASI}
+	Fatal  = Guest{Pkg: Testdata("fatalguest"), Target: guestbuild.WASI}
+)
+
+// Testdata is the path of the file or directory name in this package's
+// testdata, which holds the guests and modules the tests share.
+func Testdata(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "testdata", name)
 }
+
+// built holds the guests built by this test binary.
+var built struct {
+	sync.Mutex
+	dir   string
+	paths map[string]string
+	errs  map[string]error
+}
+
+// Path builds g, once per test binary, and returns the built file's path;
+// a failed build fails t.
+func (g Guest) Path(t testing.TB) string {
+	t.Helper()
+	path, err := g.build()
+	if err != nil {
+		t.Fatalf("build %s: %v", g.Pkg, err)
+	}
+	return path
+}
+
+// build builds g into the binary's guest directory, once.
+func (g Guest) build() (string, error) {
+	key := fmt.Sprint(g.Pkg, g.Target, g.Env)
+	built.Lock()
+	defer built.Unlock()
+	if path, ok := built.paths[key]; ok {
+		return path, built.errs[key]
+	}
+	if built.dir == "" {
+		dir, err := os.MkdirTemp("", "wasiserve-test")
+		if err != nil {
+			return "", err
+		}
+		built.dir, built.paths, built.errs = dir, map[string]string{}, map[string]error{}
+	}
+	path := filepath.Join(built.dir, fmt.Sprintf("%d-%s", len(built.paths), filepath.Base(g.Pkg)))
+	if g.Target.IsWASI() {
+		path += ".wasm"
+	}
+	err := guestbuild.Build(context.Background(), g.Pkg, g.Target, path, g.Env...)
+	built.paths[key], built.errs[key] = path, err
+	return path, err
+}
+
+// Main runs the tests, then removes the guests they built; a TestMain
+// calls os.Exit(enginetest.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	built.Lock()
+	defer built.Unlock()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	return code
+}
+
+// Engines are the engines the tests run: every built-in one.
+func Engines() engine.Set { return builtin.Engines() }
 
 // NewEngine returns the named engine, using CacheDir, closed when the test
 // ends.
 func NewEngine(t testing.TB, name string) (engine.Engine, error) {
 	t.Helper()
 	ctx := context.Background()
-	eng, err := engine.New(ctx, name, engine.Options{CacheDir: CacheDir()})
+	eng, err := Engines().New(ctx, name, engine.Options{CacheDir: CacheDir()})
 	if err != nil {
 		return nil, err
 	}

@@ -52,11 +52,11 @@ func (p Policy) Check() error {
 func (p Policy) parse() (*rules, error) {
 	dial, err := parsePatterns(p.Dial)
 	if err != nil {
-		return nil, fmt.Errorf("--allow-dial: %w", err)
+		return nil, fmt.Errorf("dial pattern: %w", err)
 	}
 	listen, err := parsePatterns(p.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("--allow-listen: %w", err)
+		return nil, fmt.Errorf("listen pattern: %w", err)
 	}
 	logger := p.Logger
 	if logger == nil {

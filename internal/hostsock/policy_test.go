@@ -169,7 +169,7 @@ func TestSetPolicy(t *testing.T) {
 	if !tbl.rules().allowDial("connect", netip.MustParseAddrPort("127.0.0.1:80")) {
 		t.Error("a failed SetPolicy changed the policy")
 	}
-	if err := tbl.SetPolicy(Policy{Listen: []string{"x:y"}}); err == nil || !strings.Contains(err.Error(), "--allow-listen") {
+	if err := tbl.SetPolicy(Policy{Listen: []string{"x:y"}}); err == nil || !strings.Contains(err.Error(), "listen pattern") {
 		t.Errorf("SetPolicy with a malformed listen pattern: %v", err)
 	}
 }

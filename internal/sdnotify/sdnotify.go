@@ -26,10 +26,19 @@ type Notifier struct {
 }
 
 // FromEnv returns a Notifier for the socket that EnvVar names in getenv,
-// or nil when it is not set. A value that is neither a path nor an
-// abstract name (systemd also knows vsock: addresses) is an error.
+// or nil when it is not set (see Open).
 func FromEnv(getenv func(string) string) (*Notifier, error) {
-	name := getenv(EnvVar)
+	n, err := Open(getenv(EnvVar))
+	if err != nil {
+		return nil, fmt.Errorf("%s=%w", EnvVar, err)
+	}
+	return n, nil
+}
+
+// Open returns a Notifier for the socket name (a path, or an abstract
+// socket name starting with '@'), or nil when name is empty. Any other
+// value (systemd also knows vsock: addresses) is an error.
+func Open(name string) (*Notifier, error) {
 	switch {
 	case name == "":
 		return nil, nil
@@ -37,7 +46,7 @@ func FromEnv(getenv func(string) string) (*Notifier, error) {
 		// Go's net package maps a leading '@' to the abstract namespace.
 		return &Notifier{addr: &net.UnixAddr{Name: name, Net: "unixgram"}}, nil
 	}
-	return nil, fmt.Errorf("%s=%q: want the path of a Unix socket or an abstract name starting with @", EnvVar, name)
+	return nil, fmt.Errorf("%q: want the path of a Unix socket or an abstract name starting with @", name)
 }
 
 // Ready says that the server is serving: at start-up, and when a reload

@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
@@ -27,9 +28,9 @@ func TestRunNativeAndWazero(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	native, wasm, harness := built.native, built.wasm, built.harness
+	native, wasm, harness := nativeEcho.Path(t), wasmEcho.Path(t), harnessCmd.Path(t)
 	cfg := Config{
-		Targets:    []Target{NativeTarget("native GOMAXPROCS=1", native, 1), HarnessTarget(harness, engine.Wazy, wasm)},
+		Targets:    []Target{NativeTarget("native GOMAXPROCS=1", native, 1), HarnessTarget(harness, wazy.Name, wasm)},
 		Duration:   300 * time.Millisecond,
 		Conns:      2,
 		IdleWindow: 300 * time.Millisecond,
@@ -70,14 +71,14 @@ func TestRunNativeAndWazero(t *testing.T) {
 			t.Errorf("%s: wrk measured %.0f requests/s, errors %q", tr.Name, tr.WrkRequestsPerSec, tr.WrkErrors)
 		}
 	}
-	if w := r.Targets[1]; w.WasmBytes <= 0 || w.Engine != engine.Wazy {
+	if w := r.Targets[1]; w.WasmBytes <= 0 || w.Engine != wazy.Name {
 		t.Errorf("wasm target: engine %q, wasm size %d", w.Engine, w.WasmBytes)
 	}
 	var md bytes.Buffer
 	if err := r.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| native GOMAXPROCS=1 | echo 4 B |", "| wasm " + engine.Wazy + " | echo 1 MiB |", "(×)"} {
+	for _, want := range []string{"| native GOMAXPROCS=1 | echo 4 B |", "| wasm " + wazy.Name + " | echo 1 MiB |", "(×)"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
 		}
@@ -101,20 +102,19 @@ func TestRunNativeAndWazero(t *testing.T) {
 	t.Logf("report:\n%s", md.String())
 }
 
-// built holds the servers the tests measure, built once per test binary
-// without cgo: the native echo guest, the wasm one, and a hostharness.
-var built struct {
-	native, wasm, harness string
-}
+func TestMain(m *testing.M) { os.Exit(enginetest.Main(m)) }
 
-func TestMain(m *testing.M) {
-	noCgo := []string{"CGO_ENABLED=0"}
-	os.Exit(enginetest.Main(m,
-		enginetest.Guest{Pkg: guestbuild.Package, Path: &built.native, Env: noCgo},
-		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &built.wasm, Env: noCgo},
-		enginetest.Guest{Pkg: "github.com/wasiserve/wasiserve/hostharness", Path: &built.harness, Env: noCgo},
-	))
-}
+// noCgo is the environment of the servers the tests measure: built
+// without cgo.
+var noCgo = []string{"CGO_ENABLED=0"}
+
+// The servers the tests measure: the native echo guest, the wasm one, and
+// a hostharness, all built without cgo.
+var (
+	nativeEcho = enginetest.Guest{Pkg: guestbuild.Package, Env: noCgo}
+	wasmEcho   = enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Env: noCgo}
+	harnessCmd = enginetest.Guest{Pkg: "github.com/wasiserve/wasiserve/hostharness", Env: noCgo}
+)
 
 // testWriter sends the bench's progress log to the test log.
 type testWriter struct{ t *testing.T }

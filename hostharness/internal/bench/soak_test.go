@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
 )
 
 // TestSoakShort is the CI variant of scripts/soak.sh: a few seconds of
@@ -19,9 +19,9 @@ func TestSoakShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	wasm, harness := built.wasm, built.harness
+	wasm, harness := wasmEcho.Path(t), harnessCmd.Path(t)
 	r, err := Soak(ctx, SoakConfig{
-		Target:      HarnessTarget(harness, engine.Wazy, wasm),
+		Target:      HarnessTarget(harness, wazy.Name, wasm),
 		CacheDir:    dir,
 		Duration:    3 * time.Second,
 		Conns:       4,

@@ -15,18 +15,9 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/internal/compare"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
-	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
 
-// guests are the echo guest built once for this test binary.
-var guests struct{ native, wasm string }
-
-func TestMain(m *testing.M) {
-	os.Exit(enginetest.Main(m,
-		enginetest.Guest{Pkg: guestbuild.Package, Path: &guests.native},
-		enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &guests.wasm},
-	))
-}
+func TestMain(m *testing.M) { os.Exit(enginetest.Main(m)) }
 
 // TestCompare runs the whole corpus against the native guest and the wasm
 // guest on every embedded engine and every installed runtime CLI. The long
@@ -38,7 +29,7 @@ func TestCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	native, err := compare.StartNative(ctx, guests.native, nil)
+	native, err := compare.StartNative(ctx, enginetest.EchoNative.Path(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +39,7 @@ func TestCompare(t *testing.T) {
 		}
 	})
 	var targets []compare.Target
-	for _, name := range append(engine.Embedded(), "wasmtime-cli", "wazero-cli") {
+	for _, name := range append(enginetest.Engines().EmbeddedNames(), "wasmtime-cli", "wazero-cli") {
 		target := compare.Target{Name: name}
 		inst, err := serveWasm(t, name)
 		if err != nil && strings.HasSuffix(name, "-cli") {
@@ -89,7 +80,7 @@ func serveWasm(t *testing.T, name string) (*engine.Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return enginetest.Serve(t, eng, guests.wasm, engine.Config{})
+	return enginetest.Serve(t, eng, enginetest.Echo.Path(t), engine.Config{})
 }
 
 // truncating drops the last byte of every echo of a body larger than

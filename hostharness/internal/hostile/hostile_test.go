@@ -19,7 +19,6 @@ import (
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
-	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
 
 var floodConns = flag.Int("hostile.conns", 2000, "connections opened at once by the flood case")
@@ -27,11 +26,9 @@ var floodConns = flag.Int("hostile.conns", 2000, "connections opened at once by 
 // readHeaderTimeout is given to every server so slowloris is cut quickly.
 const readHeaderTimeout = 2 * time.Second
 
-var echoWasm string
-
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(enginetest.Main(m, enginetest.Guest{Pkg: guestbuild.Package, Target: guestbuild.WASI, Path: &echoWasm}))
+	os.Exit(enginetest.Main(m))
 }
 
 // target is one server under attack.
@@ -63,7 +60,7 @@ func wasmTarget(t *testing.T, name string) target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst, err := enginetest.Serve(t, eng, echoWasm, engine.Config{
+	inst, err := enginetest.Serve(t, eng, enginetest.Echo.Path(t), engine.Config{
 		Env: []string{echo.EnvReadHeaderTimeout + "=" + readHeaderTimeout.String()},
 	})
 	if err != nil {
@@ -165,9 +162,9 @@ func attacks() []attack {
 
 func TestHostileInput(t *testing.T) {
 	native := nativeTarget(t)
-	for _, name := range engine.Embedded() {
+	for _, name := range enginetest.Engines().EmbeddedNames() {
 		t.Run(name, func(t *testing.T) {
-			if !engine.CapabilitiesOf(name).Has(engine.HostListener) {
+			if k, _ := enginetest.Engines().Lookup(name); !k.Capabilities.Has(engine.HostListener) {
 				t.Skipf("%s is the reference peer with wazero's own sockets, whose known bugs (docs/COMPARE.md) this project cannot fix; the suite covers the engines with the project's socket layer", name)
 			}
 			wasm := wasmTarget(t, name)

@@ -1,0 +1,405 @@
+//go:build cgo
+
+package wasmtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	wt "github.com/bytecodealliance/wasmtime-go/v42"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/internal/enginekit"
+	"github.com/wasiserve/wasiserve/internal/atomicfile"
+	"github.com/wasiserve/wasiserve/internal/hostsock"
+)
+
+// available reports whether the engine runs here: where the host socket
+// layer does.
+func available() error { return hostsock.Supported() }
+
+// wasmtimeEngine runs guests on wasmtime 42 (wasmtime-go v42) with the
+// project's host socket layer: wasmtime's own WASI preview 1 serves
+// stdio, clocks and files, and hostsock serves every fd of the guest's
+// Table (the listener, accepted connections, sockets the guest opens)
+// through host functions that shadow wasmtime's (see wasmtimeFuncs).
+//
+// One wasmtime engine serves every module and run: Load maps a module's
+// compiled code in once, and each Run instantiates it in a store of its
+// own. Epoch interruption is per engine, so a run's cancellation
+// increments the epoch of every run; each store's epoch deadline callback
+// (ws_epoch_deadline in hostcall.c) stops only the run that was
+// cancelled and lets the others go on. Compiled code is kept on disk,
+// serialised: loading a cached guest costs a hash of the wasm and an
+// mmap, not a recompilation.
+type wasmtimeEngine struct {
+	modulesDir string // serialised modules, by hash of their wasm
+	// placeholder is the empty directory preopened at the listener's fd
+	// number, so that wasmtime never gives that number to a file.
+	placeholder string
+	maxMemory   int64 // bytes per linear memory; -1 means no limit
+	funcs       []wasmtimeFunc
+	eng         *wt.Engine
+	// forward is the forwarding module (see forwardModuleWAT).
+	forward *wt.Module
+	// users are the engine's open modules: eng and forward are closed
+	// once the engine is closed and the last of them is.
+	users shared
+}
+
+// wasmtimeCodeVersion names the compiler and settings whose output the
+// cache holds; wasmtime also checks its version and settings when
+// deserialising.
+const wasmtimeCodeVersion = "wasmtime-42.0.0-epoch"
+
+func newEngine(_ context.Context, opts engine.Options) (_ engine.Engine, err error) {
+	dir := filepath.Join(opts.CacheDir, "wasmtime42")
+	modulesDir := filepath.Join(dir, "modules")
+	placeholder := filepath.Join(dir, "listener-placeholder")
+	for _, d := range []string{modulesDir, placeholder} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("wasmtime cache: %w", err)
+		}
+	}
+	maxMemory := int64(-1)
+	if pages := opts.MaxMemoryPages(); pages != 0 {
+		maxMemory = int64(pages) * engine.WasmPageSize
+	}
+	e := &wasmtimeEngine{modulesDir: modulesDir, placeholder: placeholder, maxMemory: maxMemory, eng: newWasmtime()}
+	e.users.release = e.release
+	defer func() {
+		if err != nil {
+			e.release()
+		}
+	}()
+	if err := checkWasmtimeLayout(e.eng); err != nil {
+		return nil, fmt.Errorf("engine %s: %w", Name, err)
+	}
+	if e.funcs, err = wasmtimeFuncs(e.eng); err != nil {
+		return nil, fmt.Errorf("engine %s: %w", Name, err)
+	}
+	wasm, err := wt.Wat2Wasm(forwardModuleWAT(e.funcs))
+	if err != nil {
+		return nil, fmt.Errorf("engine %s: forwarding module: %w", Name, err)
+	}
+	if e.forward, _, _, err = e.compile(wasm); err != nil {
+		return nil, fmt.Errorf("engine %s: forwarding module: %w", Name, err)
+	}
+	return e, nil
+}
+
+func (e *wasmtimeEngine) Name() string { return Name }
+
+// newWasmtime returns a wasmtime engine with epoch interruption, to stop a
+// guest. All engines share one configuration, so code serialised by one
+// deserialises in another.
+func newWasmtime() *wt.Engine {
+	cfg := wt.NewConfig()
+	cfg.SetEpochInterruption(true)
+	return wt.NewEngineWithConfig(cfg)
+}
+
+// compile returns wasm's module, deserialised from its code in the cache
+// (at the path code), compiled and cached first if it is not there (or
+// was cached by an incompatible build), and whether the code came from
+// the cache. The module keeps its code file mapped, and open, until it is
+// closed.
+func (e *wasmtimeEngine) compile(wasm []byte) (mod *wt.Module, code string, cached bool, err error) {
+	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
+	code = filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
+	if mod, err := wt.NewModuleDeserializeFile(e.eng, code); err == nil {
+		return mod, code, true, nil
+	}
+	if err := e.compileTo(code, wasm); err != nil {
+		return nil, "", false, err
+	}
+	// The code is mapped from the cache, as a cached module's is, rather
+	// than kept in the anonymous memory it was compiled to.
+	if mod, err = wt.NewModuleDeserializeFile(e.eng, code); err != nil {
+		return nil, "", false, fmt.Errorf("load the code just compiled: %w", err)
+	}
+	return mod, code, false, nil
+}
+
+// compileTo compiles wasm and writes its serialised code to the file
+// code. Cranelift's working memory, freed by then, is handed back to the
+// system (releaseFreeMemory): a large guest's compilation leaves hundreds
+// of MiB in the C allocator's free lists otherwise, and its largest
+// blocks at the top of arenas that the allocator does not trim unless its
+// thresholds are fixed first (fixMallocThresholds).
+func (e *wasmtimeEngine) compileTo(code string, wasm []byte) error {
+	fixMallocThresholds()
+	defer releaseFreeMemory()
+	mod, err := wt.NewModule(e.eng, wasm)
+	if err != nil {
+		return fmt.Errorf("compile: %w", err)
+	}
+	defer mod.Close()
+	serialised, err := mod.Serialize()
+	if err != nil {
+		return fmt.Errorf("serialise: %w", err)
+	}
+	if err := atomicfile.Write(code, serialised); err != nil {
+		return fmt.Errorf("cache compiled code: %w", err)
+	}
+	return nil
+}
+
+func (e *wasmtimeEngine) Load(_ context.Context, path string) (_ engine.Module, err error) {
+	if !e.users.acquire() {
+		return nil, fmt.Errorf("load %s: the %s engine is closed", path, Name)
+	}
+	defer func() {
+		if err != nil {
+			e.users.done()
+		}
+	}()
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	mod, code, cached, err := e.compile(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("%s with wasmtime: %w", path, err)
+	}
+	if err := e.checkImports(mod, path); err != nil {
+		mod.Close()
+		return nil, err
+	}
+	exports := map[string]bool{}
+	for _, exp := range mod.Exports() {
+		exports[exp.Name()] = true
+	}
+	m := &wasmtimeModule{engine: e, mod: mod, code: code, name: filepath.Base(path), cached: cached, proxy: enginekit.ExportsProxy(exports)}
+	m.runs.release = m.release
+	return m, nil
+}
+
+// checkImports reports an import that neither wasmtime's WASI nor the
+// engine's host functions define at Load, as the wazero engine does,
+// rather than at every Run.
+func (e *wasmtimeEngine) checkImports(mod *wt.Module, path string) error {
+	linker := wt.NewLinker(e.eng)
+	defer linker.Close()
+	if err := linker.DefineWasi(); err != nil {
+		return fmt.Errorf("load %s: wasmtime WASI: %w", path, err)
+	}
+	store := wt.NewStore(e.eng)
+	defer store.Close()
+	ours := make(map[string]bool, len(e.funcs))
+	for _, f := range e.funcs {
+		ours[f.Name] = true
+	}
+	for _, imp := range mod.Imports() {
+		name := ""
+		if n := imp.Name(); n != nil {
+			name = *n
+		}
+		if imp.Module() == wasiModule && ours[name] {
+			continue
+		}
+		if linker.Get(store, imp.Module(), name) == nil {
+			return &engine.MissingImportError{Path: path, Module: imp.Module(), Name: name, Engine: Name}
+		}
+	}
+	return nil
+}
+
+// Close closes the engine: Load fails from now on, and the wasmtime
+// engine is released once the modules it loaded are closed too.
+func (e *wasmtimeEngine) Close(context.Context) error {
+	e.users.close()
+	return nil
+}
+
+// release releases the wasmtime engine and the forwarding module.
+func (e *wasmtimeEngine) release() {
+	if e.forward != nil {
+		e.forward.Close()
+	}
+	e.eng.Close()
+}
+
+// placeholderGuestPath is the guest path of the placeholder preopen at the
+// listener's fd number. The guest never sees it: fd_prestat_get answers
+// EBADF there, which ends the guest's scan of preopens.
+const placeholderGuestPath = "/.wasiserve-listener"
+
+// wasiModule is the module name of WASI preview 1's imports.
+const wasiModule = "wasi_snapshot_preview1"
+
+type wasmtimeModule struct {
+	engine *wasmtimeEngine
+	mod    *wt.Module
+	code   string // path of the serialised module, which mod maps
+	name   string
+	cached bool // Load deserialised code, compiled nothing
+	// proxy: the guest reads PROXY headers (it exports
+	// wasisock.ProxyExport), so the host tells it its addresses.
+	proxy bool
+	// runs are the module's active runs: mod is closed once the module
+	// is closed and the last of them has ended.
+	runs shared
+}
+
+// Cached reports whether Load found the code in the cache (see Cached).
+func (m *wasmtimeModule) Cached() bool { return m.cached }
+
+// Close closes the module: Run fails from now on, and the module's code
+// is released once its active runs end.
+func (m *wasmtimeModule) Close(context.Context) error {
+	m.runs.close()
+	return nil
+}
+
+// release releases the module's code, and its hold on the engine.
+func (m *wasmtimeModule) release() {
+	m.mod.Close()
+	m.engine.users.done()
+}
+
+func (m *wasmtimeModule) Engine() string { return Name }
+
+func (m *wasmtimeModule) Capabilities() engine.Capabilities { return capabilities }
+
+// Run serves cfg.Listener, giving it to the guest at cfg.ListenerFD(),
+// after the preopened directories. A guest that reads PROXY headers gets
+// one at the start of each connection, with its addresses (TellAddrs).
+func (m *wasmtimeModule) Run(ctx context.Context, cfg engine.Config) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	if !m.runs.acquire() {
+		return fmt.Errorf("%s: run %s: the module is closed", Name, m.name)
+	}
+	defer m.runs.done()
+	table, closeTable, err := enginekit.HostTable(ctx, Name, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeTable()
+	told := enginekit.TellAddrs(m.proxy, table, cfg.Listener)
+	run, err := m.newRun(ctx, cfg, told, table)
+	if errors.Is(err, errEndedInStart) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer run.close()
+	return run.start()
+}
+
+// wasiConfig builds the guest's WASI context: args, env (with told, see
+// enginekit.GuestEnv), the directories, the listener's placeholder after
+// them, and stdio.
+func (m *wasmtimeModule) wasiConfig(cfg engine.Config, told []string, out outputs) (*wt.WasiConfig, error) {
+	wasi := wt.NewWasiConfig()
+	wasi.SetArgv(append([]string{m.name}, cfg.Args...))
+	var keys, values []string
+	for _, kv := range enginekit.GuestEnv(cfg, told) {
+		k, v := enginekit.SplitEnv(kv)
+		keys, values = append(keys, k), append(values, v)
+	}
+	wasi.SetEnv(keys, values)
+	for _, d := range cfg.Dirs {
+		dirPerms, filePerms := wt.DIR_READ|wt.DIR_WRITE, wt.FILE_READ|wt.FILE_WRITE
+		if d.ReadOnly {
+			dirPerms, filePerms = wt.DIR_READ, wt.FILE_READ
+		}
+		if err := wasi.PreopenDir(d.Host, d.Guest, dirPerms, filePerms); err != nil {
+			wasi.Close()
+			return nil, fmt.Errorf("%s: preopen dir %s: %w", Name, d.Host, err)
+		}
+	}
+	// No permissions: the guest never reaches it anyway, as every call on
+	// its fd number goes to the Table, and fd_prestat_get answers EBADF
+	// there, ending the guest's scan of preopens.
+	if err := wasi.PreopenDir(m.engine.placeholder, placeholderGuestPath, 0, 0); err != nil {
+		wasi.Close()
+		return nil, fmt.Errorf("%s: reserve the listener's fd: %w", Name, err)
+	}
+	out.attach(wasi)
+	return wasi, nil
+}
+
+// wasmtimeExit maps the result of calling _start to Run's contract.
+func wasmtimeExit(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if code, ok := exitStatus(err); ok {
+		if code == 0 {
+			return nil
+		}
+		return &engine.ExitError{Code: int(code)}
+	}
+	if ctx.Err() != nil {
+		return nil // stopped by the host
+	}
+	msg := err.Error()
+	var trap *wt.Trap
+	if errors.As(err, &trap) {
+		msg = trap.Message()
+	}
+	return engine.TrapError(msg)
+}
+
+// exitStatus is the exit code of a guest's proc_exit that err carries, if
+// it does.
+func exitStatus(err error) (int32, bool) {
+	var wErr *wt.Error
+	if !errors.As(err, &wErr) {
+		return 0, false
+	}
+	return wErr.ExitStatus()
+}
+
+// shared counts the users of something its owner may close while they
+// still use it: release runs once it is closed and its last user is done.
+type shared struct {
+	mu      sync.Mutex
+	users   int
+	closed  bool
+	release func()
+}
+
+// acquire adds a user, unless it is closed.
+func (s *shared) acquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.users++
+	return true
+}
+
+// done removes a user that acquire added.
+func (s *shared) done() {
+	s.mu.Lock()
+	s.users--
+	last := s.closed && s.users == 0
+	s.mu.Unlock()
+	if last {
+		s.release()
+	}
+}
+
+// close closes it; closing it again does nothing.
+func (s *shared) close() {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	last := !already && s.users == 0
+	s.mu.Unlock()
+	if last {
+		s.release()
+	}
+}

@@ -1,6 +1,0 @@
-//go:build !unix
-
-package main
-
-// openFileLimit is 0: no descriptor limit is known on this platform.
-func openFileLimit() uint64 { return 0 }
