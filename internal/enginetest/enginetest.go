@@ -84,6 +84,10 @@ func (g Guest) Path(t testing.TB) string {
 	return path
 }
 
+// Build is Path for code without a testing.TB (an Example): it returns
+// the build's error.
+func (g Guest) Build() (string, error) { return g.build() }
+
 // build builds g into the binary's guest directory, once.
 func (g Guest) build() (string, error) {
 	key := fmt.Sprint(g.Pkg, g.Target, g.Env)

@@ -339,6 +339,7 @@ func TestParseMount(t *testing.T) {
 // a script stands in for it, printing what such a CLI prints (wasmtime
 // issue 3936: "--tcplisten is no longer a flag that the CLI supports").
 func TestCLIRejectsTCPListen(t *testing.T) {
+	wasm := enginetest.FD3.Path(t) // before PATH loses go
 	bin := t.TempDir()
 	script := "#!/bin/sh\necho 'Error: unknown wasi option: tcplisten' >&2\nexit 1\n"
 	if err := os.WriteFile(filepath.Join(bin, "wasmtime"), []byte(script), 0o755); err != nil {
@@ -347,12 +348,12 @@ func TestCLIRejectsTCPListen(t *testing.T) {
 	t.Setenv("PATH", bin)
 	eng := newEngine(t, "wasmtime-cli")
 	ctx := context.Background()
-	mod, err := eng.Load(ctx, enginetest.FD3.Path(t))
+	mod, err := eng.Load(ctx, wasm)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = engine.Serve(ctx, mod, engine.Config{Listener: listen(t)})
-	if err == nil || !strings.Contains(err.Error(), "rejects `-S preview2=n -S tcplisten`") || !strings.Contains(err.Error(), "--engine wasmtime") {
+	if err == nil || !strings.Contains(err.Error(), "rejects `-S preview2=n -S tcplisten`") || !strings.Contains(err.Error(), "use the embedded engine wasmtime") {
 		t.Fatalf("Serve with a CLI that rejects tcplisten: %v; want an error saying so and what to use instead", err)
 	}
 }
