@@ -160,6 +160,11 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if len(o.Engines) == 0 {
 		return r, optionErr("Engines", "", "no engine: list at least one (builtin.Engines() has all)")
 	}
+	if o.Engine != "" {
+		if _, err := o.Engines.Lookup(o.Engine); err != nil {
+			return r, &OptionError{Option: "Engine", Err: err}
+		}
+	}
 	r.listen = o.Listen
 	if o.Listener == nil && r.listen == (listener.Spec{}) {
 		r.listen, _ = listener.Parse(DefaultListen)

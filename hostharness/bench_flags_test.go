@@ -24,12 +24,12 @@ func TestParseHarnesses(t *testing.T) {
 		want    otherHarness
 		wantErr string
 	}{
-		{"wasmtime19=" + exe, otherHarness{engine: "wasmtime19", path: exe}, ""},
-		{"wasmtime19", otherHarness{}, "want ENGINE=PATH"},
+		{"old=" + exe, otherHarness{engine: "old", path: exe}, ""},
+		{"old", otherHarness{}, "want ENGINE=PATH"},
 		{"=" + exe, otherHarness{}, "want ENGINE=PATH"},
-		{"wasmtime19=" + filepath.Join(dir, "missing"), otherHarness{}, "no such file"},
-		{"wasmtime19=" + plain, otherHarness{}, "not an executable file"},
-		{"wasmtime19=" + dir, otherHarness{}, "not an executable file"},
+		{"old=" + filepath.Join(dir, "missing"), otherHarness{}, "no such file"},
+		{"old=" + plain, otherHarness{}, "not an executable file"},
+		{"old=" + dir, otherHarness{}, "not an executable file"},
 	} {
 		got, err := parseHarnesses([]string{tc.value})
 		switch {

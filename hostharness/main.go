@@ -84,11 +84,7 @@ func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc) (stop fun
 		select {
 		case s := <-sigs:
 			logger.Warn("second signal: exiting now", "signal", s)
-			code := 1
-			if n, ok := s.(syscall.Signal); ok {
-				code = 128 + int(n)
-			}
-			os.Exit(code)
+			os.Exit(signalExitCode(s))
 		case <-done:
 		}
 	}()

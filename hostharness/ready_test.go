@@ -144,9 +144,10 @@ func TestServeReadyFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	code := make(chan int, 1)
+	fatalGuest := enginetest.Fatal.Path(t)
 	go func() {
 		code <- run(ctx, env, []string{"serve", "--engine", wazy.Name, "--listen", "127.0.0.1:0",
-			"--cache-dir", enginetest.CacheDir(), "--ready-file", readyFile, enginetest.Fatal.Path(t)})
+			"--cache-dir", enginetest.CacheDir(), "--ready-file", readyFile, fatalGuest})
 	}()
 	for !strings.Contains(stdout.String(), "serving ") {
 		select {

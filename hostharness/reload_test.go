@@ -208,6 +208,17 @@ func (l *echoLoad) one(c *http.Client) (marked bool, err error) {
 }
 
 // finish stops the workers and closes their connections.
+// waitServed waits until the load has had n more requests answered.
+func (l *echoLoad) waitServed(t *testing.T, n int64) {
+	t.Helper()
+	want := l.ok.Load() + n
+	for deadline := time.Now().Add(60 * time.Second); l.ok.Load() < want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the load had %d answers, want %d; errors:\n%s", l.ok.Load(), want, l.errs.String())
+		}
+	}
+}
+
 func (l *echoLoad) finish() {
 	close(l.stop)
 	l.wg.Wait()
@@ -243,7 +254,7 @@ func TestServeReloadUnderLoad(t *testing.T) {
 	load := startLoad(s.base, 3)
 	check := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	probe := &echoLoad{base: s.base, fresh: check}
-	time.Sleep(300 * time.Millisecond)
+	load.waitServed(t, 20) // the load runs
 	for i := 1; i <= 5; i++ {
 		replaceFile(t, path, guests[i%2])
 		took := s.reload(t, "msg=reloaded")
@@ -267,7 +278,7 @@ func TestServeReloadUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	load.waitServed(t, 20) // served after the last reload too
 	load.finish()
 	t.Logf("load: %d ok (%d from the marked guest), %d failed, %d refused, %d corrupted; probes: %d ok",
 		load.ok.Load(), load.marked.Load(), load.failed.Load(), load.refused.Load(), load.corrupt.Load(), probe.ok.Load())
@@ -386,7 +397,18 @@ func TestServeReloadBacklog(t *testing.T) {
 	defer hold.Close()
 	waitSample(t, metricsURL, `wasiserve_connections_open{instance="0"}`, func(v float64) bool { return v == 1 })
 	const queued = 5
-	probe := &echoLoad{base: s.base, fresh: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	// dialed hears of each connection the kernel completed: it waits in
+	// the backlog, as the old guest accepts none.
+	dialed := make(chan struct{}, queued)
+	var dialer net.Dialer
+	transport := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			dialed <- struct{}{}
+		}
+		return conn, err
+	}}
+	probe := &echoLoad{base: s.base, fresh: &http.Client{Timeout: 60 * time.Second, Transport: transport}}
 	results := make(chan error, queued)
 	for range queued {
 		go func() {
@@ -397,7 +419,9 @@ func TestServeReloadBacklog(t *testing.T) {
 			results <- err
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // they wait in the backlog
+	for range queued {
+		<-dialed
+	}
 	if st := scrape(t, metricsURL); st[`wasiserve_connections_accepted_total{instance="0"}`] != 1 {
 		t.Fatalf("the old guest accepted %v connections, want only the one that holds it", st[`wasiserve_connections_accepted_total{instance="0"}`])
 	}

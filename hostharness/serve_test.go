@@ -110,6 +110,8 @@ func takenAddr(t *testing.T) string {
 }
 
 func TestServeErrors(t *testing.T) {
+	// Every case fails before its guest is loaded.
+	anyWasm := enginetest.Testdata("exit7.wasm")
 	for _, tc := range []struct {
 		name     string
 		args     []string
@@ -124,29 +126,29 @@ func TestServeErrors(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"negative instances", []string{"serve", "--instances", "-1", "x.wasm"}, 2, "--instances -1: want 1 to 1024"},
 		{"absurd instances", []string{"serve", "--instances", "10000", "x.wasm"}, 2, "want 1 to 1024"},
-		{"instances on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--instances", "2", enginetest.FD3.Path(t)}, 2,
+		{"instances on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--instances", "2", anyWasm}, 2,
 			"--instances needs a host-owned listener, which engine wazy-sock does not support; use --engine"},
-		{"max-conns on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--max-conns", "5", enginetest.FD3.Path(t)}, 2,
+		{"max-conns on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--max-conns", "5", anyWasm}, 2,
 			"--max-conns needs a connection limit, which engine wazy-sock does not support"},
-		{"systemd without a socket", []string{"serve", "--listen", "systemd", enginetest.FD3.Path(t)}, 1, "systemd passed no socket"},
-		{"port in use", []string{"serve", "--engine", wazy.Name, "--listen", takenAddr(t), enginetest.FD3.Path(t)}, 1, "address already in use"},
-		{"port in use, engine that binds itself", []string{"serve", "--engine", wazy.SockName, "--listen", takenAddr(t), enginetest.FD3.Path(t)}, 1, "address already in use"},
+		{"systemd without a socket", []string{"serve", "--listen", "systemd", anyWasm}, 1, "systemd passed no socket"},
+		{"port in use", []string{"serve", "--engine", wazy.Name, "--listen", takenAddr(t), anyWasm}, 1, "address already in use"},
+		{"port in use, engine that binds itself", []string{"serve", "--engine", wazy.SockName, "--listen", takenAddr(t), anyWasm}, 1, "address already in use"},
 		{"env without =", []string{"serve", "--env", "NOEQUALS", "x.wasm"}, 2, `--env: "NOEQUALS": want KEY=VALUE`},
 		{"bad dial pattern", []string{"serve", "--allow-dial", "nocolon", "x.wasm"}, 2, "--allow-dial"},
 		{"guest path twice", []string{"serve", "--dir", t.TempDir() + ":/d", "--dir", t.TempDir() + ":/d", "x.wasm"}, 2, "mounted twice"},
 		{"missing dir", []string{"serve", "--dir", filepath.Join(t.TempDir(), "nope"), "x.wasm"}, 2, "no such file"},
-		{"file as dir", []string{"serve", "--dir", enginetest.FD3.Path(t), "x.wasm"}, 2, "is not a directory"},
+		{"file as dir", []string{"serve", "--dir", anyWasm, "x.wasm"}, 2, "is not a directory"},
 		{"negative drain timeout", []string{"serve", "--drain-timeout", "-1s", "x.wasm"}, 2, "want a duration of 0 or more"},
 		{"negative max-conns", []string{"serve", "--max-conns", "-2", "x.wasm"}, 2, "--max-conns -2: want 0 or more"},
 		{"tiny max-memory", []string{"serve", "--max-memory", "1", "x.wasm"}, 2, "--max-memory 1: want a size from 1MiB"},
 		{"empty unix path", []string{"serve", "--listen", "unix:", "x.wasm"}, 2, "empty path"},
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
-		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), enginetest.FD3.Path(t)}, 2, "--ready-file: stat"},
-		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", enginetest.FD3.Path(t)}, 2, `--guest-stdout "file": want stderr or stdout`},
-		{"metrics without port", []string{"serve", "--metrics", "nocolon", enginetest.FD3.Path(t)}, 2, `--metrics "nocolon": want HOST:PORT`},
-		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), enginetest.FD3.Path(t)}, 1, "--metrics: listen tcp"},
+		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), anyWasm}, 2, "--ready-file: stat"},
+		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", anyWasm}, 2, `--guest-stdout "file": want stderr or stdout`},
+		{"metrics without port", []string{"serve", "--metrics", "nocolon", anyWasm}, 2, `--metrics "nocolon": want HOST:PORT`},
+		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), anyWasm}, 1, "--metrics: listen tcp"},
 		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch: needs a guest file to watch"},
-		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), enginetest.FD3.Path(t)}, 2, "not private to this user"},
+		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), anyWasm}, 2, "not private to this user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder

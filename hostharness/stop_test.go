@@ -140,9 +140,10 @@ func TestServeGuestFailsOnItsOwn(t *testing.T) {
 	var logs syncbuf.Buffer
 	env := &cliEnv{engines: testEngines, stdout: stdoutW, stderr: &logs, logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	code := make(chan int, 1)
+	fatalGuest := enginetest.Fatal.Path(t)
 	go func() {
 		code <- run(context.Background(), env, []string{"serve", "--engine", wazy.Name, "--listen", "127.0.0.1:0",
-			"--cache-dir", enginetest.CacheDir(), enginetest.Fatal.Path(t)})
+			"--cache-dir", enginetest.CacheDir(), fatalGuest})
 		stdoutW.Close()
 	}()
 	lines := bufio.NewScanner(stdoutR)

@@ -212,6 +212,9 @@ func imageCommand(t *testing.T, command []string, root string) []string {
 }
 
 func TestImageContents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds the images' files with scripts/build.sh (the full suite runs it)")
+	}
 	stages := parseDockerfile(t, "../Dockerfile")
 	tests := []struct {
 		target string   // Dockerfile target; "" is the default

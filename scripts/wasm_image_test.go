@@ -13,8 +13,11 @@ import (
 // TestWasmImage checks the Dockerfile's "wasm" target: built by build.sh
 // mode wasm-wasmedge, it holds only the guest's socket-extension variant
 // and runs it as the entrypoint; the module builds and imports the
-// extensions it needs WasmEdge (or the wasiserve engine) for.
+// extensions it needs WasmEdge (or the wasmtime or wazy engine) for.
 func TestWasmImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds the images' files with scripts/build.sh (the full suite runs it)")
+	}
 	st := parseDockerfile(t, "../Dockerfile")["wasm"]
 	if st == nil {
 		t.Fatal(`Dockerfile has no stage "wasm"`)

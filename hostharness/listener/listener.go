@@ -5,7 +5,6 @@
 package listener
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -181,7 +180,7 @@ func removeStaleSocket(path string) error {
 		conn.Close()
 		return nil
 	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
+	if !refused(err) {
 		return nil
 	}
 	if err := os.Remove(path); err != nil {

@@ -74,9 +74,13 @@ var built struct {
 }
 
 // Path builds g, once per test binary, and returns the built file's path;
-// a failed build fails t.
+// a failed build fails t. Under -short it skips t: a test that needs a
+// built guest serves it end to end, which scripts/test.sh runs in full.
 func (g Guest) Path(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: needs the guest %s built and served (the full suite runs it)", filepath.Base(g.Pkg))
+	}
 	path, err := g.build()
 	if err != nil {
 		t.Fatalf("build %s: %v", g.Pkg, err)

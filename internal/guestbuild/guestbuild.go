@@ -34,7 +34,7 @@ var WASI = Target{GOOS: "wasip1", GOARCH: "wasm"}
 const WasmEdgeTags = "wasmedge,getaddrinfo"
 
 // WASIWasmEdge is the target of that variant: only hosts with the socket
-// extensions (WasmEdge, the wasiserve engine) can instantiate it.
+// extensions (WasmEdge, the wasmtime and wazy engines) can instantiate it.
 var WASIWasmEdge = Target{GOOS: "wasip1", GOARCH: "wasm", Tags: WasmEdgeTags}
 
 // IsWASI reports whether t builds wasm guests.

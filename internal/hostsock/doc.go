@@ -19,8 +19,7 @@
 //
 // The listener is the guest fd 3 + number of preopened directories, after
 // them, so that the guest's preopen scan (fd_prestat_get until EBADF) still
-// finds every directory. Reserve puts a placeholder preopen at that number
-// A binding reserves that number in the engine's own fd table (wazysock's
+// finds every directory. A binding reserves that number in the engine's own fd table (wazysock's
 // Reserve adds a placeholder preopen there) so that the engine never gives
 // it to a file. Accepted connections get fds from ConnFDBase (1<<20)
 // upward, reusing closed numbers first; engines number their files densely

@@ -205,13 +205,13 @@ func TestCancelWakesPoll(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := startProbe(t, ctx)
-	// The probe starts in milliseconds and then waits for a client that
-	// never comes; an earlier cancel would only make the test weaker.
-	time.Sleep(500 * time.Millisecond)
+	// Ready: the probe polls the listener for a client that never comes.
 	select {
+	case <-p.table.Ready():
 	case err := <-p.done:
 		t.Fatalf("probe finished without a client: %v", err)
-	default:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the probe never waited on its listener")
 	}
 	cancel()
 	select {

@@ -10,8 +10,8 @@ import (
 )
 
 // ConnFDBase is the first guest fd number given to accepted connections.
-// wazero numbers the files it opens densely from 3 upward, so a guest would
-// need about a million open files before wazero reached this range.
+// wazy numbers the files it opens densely from 3 upward, so a guest would
+// need about a million open files before wazy reached this range.
 const ConnFDBase = 1 << 20
 
 // maxConnFD bounds the connection range; an accept past it gives EMFILE.

@@ -258,7 +258,11 @@ func TestSlowClientsCannotLockOut(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(300 * time.Millisecond) // the slow clients hold every connection
+			// The slow clients hold every connection the guest may have.
+			if !waitFor(10*time.Second, func() bool { st, _ := inst.Stats(); return st.OpenConns == maxConns }) {
+				st, _ := inst.Stats()
+				t.Fatalf("the guest has %d connections open, want the %d slow ones", st.OpenConns, maxConns)
+			}
 			start := time.Now()
 			c, err := net.Dial("tcp", inst.Addr)
 			if err != nil {

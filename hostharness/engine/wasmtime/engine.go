@@ -182,7 +182,7 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (_ engine.Module, 
 }
 
 // checkImports reports an import that neither wasmtime's WASI nor the
-// engine's host functions define at Load, as the wazero engine does,
+// engine's host functions define at Load, as the wazy engine does,
 // rather than at every Run.
 func (e *wasmtimeEngine) checkImports(mod *wt.Module, path string) error {
 	linker := wt.NewLinker(e.eng)

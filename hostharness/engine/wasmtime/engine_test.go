@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,6 +141,14 @@ const spinOnListenerWAT = `(module
   (func (export "_start")
     (loop $l (drop (call $stat (i32.const 3) (i32.const 64))) (br $l))))`
 
+// acceptLoopWAT accepts connections on the listener (fd 3, blocking) and
+// drops them, until the host stops it.
+const acceptLoopWAT = `(module
+  (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 64))) (br $l))))`
+
 // loadWAT loads wat with a new wasmtime engine whose cache is in a
 // temporary directory; the module and the engine are closed when the
 // test ends.
@@ -183,7 +192,7 @@ func mapped(t *testing.T, path string) bool {
 // stopped, then the code is released, and a Run after Close fails.
 func TestWasmtimeModuleCloseWhileRunning(t *testing.T) {
 	ctx := context.Background()
-	mod := loadWAT(t, spinOnListenerWAT)
+	mod := loadWAT(t, acceptLoopWAT)
 	ln := loopbackListener(t)
 	if !mapped(t, mod.code) {
 		t.Fatalf("the loaded module's code %s is not mapped", mod.code)
@@ -191,20 +200,34 @@ func TestWasmtimeModuleCloseWhileRunning(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- mod.Run(runCtx, engine.Config{Listener: ln}) }()
-	time.Sleep(100 * time.Millisecond)
+	stats := make(chan func() engine.Stats, 1)
+	go func() {
+		done <- mod.Run(runCtx, engine.Config{Listener: ln, OnStats: func(read func() engine.Stats) { stats <- read }})
+	}()
+	read := <-stats
+	accepted := func(n uint64) {
+		t.Helper()
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for read().AcceptedConns < n {
+			select {
+			case err := <-done:
+				t.Fatalf("the run ended: %v", err)
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	accepted(1) // it runs
 	if err := mod.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if err := mod.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	select {
-	case err := <-done:
-		t.Fatalf("the run ended when its module was closed: %v", err)
-	default:
-	}
+	accepted(2) // it runs on, after Close
 	if !mapped(t, mod.code) {
 		t.Fatal("Close released the code of a module still running")
 	}
@@ -270,8 +293,40 @@ func TestWasmtimeCancelRace(t *testing.T) {
 			t.Fatalf("run %d: %v", i, err)
 		}
 	}
-	// Let any interruption still on its way run: it would panic now.
-	time.Sleep(50 * time.Millisecond)
+}
+
+// TestInterruptOnDoneWaits: the stop that interruptOnDone returns waits
+// for an interruption under way, so that a run that ends frees nothing
+// that interruption still uses (TestWasmtimeCancelRace's panic).
+func TestInterruptOnDoneWaits(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	entered, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	stop := interruptOnDone(ctx, func() {
+		close(entered)
+		<-release
+		finished.Store(true)
+	})
+	cancel()
+	<-entered
+	stopped := make(chan struct{})
+	go func() {
+		stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatal("stop returned while the interruption was under way")
+	case <-time.After(20 * time.Millisecond): // the window in which a wrong stop returns
+	}
+	close(release)
+	<-stopped
+	if !finished.Load() {
+		t.Fatal("stop returned before the interruption finished")
+	}
+	// Without a cancellation, stop returns at once and nothing runs.
+	stop2 := interruptOnDone(context.Background(), func() { t.Error("interrupted without a cancellation") })
+	stop2()
 }
 
 // loopbackListener listens on a free loopback port until the test ends.

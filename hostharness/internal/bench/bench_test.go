@@ -18,10 +18,10 @@ import (
 	"github.com/wasiserve/wasiserve/internal/guestbuild"
 )
 
-// TestRunNativeAndWazero runs the whole bench, briefly, on the native
-// guest and on the wasm guest under hostharness serve with wazero (linked
+// TestRunNativeAndWazy runs the whole bench, briefly, on the native
+// guest and on the wasm guest under hostharness serve with wazy (linked
 // into every build), and checks that requests were served and reported.
-func TestRunNativeAndWazero(t *testing.T) {
+func TestRunNativeAndWazy(t *testing.T) {
 	if errUnsupported != nil {
 		t.Skipf("bench unsupported here: %v", errUnsupported)
 	}

@@ -125,7 +125,7 @@ func (p *Process) Stop() error {
 		return nil
 	case errors.As(p.err, &exit):
 		// Ended by our SIGTERM without handling it: still a clean stop.
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+		if endedBySIGTERM(exit) {
 			return nil
 		}
 	}

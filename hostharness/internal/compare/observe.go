@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"syscall"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -175,14 +174,13 @@ func errClass(err error) string {
 		return "eof"
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "unexpected eof"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "connection reset"
-	case errors.Is(err, syscall.EPIPE):
-		return "broken pipe"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
+	}
+	for _, c := range errnoClasses {
+		if errors.Is(err, c.errno) {
+			return c.class
+		}
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {

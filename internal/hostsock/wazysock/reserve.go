@@ -22,7 +22,7 @@ func Reserve(fs wazy.FSConfig) wazy.FSConfig {
 
 // reservedFS is the placeholder's file system: every operation fails with
 // ENOSYS. (A struct embedding UnimplementedFS, not UnimplementedFS itself,
-// which wazero would skip as "no file system".)
+// which wazy would skip as "no file system".)
 type reservedFS struct {
 	wazysys.UnimplementedFS
 }

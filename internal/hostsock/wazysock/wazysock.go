@@ -51,7 +51,7 @@ func Export(ctx context.Context, rt wazy.Runtime, b wazy.HostModuleBuilder) erro
 		if !f.Extension {
 			def, ok := defs[f.Name]
 			if !ok {
-				return fmt.Errorf("wazero exports no %s to replace", f.Name)
+				return fmt.Errorf("wazy exports no %s to replace", f.Name)
 			}
 			if !slices.Equal(def.ParamTypes(), params) {
 				return fmt.Errorf("%s: hostsock's parameters %v are not wazero's %v", f.Name, params, def.ParamTypes())
@@ -69,7 +69,7 @@ func Export(ctx context.Context, rt wazy.Runtime, b wazy.HostModuleBuilder) erro
 	return nil
 }
 
-// serve is f as a wazero host function: it calls f with the Table of the
+// serve is f as a wazy host function: it calls f with the Table of the
 // call's context, and delegate when there is none or f leaves the call to
 // the engine.
 func serve(f hostsock.Func, delegate api.GoModuleFunction) api.GoModuleFunction {
