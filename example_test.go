@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/wasiserve/wasiserve"
 	"github.com/wasiserve/wasiserve/hostharness/engine/builtin"
@@ -15,7 +14,7 @@ import (
 )
 
 // An embedder serves the echo guest on a listener of its own (port 0),
-// reads a response, reloads the guest and drains it.
+// reads a response and stops.
 func Example() {
 	guest, err := enginetest.Echo.Build() // GOOS=wasip1 GOARCH=wasm go build -o echo.wasm ./guest
 	if err != nil {
@@ -48,10 +47,6 @@ func Example() {
 	resp.Body.Close()
 	fmt.Println(string(body))
 
-	srv.Reload() // new instances take over the listener, the old ones drain
-	for srv.Stats().ReloadsOK == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
 	stop() // drain: requests in flight finish, then Run returns
 	fmt.Println(<-done)
 	// Output:

@@ -1,7 +1,7 @@
 package engine
 
-// Stats are the counters of a run whose host owns the sockets, and its
-// linear memory size. Every field only grows, except OpenConns and
+// Stats are the counters of a run whose host owns the sockets (kept by
+// the host socket layer's table of the run), and its linear memory size. Every field only grows, except OpenConns and
 // MemoryBytes, which are present values.
 type Stats struct {
 	// AcceptedConns counts the connections the guest accepted.

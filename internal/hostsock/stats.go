@@ -1,28 +1,13 @@
 package hostsock
 
-import "sync/atomic"
+import (
+	"sync/atomic"
 
-// Stats are a table's counters since NewTable. Every field only grows,
-// except OpenConns and MemoryBytes, which are the present values.
-type Stats struct {
-	// AcceptedConns counts the connections the guest accepted.
-	AcceptedConns uint64
-	// OpenConns is the number of accepted connections still open.
-	OpenConns uint64
-	// BytesRead and BytesWritten count the bytes the guest received from
-	// and sent on the table's sockets.
-	BytesRead, BytesWritten uint64
-	// AcceptHolds counts the times the guest reached its connection limit
-	// (LimitConns), so that further clients waited in the backlog.
-	AcceptHolds uint64
-	// DialsDenied, ListensDenied and LookupsDenied count the guest's own
-	// socket calls that the Policy refused: connects and datagram sends,
-	// binds and listens, and name lookups.
-	DialsDenied, ListensDenied, LookupsDenied uint64
-	// MemoryBytes is the size of the guest's linear memory at its last
-	// call of a Func, when its Memory reports one (see Sizer); 0 if not.
-	MemoryBytes uint64
-}
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+)
+
+// Stats are a table's counters since NewTable (see engine.Stats).
+type Stats = engine.Stats
 
 // Sizer is a Memory that can tell its size in bytes; wazero's api.Memory
 // is one. A table records the size at each call, for Stats.

@@ -30,7 +30,7 @@ func HostTable(ctx context.Context, engineName string, cfg engine.Config) (*host
 	}
 	table.LimitConns(cfg.MaxConns)
 	if cfg.OnStats != nil {
-		cfg.OnStats(func() engine.Stats { return engine.Stats(table.Stats()) })
+		cfg.OnStats(table.Stats)
 	}
 	if err := table.SetPolicy(hostsock.Policy{Dial: cfg.AllowDial, Listen: cfg.AllowListen, Logger: cfg.Log()}); err != nil {
 		closeTable()
