@@ -58,8 +58,12 @@ var (
 	Fatal  = Guest{Pkg: Testdata("fatalguest"), Target: guestbuild.WASI}
 )
 
+//go:generate sh -c "for f in testdata/*.wat testdata/hostile/*.wat; do wat2wasm $DOLLAR{f} -o $DOLLAR{f%.wat}.wasm; done"
+
 // Testdata is the path of the file or directory name in this package's
-// testdata, which holds the guests and modules the tests share.
+// testdata, which holds the guests and modules the tests share; its
+// .wasm modules are built from their .wat sources (go generate, with
+// wabt's wat2wasm).
 func Testdata(name string) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "testdata", name)

@@ -20,10 +20,6 @@ import (
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
-// The modules in testdata and testdata/hostile are built from their .wat
-// sources with wabt's wat2wasm:
-//go:generate sh -c "for f in testdata/*.wat testdata/hostile/*.wat; do wat2wasm $DOLLAR{f} -o $DOLLAR{f%.wat}.wasm; done"
-
 // hostileModule is the path of testdata/hostile/name.wasm.
 func hostileModule(name string) string {
 	return enginetest.Testdata(filepath.Join("hostile", name+".wasm"))
