@@ -165,11 +165,9 @@ func (o Options) resolve(guest string) (resolved, error) {
 			return r, &OptionError{Option: "Engine", Err: err}
 		}
 	}
-	r.listen = o.Listen
-	if o.Listener == nil && r.listen == (listener.Spec{}) {
-		r.listen, _ = listener.Parse(DefaultListen)
-	}
+	r.listen = o.listenSpec()
 	if o.Listener == nil {
+		// A Spec made by hand must read back as it says.
 		if _, err := listener.Parse(r.listen.String()); err != nil {
 			return r, &OptionError{Option: "Listen", Err: err}
 		}
@@ -255,6 +253,15 @@ func checkGuest(guest string) error {
 	return nil
 }
 
+// listenSpec is Listen, or DefaultListen when it is the zero Spec.
+func (o Options) listenSpec() listener.Spec {
+	if o.Listen == (listener.Spec{}) {
+		spec, _ := listener.Parse(DefaultListen)
+		return spec
+	}
+	return o.Listen
+}
+
 // cacheDir is CacheDir or the default.
 func (o Options) cacheDir() string {
 	if o.CacheDir == "" {
@@ -301,11 +308,7 @@ func (o Options) needs(listen listener.Spec) []engine.Need {
 // or, when none is named, the embedded engine of highest rank that has
 // it all.
 func (o Options) pickEngine() (engine.Kind, error) {
-	listen := o.Listen
-	if listen == (listener.Spec{}) {
-		listen, _ = listener.Parse(DefaultListen)
-	}
-	needs := o.needs(listen)
+	needs := o.needs(o.listenSpec())
 	if o.Engine == "" {
 		if k, ok := o.Engines.Pick(needs); ok {
 			return k, nil
