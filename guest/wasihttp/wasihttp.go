@@ -42,27 +42,54 @@ const DrainTimeout = 30 * time.Second
 // then finishes every request the server has (see Drainer) and returns
 // nil. Any other end of serving is returned as an error. srv's ConnState
 // and Handler are wrapped (see NewDrainer).
-func Serve(srv *http.Server, ln net.Listener) error {
-	return ServeContext(context.Background(), srv, ln)
+//
+// HTTP/1.1 is served by the fast path (see the package documentation)
+// unless WithNetHTTP is given.
+func Serve(srv *http.Server, ln net.Listener, opts ...Option) error {
+	return ServeContext(context.Background(), srv, ln, opts...)
 }
 
 // ServeContext is Serve that also drains, and returns nil, when ctx is
 // done: natively, a context that a signal cancels. On wasip1 no signal
 // reaches the guest; the host drains it by stopping ln. The start of a
 // drain is logged to srv.ErrorLog, when set.
-func ServeContext(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	d := NewDrainer(srv)
+func ServeContext(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Option) error {
+	cfg := newConfig(opts)
+	var (
+		d     *Drainer
+		fast  *server
+		serve func() error
+	)
+	if cfg.netHTTP || !usesFastPath(srv) {
+		d = NewDrainer(srv)
+		serve = func() error { return srv.Serve(ln) }
+	} else {
+		fast = newServer(srv, ln)
+		d = fast.drainer
+		serve = func() error { return fast.serve(ln) }
+	}
+	drain := func(reason string) error {
+		err := d.drain(reason)
+		if fast != nil {
+			wctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+			defer cancel()
+			if werr := fast.wait(wctx); werr != nil && err == nil {
+				err = fmt.Errorf("drain: %w", werr)
+			}
+		}
+		return err
+	}
 	drained := make(chan error, 1)
 	stop := context.AfterFunc(ctx, func() {
-		drained <- d.drain(fmt.Sprint(context.Cause(ctx)))
+		drained <- drain(fmt.Sprint(context.Cause(ctx)))
 	})
-	err := srv.Serve(ln)
+	err := serve()
 	switch {
 	case wasisock.Drained(err):
 		if !stop() { // ctx ended too: its drain is under way
 			return <-drained
 		}
-		return d.drain("listener stopped by the host")
+		return drain("listener stopped by the host")
 	case errors.Is(err, http.ErrServerClosed) && !stop():
 		return <-drained
 	default:
@@ -93,25 +120,28 @@ type Drainer struct {
 	draining atomic.Bool
 	mu       sync.Mutex
 	states   map[net.Conn]http.ConnState
+	// more counts connections that srv does not serve itself (the fast
+	// path's), or is nil.
+	more func() (busy, idle int)
 }
 
 // NewDrainer tracks srv's connections (it wraps srv.ConnState and
 // srv.Handler); call it before srv serves.
 func NewDrainer(srv *http.Server) *Drainer {
-	d := &Drainer{srv: srv, states: map[net.Conn]http.ConnState{}}
+	d := newDrainer(srv, nil)
 	prev := srv.ConnState
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
-		d.mu.Lock()
-		if s == http.StateClosed || s == http.StateHijacked {
-			delete(d.states, c)
-		} else {
-			d.states[c] = s
-		}
-		d.mu.Unlock()
+		d.track(c, s)
 		if prev != nil {
 			prev(c, s)
 		}
 	}
+	return d
+}
+
+// newDrainer wraps srv.Handler only; the caller feeds track.
+func newDrainer(srv *http.Server, more func() (busy, idle int)) *Drainer {
+	d := &Drainer{srv: srv, states: map[net.Conn]http.ConnState{}, more: more}
 	h := srv.Handler
 	if h == nil {
 		h = http.DefaultServeMux
@@ -123,6 +153,17 @@ func NewDrainer(srv *http.Server) *Drainer {
 		h.ServeHTTP(w, r)
 	})
 	return d
+}
+
+// track records that c is in state s.
+func (d *Drainer) track(c net.Conn, s http.ConnState) {
+	d.mu.Lock()
+	if s == http.StateClosed || s == http.StateHijacked {
+		delete(d.states, c)
+	} else {
+		d.states[c] = s
+	}
+	d.mu.Unlock()
 }
 
 // Shutdown answers every further request with "Connection: close", waits
@@ -166,6 +207,9 @@ func (d *Drainer) drain(reason string) error {
 // count returns the number of connections that are new (their request
 // not read yet) or active, and of those idle.
 func (d *Drainer) count() (busy, idle int) {
+	if d.more != nil {
+		busy, idle = d.more()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.states {
