@@ -421,14 +421,42 @@ func (c *conn) handoff() {
 	}
 	c.rwc.SetDeadline(time.Time{})
 	c.release()
-	c.s.handOff(&handoffConn{Conn: c.rwc, pending: rest})
+	c.s.handOff(newHandoffConn(c.rwc, rest))
 }
 
 // handoffConn is a connection handed to net/http: its reads return the
-// bytes the fast path read first.
+// bytes the fast path read first. It has CloseWrite where the connection
+// has it (net/http half-closes before it closes on a request it refused),
+// and ReadFrom only where the connection has it, since net/http frames a
+// response copied with io.Copy differently with and without.
 type handoffConn struct {
 	net.Conn
 	pending []byte
+}
+
+type handoffReaderFrom struct{ *handoffConn }
+
+func (h handoffReaderFrom) ReadFrom(r io.Reader) (int64, error) {
+	return h.Conn.(io.ReaderFrom).ReadFrom(r)
+}
+
+func newHandoffConn(c net.Conn, pending []byte) net.Conn {
+	h := &handoffConn{Conn: c, pending: pending}
+	if _, ok := c.(io.ReaderFrom); ok {
+		return handoffReaderFrom{h}
+	}
+	return h
+}
+
+// underlying is the connection a handed one wraps, for ConnState.
+func underlying(c net.Conn) (net.Conn, bool) {
+	switch h := c.(type) {
+	case *handoffConn:
+		return h.Conn, true
+	case handoffReaderFrom:
+		return h.Conn, true
+	}
+	return c, false
 }
 
 func (h *handoffConn) Read(p []byte) (int, error) {
@@ -438,6 +466,13 @@ func (h *handoffConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return h.Conn.Read(p)
+}
+
+func (h *handoffConn) CloseWrite() error {
+	if cw, ok := h.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // connReader is net/http's: the reader under the connection's

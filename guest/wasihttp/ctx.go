@@ -21,6 +21,7 @@ type requestContext struct {
 	mu     sync.Mutex
 	done   chan struct{}
 	err    error
+	polled bool
 	afters []*afterFunc
 }
 
@@ -46,10 +47,18 @@ func (x *requestContext) Done() <-chan struct{} {
 	return d
 }
 
+// Err also starts watching for the client's close: a handler that polls
+// Err sees it as it would on net/http.
 func (x *requestContext) Err() error {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.err
+	err := x.err
+	first := x.done == nil && !x.polled
+	x.polled = true
+	x.mu.Unlock()
+	if first && err == nil {
+		x.c.watchClient()
+	}
+	return err
 }
 
 func (x *requestContext) Value(key any) any {

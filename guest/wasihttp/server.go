@@ -94,11 +94,11 @@ func newServer(srv *http.Server, ln net.Listener) *server {
 	user := s.connState
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
 		s.drainer.track(c, st)
-		if h, ok := c.(*handoffConn); ok {
+		if raw, handed := underlying(c); handed {
 			if st == http.StateNew {
 				return // its hook saw the connection begin on the fast path
 			}
-			c = h.Conn
+			c = raw
 		}
 		if user != nil {
 			user(c, st)
