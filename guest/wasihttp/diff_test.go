@@ -126,7 +126,7 @@ func roundTrip(t testing.TB, addr string, ex exchange) string {
 }
 
 // same sends ex to both servers of p and fails t where the answers differ.
-func (p *pair) same(t *testing.T, ex exchange) {
+func (p *pair) same(t testing.TB, ex exchange) {
 	t.Helper()
 	want := roundTrip(t, p.ref, ex)
 	got := roundTrip(t, p.fast, ex)
