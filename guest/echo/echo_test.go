@@ -161,6 +161,9 @@ func TestServerConfigFromEnv(t *testing.T) {
 		{"bad duration", map[string]string{echo.EnvIdleTimeout: "soon"}, def, echo.EnvIdleTimeout},
 		{"negative duration", map[string]string{echo.EnvReadHeaderTimeout: "-1s"}, def, echo.EnvReadHeaderTimeout},
 		{"bad size", map[string]string{echo.EnvMaxHeaderBytes: "1k"}, def, echo.EnvMaxHeaderBytes},
+		{"net/http", map[string]string{echo.EnvHTTPServer: "net/http"}, func() echo.ServerConfig { c := def; c.NetHTTP = true; return c }(), ""},
+		{"fast", map[string]string{echo.EnvHTTPServer: "fast"}, def, ""},
+		{"bad server", map[string]string{echo.EnvHTTPServer: "nginx"}, def, echo.EnvHTTPServer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := echo.ServerConfigFromEnv(func(k string) string { return tc.env[k] })
