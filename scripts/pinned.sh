@@ -69,7 +69,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 one() {
 	local name=$1 cmd=$2 port pid i t0 t1 rps n
 	port=$(free_port)
-	PORT=$port taskset -c "$scpu" bash -c "exec $cmd" >>"$out/$name.log" 2>&1 &
+	PORT=$port taskset -c "$scpu" bash -c "exec env $cmd" >>"$out/$name.log" 2>&1 &
 	pid=$!
 	for ((i = 0; i < 600; i++)); do
 		[[ $(curl -s -m 2 -o /dev/null -w '%{http_code}' -d abcd "http://127.0.0.1:$port/") == 200 ]] && break

@@ -12,6 +12,8 @@ Runs, from the repository root whatever the current directory:
   gofmt -l (must list nothing), go vet ./...,
   CGO_ENABLED=0 go build ./... (the pure-Go build, without embedded wasmtime),
   go test ./... with any extra flags given (e.g. -run TestEcho -v),
+  the framework checks of guest/wasihttp (chi, gin, echo through the fast
+  path and through net/http; a module of their own, testdata/frameworks),
   go run ./hostharness compare --engine all --allow-known (the wasm echo guest answers a
   request corpus like the native build, on every engine; docs/COMPARE.md).
 Needs Go 1.26 and gcc (cgo, for the embedded wasmtime engine). The tests
@@ -34,5 +36,7 @@ echo "== CGO_ENABLED=0 go build"
 CGO_ENABLED=0 go build ./...
 echo "== go test"
 go test -count=1 -timeout 15m "$@" ./...
+echo "== guest/wasihttp framework checks (chi, gin, echo)"
+(cd guest/wasihttp/testdata/frameworks && go vet ./... && go test -count=1 ./...)
 echo "== hostharness compare --engine all --allow-known"
 go run ./hostharness compare --engine all --allow-known

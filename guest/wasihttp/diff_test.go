@@ -2,138 +2,17 @@ package wasihttp_test
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/wasiserve/wasiserve/guest/wasihttp"
+	"github.com/wasiserve/wasiserve/guest/wasihttp/internal/difftest"
 )
-
-// pair is one handler served twice on 127.0.0.1: by net/http's server
-// (WithNetHTTP) and by the fast path.
-type pair struct {
-	ref, fast string // addresses
-	logs      *bytes.Buffer
-}
-
-// startPair serves newServer() twice and stops both at the end of t.
-func startPair(t testing.TB, newServer func() *http.Server) *pair {
-	t.Helper()
-	p := &pair{logs: &bytes.Buffer{}}
-	for i, opts := range [][]wasihttp.Option{{wasihttp.WithNetHTTP()}, nil} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := newServer()
-		if srv.ErrorLog == nil {
-			srv.ErrorLog = log.New(io.Discard, "", 0)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- wasihttp.ServeContext(ctx, srv, ln, opts...) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(40 * time.Second):
-				t.Errorf("server %d did not stop", i)
-			}
-		})
-		if i == 0 {
-			p.ref = ln.Addr().String()
-		} else {
-			p.fast = ln.Addr().String()
-		}
-	}
-	return p
-}
-
-// exchange is how a raw request is sent and its answer read.
-type exchange struct {
-	// halfClose: close the write side after the request (the server then
-	// sees EOF); otherwise the answer ends after quiet of 300 ms.
-	halfClose bool
-	// chunks are written one after the other, with pause between them.
-	chunks []string
-	pause  time.Duration
-	// quiet is how long a silent server is waited for (default 300 ms).
-	quiet time.Duration
-}
-
-var dateRE = regexp.MustCompile(`(?m)^Date: [A-Za-z]{3}, \d\d [A-Za-z]{3} \d{4} \d\d:\d\d:\d\d GMT\r$`)
-
-// roundTrip sends ex to addr and returns every byte the server wrote
-// until it closed (or went quiet), Date values masked, plus how it ended.
-func roundTrip(t testing.TB, addr string, ex exchange) string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	go func() {
-		for i, ch := range ex.chunks {
-			if i > 0 && ex.pause > 0 {
-				time.Sleep(ex.pause)
-			}
-			if _, err := io.WriteString(c, ch); err != nil {
-				return
-			}
-		}
-		if ex.halfClose {
-			c.(*net.TCPConn).CloseWrite()
-		}
-	}()
-	var out bytes.Buffer
-	buf := make([]byte, 64<<10)
-	end := "closed"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		wait := ex.quiet
-		if wait == 0 {
-			wait = 300 * time.Millisecond
-		}
-		quiet := time.Now().Add(wait)
-		if ex.halfClose {
-			quiet = deadline
-		}
-		c.SetReadDeadline(quiet)
-		n, err := c.Read(buf)
-		out.Write(buf[:n])
-		if err != nil {
-			var ne net.Error
-			switch {
-			case errors.As(err, &ne) && ne.Timeout():
-				end = "open"
-			case errors.Is(err, io.EOF):
-			default:
-				end = "reset"
-			}
-			break
-		}
-	}
-	return dateRE.ReplaceAllString(out.String(), "Date: X\r") + "\n[" + end + "]"
-}
-
-// same sends ex to both servers of p and fails t where the answers differ.
-func (p *pair) same(t testing.TB, ex exchange) {
-	t.Helper()
-	want := roundTrip(t, p.ref, ex)
-	got := roundTrip(t, p.fast, ex)
-	if got != want {
-		t.Errorf("fast path answered\n%q\nnet/http answered\n%q", got, want)
-	}
-}
 
 // handlers are the handlers the differential tests serve, each doing
 // something net/http's ResponseWriter has rules for.
@@ -337,7 +216,7 @@ func routerServer() *http.Server {
 // each handler, and the shapes the fast path hands to net/http.
 var rawCases = []struct {
 	name string
-	ex   exchange
+	ex   difftest.Exchange
 }{}
 
 func req(method, path, extra, body string) string {
@@ -348,8 +227,8 @@ func init() {
 	add := func(name string, halfClose bool, chunks ...string) {
 		rawCases = append(rawCases, struct {
 			name string
-			ex   exchange
-		}{name, exchange{halfClose: halfClose, chunks: chunks}})
+			ex   difftest.Exchange
+		}{name, difftest.Exchange{HalfClose: halfClose, Chunks: chunks}})
 	}
 	for name := range handlers {
 		add(name+"/get", true, req("GET", "/"+name, "", ""))
@@ -431,11 +310,11 @@ func init() {
 // from net/http's server (Date masked), and the connection ends the same
 // way (closed, reset, or left open).
 func TestFastPathMatchesNetHTTP(t *testing.T) {
-	p := startPair(t, routerServer)
+	p := difftest.Start(t, routerServer)
 	for _, tc := range rawCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p.same(t, tc.ex)
+			p.Same(t, tc.ex)
 		})
 	}
 }
@@ -444,28 +323,28 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 // trickled past ReadHeaderTimeout, a body past ReadTimeout, an idle
 // connection past IdleTimeout (give or take the fast path's slack).
 func TestFastPathTimeouts(t *testing.T) {
-	p := startPair(t, func() *http.Server {
+	p := difftest.Start(t, func() *http.Server {
 		return &http.Server{Handler: router(), ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond, IdleTimeout: 400 * time.Millisecond}
 	})
 	cases := []struct {
 		name  string
-		ex    exchange
+		ex    difftest.Exchange
 		after time.Duration // the server should have closed by then
 	}{
-		{"slow-head", exchange{chunks: []string{"GET /hello HTTP/1.1\r\n", "Host: x\r\n", "X: y\r\n", "\r\n"}, pause: 250 * time.Millisecond, quiet: 3 * time.Second}, time.Second},
-		{"slow-body", exchange{chunks: []string{req("POST", "/echo-duplex", "Content-Length: 4\r\n", "a"), "b", "c", "d"}, pause: 250 * time.Millisecond, quiet: 3 * time.Second}, 1500 * time.Millisecond},
-		{"idle", exchange{chunks: []string{req("GET", "/hello", "", "")}, quiet: 3 * time.Second}, time.Second},
+		{"slow-head", difftest.Exchange{Chunks: []string{"GET /hello HTTP/1.1\r\n", "Host: x\r\n", "X: y\r\n", "\r\n"}, Pause: 250 * time.Millisecond, Quiet: 3 * time.Second}, time.Second},
+		{"slow-body", difftest.Exchange{Chunks: []string{req("POST", "/echo-duplex", "Content-Length: 4\r\n", "a"), "b", "c", "d"}, Pause: 250 * time.Millisecond, Quiet: 3 * time.Second}, 1500 * time.Millisecond},
+		{"idle", difftest.Exchange{Chunks: []string{req("GET", "/hello", "", "")}, Quiet: 3 * time.Second}, time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, addr := range []string{p.ref, p.fast} {
+			for _, addr := range []string{p.Ref, p.Fast} {
 				start := time.Now()
-				got := roundTrip(t, addr, tc.ex)
+				got := difftest.RoundTrip(t, addr, tc.ex)
 				if took := time.Since(start); !strings.HasSuffix(got, "[closed]") || took > tc.after+time.Second {
 					t.Errorf("%s: %q after %v, want closed within %v", addr, got, took, tc.after)
 				}
 			}
-			p.same(t, tc.ex)
+			p.Same(t, tc.ex)
 		})
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/wasiserve/wasiserve/guest/wasihttp/internal/difftest"
 )
 
 // fuzzServer is routerServer without the handlers whose answers depend on
@@ -27,12 +29,12 @@ func fuzzServer() *http.Server {
 // differ. Seeds: every raw case of the differential test.
 func FuzzFastPathMatchesNetHTTP(f *testing.F) {
 	for _, tc := range rawCases {
-		if tc.ex.halfClose && !strings.Contains(tc.ex.chunks[0], "/done") && !strings.Contains(tc.ex.chunks[0], "/panic") {
-			f.Add([]byte(strings.Join(tc.ex.chunks, "")))
+		if tc.ex.HalfClose && !strings.Contains(tc.ex.Chunks[0], "/done") && !strings.Contains(tc.ex.Chunks[0], "/panic") {
+			f.Add([]byte(strings.Join(tc.ex.Chunks, "")))
 		}
 	}
-	p := startPair(f, fuzzServer)
+	p := difftest.Start(f, fuzzServer)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p.same(t, exchange{halfClose: true, chunks: []string{string(data)}})
+		p.Same(t, difftest.Exchange{HalfClose: true, Chunks: []string{string(data)}})
 	})
 }
