@@ -138,6 +138,11 @@ def callgrind_costs(path, r):
                 else:
                     fn = line[3:].strip()
                 continue
+            if line.startswith("cfn="):
+                m = re.match(r"cfn=\((\d+)\) (.*)", line.strip())
+                if m:
+                    names[m.group(1)] = m.group(2)
+                continue
             if line.startswith("calls="):
                 skip = True
                 continue
@@ -150,7 +155,7 @@ def callgrind_costs(path, r):
                     continue
                 key = "host"
                 if fn.startswith("0x"):
-                    key = r.guest(int(fn, 16)) or "guest (unresolved)"
+                    key = r.guest(int(fn.split("'")[0], 16)) or "guest (unresolved)"
                 costs[key] += int(v[1])
     return costs
 

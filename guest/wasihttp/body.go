@@ -35,12 +35,15 @@ type body struct {
 	onHitEOF   func()
 }
 
-func newBody(c *conn, r *request, req *http.Request) io.ReadCloser {
+// newBody sets up b as req's body, or returns http.NoBody for a request
+// without one, as net/http does.
+func newBody(c *conn, r *request, req *http.Request, b *body) io.ReadCloser {
 	switch {
 	case r.chunked:
-		return &body{src: httputil.NewChunkedReader(c.br), req: req, br: c.br, closing: req.Close}
+		b.src, b.req, b.br, b.closing = httputil.NewChunkedReader(c.br), req, c.br, req.Close
+		return b
 	case req.ContentLength > 0:
-		b := &body{br: c.br, closing: req.Close}
+		b.br, b.closing = c.br, req.Close
 		b.lr = io.LimitedReader{R: c.br, N: req.ContentLength}
 		b.src = &b.lr
 		return b

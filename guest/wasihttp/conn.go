@@ -2,6 +2,7 @@ package wasihttp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 // request head that does not fit is net/http's to read (it allows up to
 // MaxHeaderBytes), and a chunked body's trailer is bounded by it as there.
 const readBufferSize = 4 << 10
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 // aLongTimeAgo is a deadline in the past, to wake a pending read.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -39,6 +42,7 @@ type conn struct {
 	br         *bufio.Reader
 	bufw       *bufio.Writer // the connection's writer, as net/http's conn.bufw
 	ww         *bufio.Writer // a response's body buffer, reused per request
+	rf         io.ReaderFrom // rwc's, if it has one
 	remoteAddr string
 	laddr      net.Addr
 	parent     context.Context // values of each request's context
@@ -219,6 +223,7 @@ func (c *conn) serve() {
 		c.remoteAddr = ra.String()
 	}
 	c.laddr = c.rwc.LocalAddr()
+	c.rf, _ = c.rwc.(io.ReaderFrom)
 	c.cr = connReader{c: c, rwc: c.rwc}
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
@@ -303,17 +308,16 @@ func (c *conn) readRequest(r *request, first bool) (*response, error) {
 	c.headReads = 0
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		if len(buf) > 0 {
-			end, st := scanHead(buf)
-			if st == headParsed {
-				st = parseHead(buf[:end], r)
-				if st == headFallback {
-					return nil, errHandoff
-				}
-				c.br.Discard(end)
-				return c.newResponse(r)
+		if end := bytes.Index(buf, crlfcrlf); end >= 0 {
+			end += len(crlfcrlf)
+			if parseHead(buf[:end], r) == headFallback {
+				return nil, errHandoff
 			}
-			if st == headFallback || len(buf) == c.br.Size() {
+			c.br.Discard(end)
+			return c.newResponse(r)
+		}
+		if len(buf) > 0 {
+			if _, st := scanHead(buf); st != headIncomplete || len(buf) == c.br.Size() {
 				return nil, errHandoff
 			}
 		}
@@ -352,23 +356,23 @@ func (c *conn) newResponse(r *request) (*response, error) {
 		c.headerDoneTime = c.t0
 	}
 	c.phase = phaseBody
-	ctx := &requestContext{parent: c.parent, c: c}
-	req = req.WithContext(ctx) // the one copy on the heap: r.req is reused
-	req.Body = newBody(c, r, req)
-	req.RemoteAddr = c.remoteAddr
+	// One allocation holds the response, the request's context and body.
 	w := &response{
 		conn:             c,
-		req:              req,
-		ctx:              ctx,
 		contentLength:    -1,
 		wants10KeepAlive: r.wants10KeepAlive,
 		wantsClose:       r.wantsClose,
 	}
-	w.reqBody = w.req.Body
+	w.ctxv = requestContext{parent: c.parent, c: c}
+	w.ctx = &w.ctxv
+	req = req.WithContext(w.ctx) // the one copy on the heap: r.req is reused
+	req.Body = newBody(c, r, req, &w.bodyv)
+	req.RemoteAddr = c.remoteAddr
+	w.req = req
+	w.reqBody = req.Body
 	w.cw.res = w
 	c.ww.Reset(&w.cw)
 	w.w = c.ww
-	w.handlerHeader = make(http.Header)
 	return w, nil
 }
 

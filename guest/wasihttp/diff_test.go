@@ -239,7 +239,9 @@ func init() {
 		add(name+"/http10-keepalive", false, "GET /"+name+" HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
 		add(name+"/keepalive-open", false, req("GET", "/"+name, "", ""))
 		add(name+"/pipelined", true, req("POST", "/"+name, "Content-Length: 3\r\n", "abc")+req("GET", "/"+name, "", "")+req("GET", "/"+name, "Connection: close\r\n", ""))
-		add(name+"/expect", false, req("POST", "/"+name, "Content-Length: 4\r\nExpect: 100-continue\r\n", ""), "body")
+		if !strings.Contains(name, "hijack") { // whether the body is there before the close is the client's timing
+			add(name+"/expect", false, req("POST", "/"+name, "Content-Length: 4\r\nExpect: 100-continue\r\n", ""), "body")
+		}
 	}
 	add("status/codes", true,
 		req("GET", "/status?code=204", "", "")+req("GET", "/status?code=304", "", "")+

@@ -36,10 +36,12 @@ type request struct {
 	wantsClose       bool
 }
 
-// scanHead finds the end of the request head at the start of buf: the
-// index just past its blank line. Every line must end in CRLF and hold no
-// other CR; anything else (bare LF, a lone CR, an empty request line) is
-// net/http's to answer.
+// scanHead looks at an incomplete head: every complete line must end in
+// CRLF, hold no other CR and be one parseHead takes; anything else (bare
+// LF, a lone CR, an empty request line, a malformed line) is net/http's
+// to answer, and at once, as net/http answers a bad line as soon as it
+// has it. It also finds the end of a head with bare LF line ends, so
+// that such a head goes to net/http.
 func scanHead(buf []byte) (end int, status headStatus) {
 	i := 0
 	for {
@@ -57,6 +59,9 @@ func scanHead(buf []byte) (end int, status headStatus) {
 		if bytes.IndexByte(line, '\r') >= 0 {
 			return 0, headFallback
 		}
+		if len(line) > 0 && !lineOK(line, i == 0) {
+			return 0, headFallback // net/http answers this line at once
+		}
 		if len(line) == 0 {
 			if i == 0 {
 				return 0, headFallback // empty request line
@@ -67,119 +72,191 @@ func scanHead(buf []byte) (end int, status headStatus) {
 	}
 }
 
-// parseHead parses the complete head buf (as scanHead delimited it, blank
-// line included) into a request exactly as net/http's server would, or
-// says headFallback for anything outside the plain subset it serves:
-// origin-form targets, HTTP/1.0 and 1.1, token header names, visible
-// header values, at most one Content-Length, Transfer-Encoding exactly
-// chunked, Expect only 100-continue. Errors and rare forms are left to
-// net/http so that their answers are net/http's own.
+// lineOK reports whether a complete line of a head is one parseHead
+// takes: for the request line, METHOD SP /TARGET SP HTTP/1.x; for a
+// header line, NAME ":" VALUE.
+func lineOK(line []byte, requestLine bool) bool {
+	i := 0
+	for i < len(line) && tokenTable[line[i]] {
+		i++
+	}
+	if i == 0 || i == len(line) {
+		return false
+	}
+	if !requestLine {
+		if line[i] != ':' {
+			return false
+		}
+		for _, b := range line[i+1:] {
+			if !valueTable[b] {
+				return false
+			}
+		}
+		return true
+	}
+	rest := line[i:]
+	if rest[0] != ' ' || len(rest) < 11 || rest[1] != '/' {
+		return false
+	}
+	target := rest[1 : len(rest)-9]
+	for _, b := range target {
+		if b <= ' ' || b >= 0x7f {
+			return false
+		}
+	}
+	tail := string(rest[len(rest)-9:])
+	return tail == " HTTP/1.1" || tail == " HTTP/1.0"
+}
+
+// parseHead parses the complete head buf (up to and including its blank
+// line) into a request exactly as net/http's server would, or says
+// headFallback for anything outside the plain subset it serves:
+// origin-form targets, HTTP/1.0 and 1.1, CRLF line ends, token header
+// names, visible header values, one Host, at most one Content-Length,
+// Transfer-Encoding exactly chunked, Expect only 100-continue. Errors and
+// rare forms are left to net/http so that their answers are net/http's
+// own. It reads buf once, left to right, and every string it makes is a
+// part of one copy of the head.
 func parseHead(buf []byte, r *request) headStatus {
-	eol := bytes.IndexByte(buf, '\r')
-	line := buf[:eol]
-	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 {
+	s := string(buf)
+	// The request line. Every loop below stops at the CR of the final
+	// CRLF CRLF at the latest: the tables refuse CR.
+	i := 0
+	for tokenTable[s[i]] {
+		i++
+	}
+	if i == 0 || s[i] != ' ' {
 		return headFallback
 	}
-	rest := line[sp1+1:]
-	sp2 := bytes.IndexByte(rest, ' ')
-	if sp2 <= 0 {
-		return headFallback
+	method := s[:i]
+	i++
+	t0 := i
+	for s[i] > ' ' && s[i] < 0x7f {
+		i++
 	}
-	method, target, proto := line[:sp1], rest[:sp2], rest[sp2+1:]
-	var minor int
-	switch string(proto) {
-	case "HTTP/1.1":
-		minor = 1
-	case "HTTP/1.0":
-		minor = 0
+	if i == t0 || s[i] != ' ' || s[t0] != '/' || len(s)-i < 11 {
+		return headFallback // absolute-form, authority-form (CONNECT), asterisk-form, ...
+	}
+	target := s[t0:i]
+	var proto string
+	minor := 1
+	switch s[i+1 : i+11] {
+	case "HTTP/1.1\r\n":
+		proto = "HTTP/1.1"
+	case "HTTP/1.0\r\n":
+		proto, minor = "HTTP/1.0", 0
 	default:
 		return headFallback
 	}
-	for _, b := range method {
-		if !isTokenByte(b) {
-			return headFallback
-		}
-	}
-	if target[0] != '/' {
-		return headFallback // absolute-form, authority-form (CONNECT), asterisk-form
-	}
-	for _, b := range target {
-		if b <= ' ' || b >= 0x7f {
-			return headFallback
-		}
-	}
-	methodStr := internMethod(method)
-	if methodStr == "CONNECT" || methodStr == "PRI" {
-		return headFallback
-	}
-	targetStr := string(target)
-	u, err := url.ParseRequestURI(targetStr)
-	if err != nil {
+	i += 11
+	switch method {
+	case "CONNECT", "PRI":
 		return headFallback
 	}
 
-	// Header lines.
-	lines := buf[eol+2 : len(buf)-2]
-	n := bytes.Count(lines, crlf)
-	strs := make([]string, n)
-	h := make(http.Header, n)
-	for len(lines) > 0 {
-		i := bytes.Index(lines, crlf)
-		hl := lines[:i]
-		lines = lines[i+2:]
-		colon := bytes.IndexByte(hl, ':')
-		if colon <= 0 {
-			return headFallback // no name, or a folded line (it starts with SP/HTAB)
+	// Header lines, gathered before the map is made at its size.
+	var (
+		small                    [16]field
+		fields                   = small[:0]
+		host, cl, te, expect     string
+		pragma                   string
+		nHost, nCL, nTE, nExpect int
+		hasConn, hasCC           bool
+	)
+	for s[i] != '\r' {
+		n0 := i
+		for tokenTable[s[i]] {
+			i++
 		}
-		name := hl[:colon]
-		for _, b := range name {
-			if !isTokenByte(b) {
-				return headFallback
+		if i == n0 || s[i] != ':' {
+			return headFallback // no name, a folded line, a space before the colon
+		}
+		name := s[n0:i]
+		i++
+		for s[i] == ' ' || s[i] == '\t' {
+			i++
+		}
+		v0 := i
+		for valueTable[s[i]] {
+			i++
+		}
+		if s[i] != '\r' || s[i+1] != '\n' {
+			return headFallback // a control byte, a bare LF or a lone CR
+		}
+		v1 := i
+		for v1 > v0 && (s[v1-1] == ' ' || s[v1-1] == '\t') {
+			v1--
+		}
+		i += 2
+		key, value := canonicalKey(name), s[v0:v1]
+		switch key {
+		case "Host":
+			nHost++
+			host = value
+			continue // net/http keeps it in Request.Host only
+		case "Transfer-Encoding":
+			nTE++
+			te = value
+			continue // net/http removes it once read
+		case "Content-Length":
+			nCL++
+			cl = value
+		case "Expect":
+			nExpect++
+			expect = value
+		case "Connection":
+			hasConn = true
+		case "Pragma":
+			if pragma == "" {
+				pragma = value + "\x00" // set, even when empty
 			}
+		case "Cache-Control":
+			hasCC = true
+		case "Upgrade", "Trailer":
+			return headFallback
 		}
-		v := hl[colon+1:]
-		for _, b := range v {
-			if b < ' ' && b != '\t' || b == 0x7f {
-				return headFallback
-			}
-		}
-		v = trimOWSBytes(v)
-		key := canonicalKey(name)
-		value := string(v)
-		if vv := h[key]; vv == nil {
+		fields = append(fields, field{key, value})
+	}
+	if s[i+1] != '\n' || i+2 != len(s) {
+		return headFallback
+	}
+	if nHost != 1 || !validHost(host) {
+		return headFallback
+	}
+
+	u, ok := requestURL(target)
+	if !ok {
+		return headFallback
+	}
+	h := make(http.Header, len(fields)+1)
+	strs := make([]string, len(fields))
+	for _, f := range fields {
+		if vv := h[f.key]; vv == nil {
 			vv, strs = strs[:1:1], strs[1:]
-			vv[0] = value
-			h[key] = vv
+			vv[0] = f.value
+			h[f.key] = vv
 		} else {
-			h[key] = append(vv, value)
+			h[f.key] = append(vv, f.value)
 		}
 	}
-
+	if pragma == "no-cache\x00" && !hasCC {
+		h["Cache-Control"] = []string{"no-cache"}
+	}
 	r.tmpl = http.Request{
-		Method:     methodStr,
+		Method:     method,
 		URL:        u,
-		Proto:      string(proto),
+		Proto:      proto,
 		ProtoMajor: 1,
 		ProtoMinor: minor,
 		Header:     h,
-		RequestURI: targetStr,
+		Host:       host,
+		RequestURI: target,
 	}
 	req := &r.tmpl
-	if len(h["Upgrade"]) > 0 || len(h["Trailer"]) > 0 {
-		return headFallback
+	var conn []string
+	if hasConn {
+		conn = h["Connection"]
 	}
-	hosts := h["Host"]
-	if len(hosts) != 1 || !validHost(hosts[0]) {
-		return headFallback
-	}
-	req.Host = hosts[0]
-	if hp, ok := h["Pragma"]; ok && len(hp) > 0 && hp[0] == "no-cache" {
-		if _, ok := h["Cache-Control"]; !ok {
-			h["Cache-Control"] = []string{"no-cache"}
-		}
-	}
-	conn := h["Connection"]
 	hasClose := headerValuesContainToken(conn, "close")
 	if minor == 0 {
 		req.Close = hasClose || !headerValuesContainToken(conn, "keep-alive")
@@ -188,45 +265,103 @@ func parseHead(buf []byte, r *request) headStatus {
 	}
 
 	r.chunked = false
-	if te, ok := h["Transfer-Encoding"]; ok {
-		if minor == 0 || len(te) != 1 || !asciiEqualFold(te[0], "chunked") {
+	if nTE > 0 {
+		if minor == 0 || nTE != 1 || nCL > 0 || !asciiEqualFold(te, "chunked") {
 			return headFallback
 		}
 		r.chunked = true
-		delete(h, "Transfer-Encoding")
-	}
-	cls := h["Content-Length"]
-	switch {
-	case len(cls) > 1, len(cls) == 1 && r.chunked:
-		return headFallback
-	case len(cls) == 1:
-		cl := cls[0]
-		if cl == "" || cl[0] < '0' || cl[0] > '9' {
-			return headFallback
-		}
-		n, err := strconv.ParseUint(cl, 10, 63)
-		if err != nil {
-			return headFallback
-		}
-		req.ContentLength = int64(n)
-	case r.chunked:
 		req.ContentLength = -1
 		req.TransferEncoding = []string{"chunked"}
 	}
+	switch {
+	case nCL > 1:
+		return headFallback
+	case nCL == 1:
+		n, ok := parseContentLength(cl)
+		if !ok {
+			return headFallback
+		}
+		req.ContentLength = n
+	}
 
 	r.expectContinue = false
-	if ex := h["Expect"]; len(ex) > 0 {
-		if len(ex) > 1 || !hasToken(ex[0], "100-continue") {
+	if nExpect > 0 {
+		if nExpect > 1 || !hasToken(expect, "100-continue") {
 			return headFallback // 417, net/http's answer
 		}
 		r.expectContinue = minor == 1 && req.ContentLength != 0
 	}
-	delete(h, "Host")
 	r.req = req
-	r.wants10KeepAlive = minor == 0 && hasToken(first(h["Connection"]), "keep-alive")
-	r.wantsClose = req.Close || hasToken(first(h["Connection"]), "close")
+	r.wants10KeepAlive = minor == 0 && hasToken(first(conn), "keep-alive")
+	r.wantsClose = req.Close || hasToken(first(conn), "close")
 	return headParsed
 }
+
+// field is one header line of a request being parsed.
+type field struct{ key, value string }
+
+// parseContentLength is strconv.ParseUint(v, 10, 63), as net/http reads
+// Content-Length.
+func parseContentLength(v string) (int64, bool) {
+	if v == "" || len(v) > 18 {
+		n, err := strconv.ParseUint(v, 10, 63)
+		return int64(n), err == nil
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
+// requestURL is url.ParseRequestURI(target) for an origin-form target;
+// a path of unreserved characters and slashes, with a query or without,
+// needs no parsing beyond splitting at the first "?".
+func requestURL(target string) (*url.URL, bool) {
+	path, query, hasQuery := strings.Cut(target, "?")
+	simple := !(hasQuery && query == "")
+	for i := 0; i < len(path) && simple; i++ {
+		simple = pathTable[path[i]]
+	}
+	if simple {
+		return &url.URL{Path: path, RawQuery: query}, true
+	}
+	u, err := url.ParseRequestURI(target)
+	return u, err == nil
+}
+
+// byteTable is a set of bytes.
+type byteTable [256]bool
+
+func tableOf(ranges ...string) *byteTable {
+	var t byteTable
+	for _, r := range ranges {
+		if len(r) == 3 && r[1] == '-' {
+			for b := int(r[0]); b <= int(r[2]); b++ {
+				t[b] = true
+			}
+			continue
+		}
+		for i := 0; i < len(r); i++ {
+			t[r[i]] = true
+		}
+	}
+	return &t
+}
+
+var (
+	// tokenTable: the tchar of RFC 9110.
+	tokenTable = tableOf("a-z", "A-Z", "0-9", "!#$%&'*+-.^_`|~")
+	// valueTable: what textproto and net/http accept in a header value
+	// (VCHAR, SP, HTAB, obs-text).
+	valueTable = tableOf("\t", " -~", "\x80-\xff")
+	// pathTable: unreserved characters and "/": a path that url.Parse
+	// leaves as it is.
+	pathTable = tableOf("a-z", "A-Z", "0-9", "-._~/")
+)
 
 var crlf = []byte("\r\n")
 
@@ -237,61 +372,19 @@ func first(vv []string) string {
 	return vv[0]
 }
 
-// commonHeaders are canonical names interned so that a request naming
-// them allocates no key.
-var commonHeaders = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
-		"Cache-Control", "Connection", "Content-Encoding", "Content-Length", "Content-Type",
-		"Cookie", "Date", "Expect", "Host", "If-Modified-Since", "If-None-Match", "Origin",
-		"Pragma", "Referer", "Transfer-Encoding", "Upgrade", "User-Agent", "Trailer",
-		"X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id", "X-Real-Ip",
-	} {
-		m[k] = k
-	}
-	return m
-}()
-
 // canonicalKey is textproto.CanonicalMIMEHeaderKey for a name of token
-// bytes.
-func canonicalKey(name []byte) string {
-	if k, ok := commonHeaders[string(name)]; ok {
-		return k
+// bytes; common names in their canonical spelling are returned as they
+// are, without the check.
+func canonicalKey(name string) string {
+	switch name {
+	case "Host", "Content-Length", "Content-Type", "User-Agent", "Accept", "Accept-Encoding",
+		"Accept-Language", "Connection", "Cookie", "Authorization", "Cache-Control",
+		"Transfer-Encoding", "Expect", "Pragma", "Referer", "Origin", "Upgrade", "Trailer",
+		"If-None-Match", "If-Modified-Since", "X-Forwarded-For", "X-Forwarded-Proto",
+		"X-Request-Id", "X-Real-Ip", "Content-Encoding":
+		return name
 	}
-	return textproto.CanonicalMIMEHeaderKey(string(name))
-}
-
-// internMethod returns method as a string, without allocating for the
-// common ones.
-func internMethod(m []byte) string {
-	switch string(m) {
-	case "GET":
-		return "GET"
-	case "POST":
-		return "POST"
-	case "HEAD":
-		return "HEAD"
-	case "PUT":
-		return "PUT"
-	case "DELETE":
-		return "DELETE"
-	case "PATCH":
-		return "PATCH"
-	case "OPTIONS":
-		return "OPTIONS"
-	}
-	return string(m)
-}
-
-func trimOWSBytes(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
+	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 func trimOWS(s string) string {
@@ -302,15 +395,6 @@ func trimOWS(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-// isTokenByte reports whether b is a tchar of RFC 9110.
-func isTokenByte(b byte) bool {
-	switch {
-	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
 }
 
 // validHost is a strict subset of what net/http accepts in Host: names,

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,9 @@ type response struct {
 	lazyCloseNotifyMu    sync.Mutex
 	closeNotifyCh        chan bool
 	closeNotifyTriggered bool
+
+	ctxv  requestContext
+	bodyv body
 }
 
 // chunkWriter is net/http's: it finalises the header on the first write
@@ -197,6 +201,9 @@ func (w *response) checkMaxBytes() {
 }
 
 func (w *response) disableWriteContinue() {
+	if !w.canWriteContinue.Load() {
+		return // nothing pending: a 100 Continue being written keeps it true until written
+	}
 	w.writeContinueMu.Lock()
 	w.canWriteContinue.Store(false)
 	w.writeContinueMu.Unlock()
@@ -208,8 +215,8 @@ type writerOnly struct{ io.Writer }
 func (w *response) ReadFrom(src io.Reader) (n int64, err error) {
 	buf := getCopyBuf()
 	defer putCopyBuf(buf)
-	rf, ok := w.conn.rwc.(io.ReaderFrom)
-	if !ok {
+	rf := w.conn.rf
+	if rf == nil {
 		return io.CopyBuffer(writerOnly{w}, src, *buf)
 	}
 	if !w.cw.wroteHeader {
@@ -247,7 +254,13 @@ func getCopyBuf() *[]byte {
 
 func putCopyBuf(b *[]byte) { copyBufPool.Put(b) }
 
+// Header makes the header map on first use: a handler that sets none
+// costs no map (net/http makes one for every response; a nil map reads
+// the same everywhere below).
 func (w *response) Header() http.Header {
+	if w.handlerHeader == nil {
+		w.handlerHeader = make(http.Header)
+	}
 	if w.cw.header == nil && w.wroteHeader && !w.cw.wroteHeader {
 		w.cw.header = w.handlerHeader.Clone()
 	}
@@ -297,7 +310,7 @@ func (w *response) WriteHeader(code int) {
 	}
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		writeStatusLine(w.conn.bufw, w.req.ProtoAtLeast(1, 1), code, w.statusBuf[:])
-		w.handlerHeader.WriteSubset(w.conn.bufw, excludedHeadersNoBody)
+		writeSubset(w.conn.bufw, w.handlerHeader, excludedHeadersNoBody)
 		w.conn.bufw.Write(crlf)
 		w.conn.bufw.Flush()
 		return
@@ -512,7 +525,7 @@ func (cw *chunkWriter) writeHeader(p []byte) {
 	code := w.status
 	if bodyAllowedForStatus(code) {
 		_, haveType := header["Content-Type"]
-		hasCE := len(header.Get("Content-Encoding")) > 0
+		hasCE := len(get(header, "Content-Encoding")) > 0
 		if !hasCE && !haveType && !hasTE && len(p) > 0 {
 			setHeader.contentType = http.DetectContentType(p)
 		}
@@ -575,11 +588,50 @@ func (cw *chunkWriter) writeHeader(p []byte) {
 
 	bw := w.conn.bufw
 	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code, w.statusBuf[:])
-	if len(cw.header) > 0 {
-		cw.header.WriteSubset(bw, excludeHeader)
-	}
+	writeSubset(bw, cw.header, excludeHeader)
 	setHeader.write(bw)
 	bw.Write(crlf)
+}
+
+// writeSubset is http.Header.WriteSubset: the fields of h not in
+// exclude, sorted by name, those with invalid names left out, CR and LF
+// in values turned into spaces and the values trimmed; without its pool,
+// sort and replacer for the few fields of a response.
+func writeSubset(bw *bufio.Writer, h http.Header, exclude map[string]bool) {
+	var small [8]string
+	keys := small[:0]
+	for k := range h {
+		if !exclude[k] && validFieldName(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			if strings.ContainsAny(v, "\r\n") {
+				v = headerNewlineToSpace.Replace(v)
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(trimASCIISpace(v))
+			bw.Write(crlf)
+		}
+	}
+}
+
+var headerNewlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
+
+// validFieldName is httpguts.ValidHeaderFieldName.
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !tokenTable[k[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 func isProtocolSwitchResponse(code int, h http.Header) bool {

@@ -18,6 +18,50 @@
 //
 // The same code serves natively, where ServeContext also drains when its
 // context ends (a signal, say).
+//
+// # The fast path
+//
+// By default Serve answers HTTP/1.1 (and 1.0) itself instead of through
+// http.Server.Serve: a Go guest on wasm pays for every Go instruction a
+// request runs (Go's wasm code generation, golang/go#65440), and
+// net/http's server runs many per request: a goroutine to watch the
+// client, two contexts, five deadline changes and a dozen clock reads,
+// two layers of write buffers, a header map cloned. The fast path gives
+// the handler the same *http.Request and an http.ResponseWriter that
+// follows net/http's response code step for step (Content-Length or
+// chunked, sniffed Content-Type, HEAD, 1xx, 100-continue, trailers,
+// Flush, Hijack, CloseNotify, full duplex and deadlines through
+// http.ResponseController, what is read of an unread body, when the
+// connection closes), so that the bytes on the wire are net/http's,
+// Date aside; per connection it keeps one goroutine, one read buffer and
+// one write buffer, reads the clock about twice a request, and formats
+// Date once a second. WithNetHTTP turns it off.
+//
+// It parses a plain, strict subset of HTTP/1.x and hands the connection,
+// with the bytes read so far, to net/http's own server (srv.Serve on an
+// internal listener, so srv's ConnState, limits and HTTP/2 settings
+// apply) for anything else: h2c (prior knowledge), Upgrade, CONNECT,
+// OPTIONS *, absolute-form targets, any malformed or ambiguous request
+// (its error answer is then net/http's own), Transfer-Encoding other than
+// one "chunked", several Content-Length, a Trailer declaration, an
+// Expect other than 100-continue, a head over 4 KiB (net/http applies
+// MaxHeaderBytes), TLS connections, and servers whose Protocols leave
+// HTTP/1 out. Once handed over, a connection stays with net/http.
+//
+// Where it differs from net/http, by design:
+//   - ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout cut a
+//     connection as there, but a deadline may fire up to a 16th of its
+//     timeout (at most 500 ms) later, so that it is not set again for
+//     every request.
+//   - A request's context is cancelled when the client goes away only
+//     once something waits on it (Done, Err, a derived context,
+//     CloseNotify): net/http watches every request with a goroutine.
+//   - srv.SetKeepAlivesEnabled is not seen by the fast path, and
+//     srv.Close lets its requests in flight finish (as Shutdown does).
+//   - An http.MaxBytesReader over the request body is noticed when it was
+//     made for the handler's own ResponseWriter (as net/http's).
+//   - A connection that sends the HTTP/2 preface after HTTP/1 requests
+//     gets net/http's h2c server, when srv allows h2c.
 package wasihttp
 
 import (
