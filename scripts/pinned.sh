@@ -18,7 +18,8 @@ Every round starts each server in turn under taskset -c SERVER-CPU (default
 0), warms it up for 1 s, then loads it with wrk -t1 -cCONNS (default 16)
 under taskset -c LOAD-CPU (default 1) for DURATION (default 5s): POST of
 4 bytes, keep-alive. CPU per request is the server process's user+system
-time (its threads, from /proc) over the load divided by the requests.
+time (its threads, from /proc) over the load divided by the requests, and
+so are its threads' context switches (voluntary and involuntary).
 Rounds (default 5) interleave the servers, so that a change in the
 machine's load hits all of them alike; the table gives medians, and the
 ratio of each to the first server. Raw figures go to DIR/rounds.tsv
@@ -65,9 +66,14 @@ free_port() {
 # cpu_ticks PID: user+system clock ticks of the process, all its threads.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# one NAME COMMAND: one round of one server; prints "rps cpu_us_per_req".
+# ctx_switches PID: voluntary and involuntary context switches of all the
+# process's threads.
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches:/ { n += $2 } END { print n + 0 }'; }
+
+# one NAME COMMAND: one round of one server; prints "rps cpu_us_per_req
+# ctx_switches_per_req".
 one() {
-	local name=$1 cmd=$2 port pid i t0 t1 rps n
+	local name=$1 cmd=$2 port pid i t0 t1 s0 s1 rps n
 	port=$(free_port)
 	PORT=$port taskset -c "$scpu" bash -c "exec env $cmd" >>"$out/$name.log" 2>&1 &
 	pid=$!
@@ -77,15 +83,15 @@ one() {
 		sleep 0.2
 	done
 	taskset -c "$lcpu" wrk -t1 -c"$conns" -d1s -s "$lua" "http://127.0.0.1:$port/" >/dev/null
-	t0=$(cpu_ticks "$pid")
+	t0=$(cpu_ticks "$pid") s0=$(ctx_switches "$pid")
 	taskset -c "$lcpu" wrk -t1 -c"$conns" -d"$duration" -s "$lua" "http://127.0.0.1:$port/" >"$out/wrk.txt"
-	t1=$(cpu_ticks "$pid")
+	t1=$(cpu_ticks "$pid") s1=$(ctx_switches "$pid")
 	kill -TERM "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out/wrk.txt")
 	n=$(awk '/requests in/ { print $1 }' "$out/wrk.txt")
-	awk -v r="$rps" -v n="$n" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
-		'BEGIN { printf "%.0f\t%.2f\n", r, (n > 0 ? t / hz * 1e6 / n : 0) }'
+	awk -v r="$rps" -v n="$n" -v t=$((t1 - t0)) -v s=$((s1 - s0)) -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { printf "%.0f\t%.2f\t%.2f\n", r, (n > 0 ? t / hz * 1e6 / n : 0), (n > 0 ? s / n : 0) }'
 }
 
 : >"$out/rounds.tsv"
@@ -96,8 +102,8 @@ for ((r = 1; r <= rounds; r++)); do
 	done
 done
 
-echo "| server | requests/s (median of $rounds) | CPU µs/request | requests/s ÷ first | CPU ÷ first |"
-echo "|---|--:|--:|--:|--:|"
+echo "| server | requests/s (median of $rounds) | CPU µs/request | context switches/request | requests/s ÷ first | CPU ÷ first |"
+echo "|---|--:|--:|--:|--:|--:|"
 awk -F'\t' '
 	function median(list,   a, n, i, j, t) {
 		n = split(list, a, " ")
@@ -105,10 +111,10 @@ awk -F'\t' '
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 	}
 	!($1 in seen) { seen[$1] = 1; order[++k] = $1 }
-	{ rps[$1] = rps[$1] " " $3; cpu[$1] = cpu[$1] " " $4 }
+	{ rps[$1] = rps[$1] " " $3; cpu[$1] = cpu[$1] " " $4; cs[$1] = cs[$1] " " $5 }
 	END {
-		for (i = 1; i <= k; i++) { n = order[i]; mr[n] = median(rps[n]); mc[n] = median(cpu[n]) }
+		for (i = 1; i <= k; i++) { n = order[i]; mr[n] = median(rps[n]); mc[n] = median(cpu[n]); ms[n] = median(cs[n]) }
 		f = order[1]
 		for (i = 1; i <= k; i++) { n = order[i]
-			printf "| %s | %.0f | %.1f | %.2f | %.2f |\n", n, mr[n], mc[n], mr[n] / mr[f], (mc[f] > 0 ? mc[n] / mc[f] : 0) }
+			printf "| %s | %.0f | %.1f | %.2f | %.2f | %.2f |\n", n, mr[n], mc[n], ms[n], mr[n] / mr[f], (mc[f] > 0 ? mc[n] / mc[f] : 0) }
 	}' "$out/rounds.tsv"
