@@ -323,8 +323,12 @@ func (c *conn) readRequest(r *request, first bool) (*response, error) {
 		}
 		c.headReads++
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
-			if c.br.Buffered() == 0 || isTimeout(err) {
-				return nil, err // net/http answers neither
+			if c.br.Buffered() == 0 {
+				return nil, err // net/http answers nothing
+			}
+			if isTimeout(err) {
+				c.setState(http.StateActive) // it read bytes, as net/http says
+				return nil, err
 			}
 			return nil, errHandoff // net/http judges what there is
 		}
@@ -541,7 +545,8 @@ func (cr *connReader) startBackgroundRead() {
 		return
 	}
 	cr.inRead = true
-	cr.c.rdl = time.Time{}
+	// The deadline goes (as net/http does); c.rdl says so again once
+	// abortPendingRead, on the connection's goroutine, has ended the read.
 	cr.rwc.SetReadDeadline(time.Time{})
 	go cr.backgroundRead()
 }
