@@ -14,6 +14,11 @@ import (
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 )
 
+// defaultHTTPServer is ECHO_HTTP_SERVER's default; a build may set it
+// with -ldflags=-X=main.defaultHTTPServer=net/http (hostharness compare's
+// run against net/http's server does).
+var defaultHTTPServer = "fast"
+
 func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var args []string
@@ -37,7 +42,12 @@ func run(logger *slog.Logger, args []string) error {
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := echo.ServerConfigFromEnv(os.Getenv)
+	cfg, err := echo.ServerConfigFromEnv(func(k string) string {
+		if v := os.Getenv(k); v != "" || k != echo.EnvHTTPServer {
+			return v
+		}
+		return defaultHTTPServer
+	})
 	if err != nil {
 		return err
 	}
@@ -52,7 +62,11 @@ func run(logger *slog.Logger, args []string) error {
 	logger.Info("echo guest serving", "source", info.Source, "fd", info.FD, "addr", info.Addr)
 	// On a host's drain (hostharness serve on SIGTERM, or a reload) or a
 	// signal natively: finish the requests in flight, then return.
-	if err := wasihttp.ServeContext(ctx, server, ln); err != nil {
+	var opts []wasihttp.Option
+	if cfg.NetHTTP {
+		opts = append(opts, wasihttp.WithNetHTTP())
+	}
+	if err := wasihttp.ServeContext(ctx, server, ln, opts...); err != nil {
 		return err
 	}
 	logger.Info("drained")

@@ -236,6 +236,8 @@ account_callgrind() {
 		--smc-check=all-non-file --instr-atstart=no --callgrind-out-file="$out/cg.$target.out")
 	wait_ready "$port" "$pid"
 	vg=$pid # env execs valgrind: the pid is valgrind's
+	# Where compiled guest code is mapped, for scripts/profile.sh to name it.
+	cp "/proc/$vg/maps" "$out/maps.$target.txt" 2>/dev/null || true
 	callgrind_control -i on "$vg" >/dev/null
 	requests "$port" 500
 	callgrind_control -z "$vg" >/dev/null

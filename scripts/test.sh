@@ -17,6 +17,8 @@ Runs, from the repository root whatever the current directory:
   go test ./... with any extra flags given (e.g. -run TestEcho -v, or -short
   for the unit tests alone, in well under two minutes),
   go test ./... in examples/embed (a module of its own that embeds the library),
+  the framework checks of guest/wasihttp (chi, gin, echo through the fast
+  path and through net/http; a module of their own, testdata/frameworks),
   go run ./hostharness compare --engine all --allow-known (the wasm echo guest answers a
   request corpus like the native build, on every engine; docs/COMPARE.md).
 Needs Go 1.26 and gcc (cgo, for the embedded wasmtime engine). The tests
@@ -52,5 +54,7 @@ echo "== go test"
 go test -count=1 -timeout 15m "$@" ./...
 echo "== go test in examples/embed (a module of its own)"
 (cd examples/embed && go vet ./... && go test -count=1 "$@" ./...)
+echo "== guest/wasihttp framework checks (chi, gin, echo)"
+(cd guest/wasihttp/testdata/frameworks && go vet ./... && go test -count=1 ./...)
 echo "== hostharness compare --engine all --allow-known"
 go run ./hostharness compare --engine all --allow-known

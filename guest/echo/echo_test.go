@@ -161,6 +161,9 @@ func TestServerConfigFromEnv(t *testing.T) {
 		{"bad duration", map[string]string{echo.EnvIdleTimeout: "soon"}, def, echo.EnvIdleTimeout},
 		{"negative duration", map[string]string{echo.EnvReadHeaderTimeout: "-1s"}, def, echo.EnvReadHeaderTimeout},
 		{"bad size", map[string]string{echo.EnvMaxHeaderBytes: "1k"}, def, echo.EnvMaxHeaderBytes},
+		{"net/http", map[string]string{echo.EnvHTTPServer: "net/http"}, func() echo.ServerConfig { c := def; c.NetHTTP = true; return c }(), ""},
+		{"fast", map[string]string{echo.EnvHTTPServer: "fast"}, def, ""},
+		{"bad server", map[string]string{echo.EnvHTTPServer: "nginx"}, def, echo.EnvHTTPServer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := echo.ServerConfigFromEnv(func(k string) string { return tc.env[k] })
@@ -190,5 +193,29 @@ func TestServerSpeaksH2C(t *testing.T) {
 	got, _ := io.ReadAll(resp.Body)
 	if resp.ProtoMajor != 2 || string(got) != "h2" {
 		t.Fatalf("got %s %q, want HTTP/2 \"h2\"", resp.Proto, got)
+	}
+}
+
+// The router sends a request where the ServeMux would: every path below
+// goes to the same handler (and pattern) with and without the shortcut,
+// and the answers are the same.
+func TestRouterMatchesServeMux(t *testing.T) {
+	h := echo.NewHandler(wasisock.Info{}, nil)
+	mux := echo.MuxOf(h)
+	for _, target := range []string{
+		"/", "/x", "/a/b/c", "/healthz", "/listener", "/healthz/", "/a//b", "/a/./b", "/a/../b",
+		"/.", "/..", "/a/.", "/a/..", "/.x", "/..x", "/a.b/c..d", "/%41", "/a%2Fb", "/~u_1-2",
+		"/a/", "/HEALTHZ", "/listener/x",
+	} {
+		for _, method := range []string{"GET", "POST", "HEAD", "CONNECT"} {
+			got := httptest.NewRecorder()
+			h.ServeHTTP(got, httptest.NewRequest(method, target, strings.NewReader("body")))
+			want := httptest.NewRecorder()
+			mux.ServeHTTP(want, httptest.NewRequest(method, target, strings.NewReader("body")))
+			if got.Code != want.Code || got.Body.String() != want.Body.String() || got.Header().Get("Location") != want.Header().Get("Location") {
+				t.Errorf("%s %s: router %d %q %q, ServeMux %d %q %q", method, target,
+					got.Code, got.Body, got.Header().Get("Location"), want.Code, want.Body, want.Header().Get("Location"))
+			}
+		}
 	}
 }

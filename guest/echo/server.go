@@ -22,6 +22,9 @@ type ServerConfig struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds the request line and headers.
 	MaxHeaderBytes int
+	// NetHTTP serves with net/http's own server instead of wasihttp's
+	// HTTP/1.1 fast path (wasihttp.WithNetHTTP).
+	NetHTTP bool
 }
 
 // Environment variables read by ServerConfigFromEnv.
@@ -31,6 +34,9 @@ const (
 	EnvWriteTimeout      = "ECHO_WRITE_TIMEOUT"
 	EnvIdleTimeout       = "ECHO_IDLE_TIMEOUT"
 	EnvMaxHeaderBytes    = "ECHO_MAX_HEADER_BYTES"
+	// EnvHTTPServer is "fast" (wasihttp's fast path, the default) or
+	// "net/http" (net/http's own server).
+	EnvHTTPServer = "ECHO_HTTP_SERVER"
 )
 
 // DefaultServerConfig returns the limits used when the environment sets none.
@@ -74,6 +80,13 @@ func ServerConfigFromEnv(getenv func(string) string) (ServerConfig, error) {
 			return cfg, fmt.Errorf("%s=%q: want a positive byte count", EnvMaxHeaderBytes, v)
 		}
 		cfg.MaxHeaderBytes = n
+	}
+	switch v := getenv(EnvHTTPServer); v {
+	case "", "fast":
+	case "net/http":
+		cfg.NetHTTP = true
+	default:
+		return cfg, fmt.Errorf("%s=%q: want fast or net/http", EnvHTTPServer, v)
 	}
 	return cfg, nil
 }

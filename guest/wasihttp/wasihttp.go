@@ -18,6 +18,50 @@
 //
 // The same code serves natively, where ServeContext also drains when its
 // context ends (a signal, say).
+//
+// # The fast path
+//
+// By default Serve answers HTTP/1.1 (and 1.0) itself instead of through
+// http.Server.Serve: a Go guest on wasm pays for every Go instruction a
+// request runs (Go's wasm code generation, golang/go#65440), and
+// net/http's server runs many per request: a goroutine to watch the
+// client, two contexts, five deadline changes and a dozen clock reads,
+// two layers of write buffers, a header map cloned. The fast path gives
+// the handler the same *http.Request and an http.ResponseWriter that
+// follows net/http's response code step for step (Content-Length or
+// chunked, sniffed Content-Type, HEAD, 1xx, 100-continue, trailers,
+// Flush, Hijack, CloseNotify, full duplex and deadlines through
+// http.ResponseController, what is read of an unread body, when the
+// connection closes), so that the bytes on the wire are net/http's,
+// Date aside; per connection it keeps one goroutine, one read buffer and
+// one write buffer, reads the clock about twice a request, and formats
+// Date once a second. WithNetHTTP turns it off.
+//
+// It parses a plain, strict subset of HTTP/1.x and hands the connection,
+// with the bytes read so far, to net/http's own server (srv.Serve on an
+// internal listener, so srv's ConnState, limits and HTTP/2 settings
+// apply) for anything else: h2c (prior knowledge), Upgrade, CONNECT,
+// OPTIONS *, absolute-form targets, any malformed or ambiguous request
+// (its error answer is then net/http's own), Transfer-Encoding other than
+// one "chunked", several Content-Length, a Trailer declaration, an
+// Expect other than 100-continue, a head over 4 KiB (net/http applies
+// MaxHeaderBytes), TLS connections, and servers whose Protocols leave
+// HTTP/1 out. Once handed over, a connection stays with net/http.
+//
+// Where it differs from net/http, by design:
+//   - ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout cut a
+//     connection as there, but a deadline may fire up to a 16th of its
+//     timeout (at most 500 ms) later, so that it is not set again for
+//     every request.
+//   - A request's context is cancelled when the client goes away only
+//     once something waits on it (Done, Err, a derived context,
+//     CloseNotify): net/http watches every request with a goroutine.
+//   - srv.SetKeepAlivesEnabled is not seen by the fast path, and
+//     srv.Close lets its requests in flight finish (as Shutdown does).
+//   - An http.MaxBytesReader over the request body is noticed when it was
+//     made for the handler's own ResponseWriter (as net/http's).
+//   - A connection that sends the HTTP/2 preface after HTTP/1 requests
+//     gets net/http's h2c server, when srv allows h2c.
 package wasihttp
 
 import (
@@ -42,27 +86,54 @@ const DrainTimeout = 30 * time.Second
 // then finishes every request the server has (see Drainer) and returns
 // nil. Any other end of serving is returned as an error. srv's ConnState
 // and Handler are wrapped (see NewDrainer).
-func Serve(srv *http.Server, ln net.Listener) error {
-	return ServeContext(context.Background(), srv, ln)
+//
+// HTTP/1.1 is served by the fast path (see the package documentation)
+// unless WithNetHTTP is given.
+func Serve(srv *http.Server, ln net.Listener, opts ...Option) error {
+	return ServeContext(context.Background(), srv, ln, opts...)
 }
 
 // ServeContext is Serve that also drains, and returns nil, when ctx is
 // done: natively, a context that a signal cancels. On wasip1 no signal
 // reaches the guest; the host drains it by stopping ln. The start of a
 // drain is logged to srv.ErrorLog, when set.
-func ServeContext(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	d := NewDrainer(srv)
+func ServeContext(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Option) error {
+	cfg := newConfig(opts)
+	var (
+		d     *Drainer
+		fast  *server
+		serve func() error
+	)
+	if cfg.netHTTP || !usesFastPath(srv) {
+		d = NewDrainer(srv)
+		serve = func() error { return srv.Serve(ln) }
+	} else {
+		fast = newServer(srv, ln)
+		d = fast.drainer
+		serve = func() error { return fast.serve(ln) }
+	}
+	drain := func(reason string) error {
+		err := d.drain(reason)
+		if fast != nil {
+			wctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+			defer cancel()
+			if werr := fast.wait(wctx); werr != nil && err == nil {
+				err = fmt.Errorf("drain: %w", werr)
+			}
+		}
+		return err
+	}
 	drained := make(chan error, 1)
 	stop := context.AfterFunc(ctx, func() {
-		drained <- d.drain(fmt.Sprint(context.Cause(ctx)))
+		drained <- drain(fmt.Sprint(context.Cause(ctx)))
 	})
-	err := srv.Serve(ln)
+	err := serve()
 	switch {
 	case wasisock.Drained(err):
 		if !stop() { // ctx ended too: its drain is under way
 			return <-drained
 		}
-		return d.drain("listener stopped by the host")
+		return drain("listener stopped by the host")
 	case errors.Is(err, http.ErrServerClosed) && !stop():
 		return <-drained
 	default:
@@ -93,25 +164,28 @@ type Drainer struct {
 	draining atomic.Bool
 	mu       sync.Mutex
 	states   map[net.Conn]http.ConnState
+	// more counts connections that srv does not serve itself (the fast
+	// path's), or is nil.
+	more func() (busy, idle int)
 }
 
 // NewDrainer tracks srv's connections (it wraps srv.ConnState and
 // srv.Handler); call it before srv serves.
 func NewDrainer(srv *http.Server) *Drainer {
-	d := &Drainer{srv: srv, states: map[net.Conn]http.ConnState{}}
+	d := newDrainer(srv, nil)
 	prev := srv.ConnState
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
-		d.mu.Lock()
-		if s == http.StateClosed || s == http.StateHijacked {
-			delete(d.states, c)
-		} else {
-			d.states[c] = s
-		}
-		d.mu.Unlock()
+		d.track(c, s)
 		if prev != nil {
 			prev(c, s)
 		}
 	}
+	return d
+}
+
+// newDrainer wraps srv.Handler only; the caller feeds track.
+func newDrainer(srv *http.Server, more func() (busy, idle int)) *Drainer {
+	d := &Drainer{srv: srv, states: map[net.Conn]http.ConnState{}, more: more}
 	h := srv.Handler
 	if h == nil {
 		h = http.DefaultServeMux
@@ -123,6 +197,17 @@ func NewDrainer(srv *http.Server) *Drainer {
 		h.ServeHTTP(w, r)
 	})
 	return d
+}
+
+// track records that c is in state s.
+func (d *Drainer) track(c net.Conn, s http.ConnState) {
+	d.mu.Lock()
+	if s == http.StateClosed || s == http.StateHijacked {
+		delete(d.states, c)
+	} else {
+		d.states[c] = s
+	}
+	d.mu.Unlock()
 }
 
 // Shutdown answers every further request with "Connection: close", waits
@@ -166,6 +251,9 @@ func (d *Drainer) drain(reason string) error {
 // count returns the number of connections that are new (their request
 // not read yet) or active, and of those idle.
 func (d *Drainer) count() (busy, idle int) {
+	if d.more != nil {
+		busy, idle = d.more()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.states {
