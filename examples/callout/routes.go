@@ -269,4 +269,3 @@ func connect(ctx context.Context, r *http.Request) (any, error) {
 	}
 	return map[string]string{"remote": remote}, nil
 }
-

@@ -115,7 +115,7 @@ func (r *rules) allowDial(op string, ap netip.AddrPort) bool {
 	}
 	r.count(func(c *counters) *atomic.Uint64 { return &c.dials })
 	addr := ap.String()
-	r.warnDefaultDeny("addr", addr)
+	r.warnDefaultDeny("first_dial", addr)
 	r.logDenial("dial "+addr, "guest socket denied by the dial policy", "op", op, "addr", addr, "allow_with", "--allow-dial "+addr)
 	return false
 }
@@ -140,7 +140,7 @@ func (r *rules) allowName(name string) bool {
 		return true
 	}
 	r.count(func(c *counters) *atomic.Uint64 { return &c.lookup })
-	r.warnDefaultDeny("name", name)
+	r.warnDefaultDeny("first_lookup", name)
 	r.logDenial("lookup "+canonicalName(name), "guest name lookup denied: no dial or listen pattern names it",
 		"op", "getaddrinfo", "name", name, "allow_with", "--allow-dial "+name+":PORT")
 	return false
@@ -150,7 +150,8 @@ func (r *rules) allowName(name string) bool {
 // table whose policy has no dial pattern at all, that outbound
 // connections are denied by default and how to allow them: the usual
 // cause is a guest that calls out served without --allow-dial. what and
-// value name the destination (addr or name).
+// value name the destination (first_dial and an address, or first_lookup
+// and a name).
 func (r *rules) warnDefaultDeny(what, value string) {
 	if len(r.dial.patterns) > 0 || !r.denials.firstDefaultDeny() {
 		return

@@ -250,8 +250,8 @@ func TestDenialLogDefaultDeny(t *testing.T) {
 		first func(r *rules)
 		want  string
 	}{
-		{"dial first", func(r *rules) { r.allowDial("connect", netip.MustParseAddrPort("127.0.0.1:9300")) }, "addr=127.0.0.1:9300"},
-		{"lookup first", func(r *rules) { r.allowName("api.example") }, "name=api.example"},
+		{"dial first", func(r *rules) { r.allowDial("connect", netip.MustParseAddrPort("127.0.0.1:9300")) }, "first_dial=127.0.0.1:9300"},
+		{"lookup first", func(r *rules) { r.allowName("api.example") }, "first_lookup=api.example"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
