@@ -131,7 +131,11 @@ func (e *probeError) Error() string {
 	if e.zero {
 		return ErrNoSocketExtensions.Error() + " (" + e.call + " returned no socket)"
 	}
-	return ErrNoSocketExtensions.Error() + " (" + e.call + ": " + e.errno.Error() + ")"
+	name := "ENOTSUP"
+	if e.errno == syscall.ENOSYS {
+		name = "ENOSYS" // Go's wasip1 text, "Not implemented on wasip1", would blame the guest
+	}
+	return ErrNoSocketExtensions.Error() + " (" + e.call + " answered " + name + ")"
 }
 
 func (e *probeError) Is(target error) bool { return target == ErrNoSocketExtensions }

@@ -106,7 +106,9 @@ func TestErrors(t *testing.T) {
 		{"denied name", &deniedError{target: "db.internal:5432", addr: ap, errno: syscall.EACCES},
 			"does not allow db.internal:5432 (127.0.0.1:5432); with hostharness serve, allow it with --allow-dial db.internal:5432", fs.ErrPermission},
 		{"not implemented", &probeError{call: "sock_open", errno: syscall.ENOSYS},
-			"does not provide the WasmEdge socket extensions", ErrNoSocketExtensions},
+			"does not provide the WasmEdge socket extensions that outbound connections need: run the guest with hostharness serve " +
+				"(--engine wasmtime or --engine wazy) and --allow-dial, or with WasmEdge (sock_open answered ENOSYS)", ErrNoSocketExtensions},
+		{"not supported", &probeError{call: "sock_getaddrinfo", errno: syscall.ENOTSUP}, "(sock_getaddrinfo answered ENOTSUP)", ErrNoSocketExtensions},
 		{"zero values", &probeError{call: "sock_open", zero: true}, "(sock_open returned no socket)", ErrNoSocketExtensions},
 		{"not found", notFound("db.internal"), "lookup db.internal: no such host (the host resolves only the names its dial policy allows", nil},
 	} {
