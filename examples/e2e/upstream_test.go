@@ -196,6 +196,20 @@ func startEcho(t testing.TB, network string) (*echoUpstream, bool) {
 	return &echoUpstream{addr: ln.Addr().String()}, true
 }
 
+// requireUpstreams is the variable that makes a missing upstream a
+// failure instead of a skip; .ci/run sets it, having installed them.
+const requireUpstreams = "WASISERVE_REQUIRE_UPSTREAMS"
+
+// missing skips the test for want of an upstream, saying what is
+// missing, or fails it where requireUpstreams is set.
+func missing(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv(requireUpstreams) != "" {
+		t.Fatalf("%s (%s is set: the upstreams must be installed)", what, requireUpstreams)
+	}
+	t.Skip("SKIP: " + what)
+}
+
 // postgres is a throwaway PostgreSQL cluster on 127.0.0.1.
 type postgres struct {
 	port     int
@@ -243,13 +257,13 @@ func startPostgres(t testing.TB) *postgres {
 	t.Helper()
 	bin, err := pgBinDir()
 	if err != nil {
-		t.Skip("SKIP: PostgreSQL:", err)
+		missing(t, "PostgreSQL: "+err.Error())
 	}
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			t.Skip("SKIP: PostgreSQL: running as root, and there is no user postgres to run initdb as:", err)
+			missing(t, "PostgreSQL: running as root, and there is no user postgres to run initdb as: "+err.Error())
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -335,7 +349,7 @@ func startRedis(t testing.TB) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Skip("SKIP: Redis: redis-server is not installed (Debian: apt-get install redis-server)")
+		missing(t, "Redis: redis-server is not installed (Debian: apt-get install redis-server)")
 	}
 	r := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), password: "e2e-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
 	_, port, _ := net.SplitHostPort(r.addr)
