@@ -277,3 +277,59 @@ func waitFor(ctx context.Context, d time.Duration, ok func() bool) bool {
 	}
 	return true
 }
+
+// TestOwnModule follows the README's "Depending on the guest packages
+// from your own module" in a new module outside this one: a replace
+// directive to this checkout, go mod tidy, and builds of a guest that
+// imports the three guest packages, for wasip1 and natively.
+func TestOwnModule(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := `package main
+
+import (
+	"log"
+	"net/http"
+
+	"github.com/wasiserve/wasiserve/guest/wasihttp"
+	"github.com/wasiserve/wasiserve/guest/wasinet"
+	"github.com/wasiserve/wasiserve/guest/wasisock"
+)
+
+func main() {
+	client := &http.Client{Transport: wasinet.NewTransport()}
+	_ = client
+	ln, _, err := wasisock.Listen(wasisock.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(wasihttp.Serve(&http.Server{}, ln))
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range [][]string{
+		{"go", "mod", "init", "example.com/myservice"},
+		{"go", "mod", "edit", "-require", "github.com/wasiserve/wasiserve@v0.0.0", "-replace", "github.com/wasiserve/wasiserve=" + root},
+		{"go", "mod", "tidy"},
+		{"env", "GOOS=wasip1", "GOARCH=wasm", "go", "build", "-o", "myservice.wasm", "."},
+		{"go", "build", "-o", "myservice", "."},
+	} {
+		cmd := exec.Command(step[0], step[1:]...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(step, " "), err, out)
+		}
+	}
+	mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mod), "wasmtime-go") || strings.Contains(string(mod), "wazy") {
+		t.Errorf("the guest's module requires the host's engines:\n%s", mod)
+	}
+}
