@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -87,6 +88,16 @@ func param(r *http.Request, name string) (string, error) {
 		return "", badRequest("missing query parameter " + name)
 	}
 	return v, nil
+}
+
+// dialParam connects to the request's addr parameter.
+func dialParam(ctx context.Context, r *http.Request) (net.Conn, string, error) {
+	addr, err := param(r, "addr")
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := wasinet.DialContext(ctx, "tcp", addr)
+	return c, addr, err
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -201,11 +212,7 @@ type tcpResult struct {
 // is shut, and a read on a second connection, which sends nothing, ends
 // at its deadline.
 func tcpProbe(ctx context.Context, r *http.Request) (any, error) {
-	addr, err := param(r, "addr")
-	if err != nil {
-		return nil, err
-	}
-	c, err := wasinet.DialContext(ctx, "tcp", addr)
+	c, addr, err := dialParam(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -255,11 +262,7 @@ func lookup(ctx context.Context, r *http.Request) (any, error) {
 // connect is GET /connect?addr=HOST:PORT: a connection made and closed,
 // what a dial costs.
 func connect(ctx context.Context, r *http.Request) (any, error) {
-	addr, err := param(r, "addr")
-	if err != nil {
-		return nil, err
-	}
-	c, err := wasinet.DialContext(ctx, "tcp", addr)
+	c, _, err := dialParam(ctx, r)
 	if err != nil {
 		return nil, err
 	}

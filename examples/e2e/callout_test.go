@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -90,6 +92,21 @@ func call(t *testing.T, s *server, path string) answer {
 	return a
 }
 
+// callAll requests each path from s: each must answer 200. It returns
+// the answers' fields.
+func callAll(t *testing.T, s *server, paths ...string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, p := range paths {
+		a := call(t, s, p)
+		if a.status != 200 {
+			t.Fatalf("GET %s: status %d: %v", p, a.status, a.fields)
+		}
+		out = append(out, a.fields)
+	}
+	return out
+}
+
 func (a answer) str(key string) string {
 	s, _ := a.fields[key].(string)
 	return s
@@ -116,41 +133,10 @@ func loopbackPort(t *testing.T, what, addr string) {
 
 var calloutCases = []calloutCase{
 	{"http keep-alive", func(t *testing.T, s *server, u *upstreams) any {
-		var reused []bool
-		var got []answer
-		for range 3 {
-			a := call(t, s, "/fetch?url="+url.QueryEscape("http://"+u.http.addr+"/hello?client="+s.name))
-			if a.status != 200 {
-				t.Fatalf("status %d: %v", a.status, a.fields)
-			}
-			loopbackPort(t, "local address", a.str("local"))
-			reused = append(reused, a.fields["reused"] == true)
-			got = append(got, a)
-		}
-		if n := u.http.connsOf(s.name); n != 1 {
-			t.Errorf("3 requests came on %d connections to the upstream, want 1 (kept alive)", n)
-		}
-		return map[string]any{"status": got[0].fields["status"], "body": got[0].str("body"), "proto": got[0].str("proto"),
-			"remote": got[0].str("remote"), "reused": reused}
+		return fetchKeptAlive(t, s, u.http, "http://"+u.http.addr+"/hello?client="+s.name, 3)
 	}},
 	{"https by name, the guest's TLS", func(t *testing.T, s *server, u *upstreams) any {
-		var reused []bool
-		var first answer
-		for i := range 2 {
-			a := call(t, s, "/fetch?url="+url.QueryEscape(u.httpsURL("/hello?client="+s.name)))
-			if a.status != 200 {
-				t.Fatalf("status %d: %v", a.status, a.fields)
-			}
-			reused = append(reused, a.fields["reused"] == true)
-			if i == 0 {
-				first = a
-			}
-		}
-		if n := u.https.connsOf(s.name); n != 1 {
-			t.Errorf("2 requests came on %d TLS connections, want 1", n)
-		}
-		return map[string]any{"body": first.str("body"), "proto": first.str("proto"), "tls": first.fields["tls"],
-			"remote": first.str("remote"), "reused": reused}
+		return fetchKeptAlive(t, s, u.https, u.httpsURL("/hello?client="+s.name), 2)
 	}},
 	{"tcp: addresses, CloseWrite, deadline (IPv4)", func(t *testing.T, s *server, u *upstreams) any {
 		return tcpCase(t, s, u.echo4)
@@ -162,29 +148,16 @@ var calloutCases = []calloutCase{
 		return tcpCase(t, s, u.echo6)
 	}},
 	{"postgres with pgx", func(t *testing.T, s *server, u *upstreams) any {
-		var out []any
-		for _, q := range []string{"a=2&b=40", "a=-5&b=3"} {
-			a := call(t, s, "/pg?"+q)
-			if a.status != 200 {
-				t.Fatalf("status %d: %v", a.status, a.fields)
-			}
-			out = append(out, a.fields)
-		}
-		if out[0].(map[string]any)["sum"] != 42.0 {
+		out := callAll(t, s, "/pg?a=2&b=40", "/pg?a=-5&b=3")
+		if out[0]["sum"] != 42.0 {
 			t.Errorf("2 + 40 = %v", out[0])
 		}
 		return out
 	}},
 	{"redis with go-redis", func(t *testing.T, s *server, u *upstreams) any {
-		var out []any
-		for range 2 {
-			a := call(t, s, "/redis?key=e2e:"+s.name+"&value=v1")
-			if a.status != 200 {
-				t.Fatalf("status %d: %v", a.status, a.fields)
-			}
-			out = append(out, a.fields)
-		}
-		if out[1].(map[string]any)["count"] != 2.0 {
+		path := "/redis?key=e2e:" + s.name + "&value=v1"
+		out := callAll(t, s, path, path)
+		if out[1]["count"] != 2.0 {
 			t.Errorf("second INCR: %v, want 2", out[1])
 		}
 		return out
@@ -218,6 +191,30 @@ var calloutCases = []calloutCase{
 		}
 		return a.status
 	}},
+}
+
+// fetchKeptAlive fetches target n times through s: each must succeed,
+// and all of them come to up on one connection, the first a new one and
+// the others reusing it.
+func fetchKeptAlive(t *testing.T, s *server, up *httpUpstream, target string, n int) any {
+	var reused []bool
+	var first answer
+	for i := range n {
+		a := call(t, s, "/fetch?url="+url.QueryEscape(target))
+		if a.status != 200 {
+			t.Fatalf("status %d: %v", a.status, a.fields)
+		}
+		loopbackPort(t, "local address", a.str("local"))
+		reused = append(reused, a.fields["reused"] == true)
+		if i == 0 {
+			first = a
+		}
+	}
+	if got := up.connsOf(s.name); got != 1 {
+		t.Errorf("%d requests came on %d connections to the upstream, want 1 (kept alive)", n, got)
+	}
+	return map[string]any{"status": first.fields["status"], "body": first.str("body"), "proto": first.str("proto"),
+		"tls": first.fields["tls"], "remote": first.str("remote"), "reused": reused}
 }
 
 // tcpCase runs GET /tcp against echo.

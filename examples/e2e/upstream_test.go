@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -303,24 +305,8 @@ func startPostgres(t testing.TB) *postgres {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	logs := &syncBuffer{}
-	srv := asUser("postgres", "-D", data, "-p", strconv.Itoa(p.port), "-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+dir, "-c", "fsync=off", "-c", "max_connections=50")
-	srv.Stdout, srv.Stderr = logs, logs
-	if err := srv.Start(); err != nil {
-		t.Fatalf("postgres: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			srv.Process.Kill()
-			<-exited
-		}
-	})
+	logs := runDaemon(t, asUser("postgres", "-D", data, "-p", strconv.Itoa(p.port), "-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories="+dir, "-c", "fsync=off", "-c", "max_connections=50"), syscall.SIGINT) // SIGINT: fast shutdown
 	ctx := context.Background()
 	admin := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/postgres?sslmode=disable", p.user, p.password, p.port)
 	var conn *pgx.Conn
@@ -332,6 +318,33 @@ func startPostgres(t testing.TB) *postgres {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// daemonStopTimeout bounds an upstream server's stop before it is killed.
+const daemonStopTimeout = 30 * time.Second
+
+// runDaemon starts an upstream server, its output into the returned
+// buffer, and stops it with stop (then SIGKILL, after daemonStopTimeout)
+// when the test ends.
+func runDaemon(t testing.TB, cmd *exec.Cmd, stop os.Signal) *syncBuffer {
+	t.Helper()
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", cmd.Path, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(stop)
+		select {
+		case <-exited:
+		case <-time.After(daemonStopTimeout):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return logs
 }
 
 // redisServer is a redis-server on 127.0.0.1 with a password.
@@ -353,24 +366,8 @@ func startRedis(t testing.TB) *redisServer {
 	}
 	r := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), password: "e2e-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
 	_, port, _ := net.SplitHostPort(r.addr)
-	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--requirepass", r.password,
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--protected-mode", "yes")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	logs := runDaemon(t, exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--requirepass", r.password,
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--protected-mode", "yes"), syscall.SIGTERM)
 	c := redis.NewClient(&redis.Options{Addr: r.addr, Password: r.password})
 	defer c.Close()
 	ctx := context.Background()
