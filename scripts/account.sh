@@ -13,6 +13,7 @@ usage() {
 	cat <<'USAGE'
 usage: scripts/account.sh [-h|--help] [--n1 N] [--n2 N] [--out DIR]
                           [--bin DIR] [--env KEY=VALUE]... [--guest FILE]
+                          [--native FILE] [--path PATH] [--serve-arg ARG]...
                           [--label NAME] [--no-callgrind] [--no-strace]
                           [--no-memory] [--cold] [TARGET...]
 
@@ -28,6 +29,12 @@ and wasmtime when this hostharness has it.
                    when --guest is given and DIR/hostharness exists
   --guest FILE     the wasm guest to serve (default: DIR/echo.wasm, built)
   --env KEY=VALUE  guest environment (repeatable), e.g. --env GOGC=400
+  --native FILE    the native build to serve as target native, with
+                   -listen 127.0.0.1:PORT (default: DIR/echo-native, built)
+  --path PATH      send GET PATH (each must answer 200) instead of the
+                   4-byte echo POST, e.g. a route of the guest that calls out
+  --serve-arg ARG  an argument for hostharness serve, before the guest
+                   (repeatable), e.g. --serve-arg=--allow-dial=127.0.0.1:5432
   --label NAME     name of the run in summary.md (default: the targets)
   --no-callgrind   skip the instruction count (only syscalls and RSS)
   --no-strace      skip the syscall count
@@ -41,8 +48,8 @@ what to compare: they repeat on a loaded machine, seconds do not.
 USAGE
 }
 
-n1=300 n2=1500 out=out/account bin="" guest="" label="" callgrind=1 straced=1 memory=1 cold=0
-envs=() targets=()
+n1=300 n2=1500 out=out/account bin="" guest="" native="" path="" label="" callgrind=1 straced=1 memory=1 cold=0
+envs=() serve_args=() targets=()
 while (($#)); do
 	case "$1" in
 	-h | --help) usage; exit 0 ;;
@@ -51,6 +58,10 @@ while (($#)); do
 	--out) out=$2; shift 2 ;;
 	--bin) bin=$2; shift 2 ;;
 	--guest) guest=$2; shift 2 ;;
+	--native) native=$2; shift 2 ;;
+	--path) path=$2; shift 2 ;;
+	--serve-arg) serve_args+=("$2"); shift 2 ;;
+	--serve-arg=*) serve_args+=("${1#--serve-arg=}"); shift ;;
 	--env) envs+=("$2"); shift 2 ;;
 	--label) label=$2; shift 2 ;;
 	--no-callgrind) callgrind=0; shift ;;
@@ -87,6 +98,7 @@ if [[ -z $guest || ! -x $bin/hostharness ]]; then
 		go build -o "$bin/hostharness" ./hostharness)
 fi
 guest=${guest:-$bin/echo.wasm}
+native=${native:-$bin/echo-native}
 if ((${#targets[@]} == 0)); then
 	targets=(native wazy)
 	"$bin/hostharness" serve --help 2>&1 | grep -q 'wasmtime,' && targets+=(wasmtime)
@@ -98,13 +110,19 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# requests PORT N sends N 4-byte POSTs, one after the other, on one
-# keep-alive connection, and fails unless every one was echoed with a 200.
+# requests PORT N sends N 4-byte POSTs (or, with --path, N GETs of PATH),
+# one after the other, on one keep-alive connection, and fails unless
+# every one was echoed (answered) with a 200.
 requests() {
-	local port=$1 n=$2 ok
+	local port=$1 n=$2 ok sep='?'
 	((n > 0)) || return 0
-	ok=$(curl -s -w '%{http_code}\n' -d abcd "http://127.0.0.1:$port/r[1-$n]" | grep -c '^abcd200$' || true)
-	((ok == n)) || { echo "account.sh: $ok of $n requests echoed" >&2; return 1; }
+	if [[ -n $path ]]; then
+		[[ $path == *\?* ]] && sep='&'
+		ok=$(curl -s -w '\n%{http_code}\n' "http://127.0.0.1:$port$path${sep}r=[1-$n]" | grep -c '^200$' || true)
+	else
+		ok=$(curl -s -w '%{http_code}\n' -d abcd "http://127.0.0.1:$port/r[1-$n]" | grep -c '^abcd200$' || true)
+	fi
+	((ok == n)) || { echo "account.sh: $ok of $n requests answered" >&2; return 1; }
 }
 
 # wait_ready PORT PID waits until GET /healthz answers 200 (compilation under
@@ -125,12 +143,13 @@ wait_ready() {
 server_cmd() {
 	local target=$1 port=$2 instances=${3:-1} e
 	if [[ $target == native ]]; then
-		echo "$bin/echo-native -listen 127.0.0.1:$port"
+		echo "$native -listen 127.0.0.1:$port"
 		return
 	fi
 	local args="serve --engine $target --instances $instances --listen 127.0.0.1:$port"
 	[[ -n ${CACHE_DIR:-} ]] && args+=" --cache-dir $CACHE_DIR"
 	for e in ${envs[@]+"${envs[@]}"}; do args+=" --env $e"; done
+	for a in ${serve_args[@]+"${serve_args[@]}"}; do args+=" $a"; done
 	echo "$bin/hostharness $args $guest"
 }
 

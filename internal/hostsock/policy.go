@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Policy says where a guest's own sockets (the WasmEdge socket extensions:
@@ -25,9 +27,23 @@ type Policy struct {
 	Dial []string
 	// Listen lists the addresses the guest may bind and listen on.
 	Listen []string
-	// Logger receives a line for each denial; nil discards them.
+	// Logger receives the denials, at most one line per address (or name)
+	// and DenialLogInterval, and once a warning that outbound connections
+	// are denied by default when Dial is empty; nil discards them. The
+	// limits are the table's: each guest instance logs its own.
 	Logger *slog.Logger
 }
+
+// DenialLogInterval is the least time between two log lines about the
+// denials of one address, or one name: a guest that retries a refused
+// dial in a loop logs one line a minute, which counts the others.
+const DenialLogInterval = time.Minute
+
+// maxDenialKeys bounds the addresses and names a table remembers for the
+// rate limit of its denial log; denials of further ones share one line per
+// DenialLogInterval, so that a guest cannot grow the host's memory by
+// dialling ever new addresses.
+const maxDenialKeys = 1024
 
 // SetPolicy replaces the table's socket policy; call it before the guest
 // runs. It fails, leaving the policy unchanged, when a pattern is
@@ -62,7 +78,7 @@ func (p Policy) parse() (*rules, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &rules{dial: dial, listen: listen, logger: logger}, nil
+	return &rules{dial: dial, listen: listen, logger: logger, denials: newDenialLog()}, nil
 }
 
 // rules is a parsed Policy and what getaddrinfo learnt under it.
@@ -71,13 +87,15 @@ type rules struct {
 	logger       *slog.Logger
 	// counters, when set, count the denials.
 	counters *counters
+	// denials rate-limits the denial log.
+	denials *denialLog
 }
 
 // rules returns the table's policy: one that denies everything if it was
 // never set.
 func (t *Table) rules() *rules {
 	if t.policy == nil {
-		t.policy = &rules{logger: slog.New(slog.DiscardHandler), counters: &t.counters}
+		t.policy = &rules{logger: slog.New(slog.DiscardHandler), counters: &t.counters, denials: newDenialLog()}
 	}
 	return t.policy
 }
@@ -96,7 +114,9 @@ func (r *rules) allowDial(op string, ap netip.AddrPort) bool {
 		return true
 	}
 	r.count(func(c *counters) *atomic.Uint64 { return &c.dials })
-	r.logger.Warn("guest socket denied by the dial policy", "op", op, "addr", ap.String())
+	addr := ap.String()
+	r.warnDefaultDeny("first_dial", addr)
+	r.logDenial("dial "+addr, "guest socket denied by the dial policy", "op", op, "addr", addr, "allow_with", "--allow-dial "+addr)
 	return false
 }
 
@@ -107,7 +127,8 @@ func (r *rules) allowListen(op string, ap netip.AddrPort) bool {
 		return true
 	}
 	r.count(func(c *counters) *atomic.Uint64 { return &c.listens })
-	r.logger.Warn("guest socket denied by the listen policy", "op", op, "addr", ap.String())
+	addr := ap.String()
+	r.logDenial("listen "+addr, "guest socket denied by the listen policy", "op", op, "addr", addr, "allow_with", "--allow-listen "+addr)
 	return false
 }
 
@@ -119,8 +140,110 @@ func (r *rules) allowName(name string) bool {
 		return true
 	}
 	r.count(func(c *counters) *atomic.Uint64 { return &c.lookup })
-	r.logger.Warn("guest name lookup denied: no dial or listen pattern names it", "op", "getaddrinfo", "name", name)
+	r.warnDefaultDeny("first_lookup", name)
+	r.logDenial("lookup "+canonicalName(name), "guest name lookup denied: no dial or listen pattern names it",
+		"op", "getaddrinfo", "name", name, "allow_with", "--allow-dial "+name+":PORT")
 	return false
+}
+
+// warnDefaultDeny logs, at the first denied dial or name lookup of a
+// table whose policy has no dial pattern at all, that outbound
+// connections are denied by default and how to allow them: the usual
+// cause is a guest that calls out served without --allow-dial. what and
+// value name the destination (first_dial and an address, or first_lookup
+// and a name).
+func (r *rules) warnDefaultDeny(what, value string) {
+	if len(r.dial.patterns) > 0 || !r.denials.firstDefaultDeny() {
+		return
+	}
+	r.logger.Warn("guest outbound connections are denied by default: serve was given no --allow-dial; "+
+		"allow each destination with --allow-dial HOST:PORT (repeatable; HOST may be a name, *.domain or *)",
+		what, value)
+}
+
+// logDenial logs msg with args for a denial of key (a policy and an
+// address or name), at most once per DenialLogInterval; a line after
+// others were held back says how many with "suppressed".
+func (r *rules) logDenial(key, msg string, args ...any) {
+	ok, suppressed := r.denials.admit(key)
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	r.logger.Warn(msg, args...)
+}
+
+// denialLog is the state of a table's denial log: when each address was
+// last logged, and whether the default-deny warning was given.
+type denialLog struct {
+	mu       sync.Mutex
+	now      func() time.Time
+	interval time.Duration
+	last     map[string]*denialEntry
+	warned   bool
+}
+
+// denialEntry is one key's last log line and the denials since.
+type denialEntry struct {
+	at         time.Time
+	suppressed uint64
+}
+
+// overflowKey is the key that denials share once maxDenialKeys keys are
+// remembered.
+const overflowKey = "\x00others"
+
+func newDenialLog() *denialLog {
+	return &denialLog{now: time.Now, interval: DenialLogInterval, last: map[string]*denialEntry{}}
+}
+
+// admit reports whether a denial of key is to be logged now, and how many
+// denials of key were not logged since its last line.
+func (d *denialLog) admit(key string) (bool, uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	e, ok := d.last[key]
+	if !ok && len(d.last) >= maxDenialKeys {
+		d.prune(now)
+		if len(d.last) >= maxDenialKeys {
+			key = overflowKey
+			e, ok = d.last[key]
+		}
+	}
+	if !ok {
+		d.last[key] = &denialEntry{at: now}
+		return true, 0
+	}
+	if now.Sub(e.at) < d.interval {
+		e.suppressed++
+		return false, 0
+	}
+	suppressed := e.suppressed
+	e.at, e.suppressed = now, 0
+	return true, suppressed
+}
+
+// prune forgets the keys whose last line is an interval old, so that
+// their next denial is logged as new (the count of denials it held back
+// is lost; the table's Stats count every denial).
+func (d *denialLog) prune(now time.Time) {
+	for k, e := range d.last {
+		if now.Sub(e.at) >= d.interval {
+			delete(d.last, k)
+		}
+	}
+}
+
+// firstDefaultDeny reports true once: at the first call.
+func (d *denialLog) firstDefaultDeny() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	first := !d.warned
+	d.warned = true
+	return first
 }
 
 // resolved records that name resolved to addrs, so that the addresses

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParsePatternErrors(t *testing.T) {
@@ -171,5 +172,132 @@ func TestSetPolicy(t *testing.T) {
 	}
 	if err := tbl.SetPolicy(Policy{Listen: []string{"x:y"}}); err == nil || !strings.Contains(err.Error(), "listen pattern") {
 		t.Errorf("SetPolicy with a malformed listen pattern: %v", err)
+	}
+}
+
+// testClock is a clock a test moves by hand.
+type testClock struct{ t time.Time }
+
+func (c *testClock) now() time.Time      { return c.t }
+func (c *testClock) add(d time.Duration) { c.t = c.t.Add(d) }
+func newTestClock() *testClock           { return &testClock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)} }
+func countLines(logs, substr string) int { return strings.Count(logs, substr) }
+
+// policyWithLog is a table with dial patterns, logging to logs on clock.
+func policyWithLog(t *testing.T, dial []string, logs *bytes.Buffer, clock *testClock) (*Table, *rules) {
+	t.Helper()
+	tbl := &Table{}
+	if err := tbl.SetPolicy(Policy{Dial: dial, Logger: slog.New(slog.NewTextHandler(logs, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	r := tbl.rules()
+	r.denials.now = clock.now
+	return tbl, r
+}
+
+// TestDenialLogRateLimited checks that refused dials of one address are
+// logged once per DenialLogInterval, that the next line counts the ones
+// held back, that each address and each name has its own limit, and that
+// the table's counters still count every denial.
+func TestDenialLogRateLimited(t *testing.T) {
+	var logs bytes.Buffer
+	clock := newTestClock()
+	tbl, r := policyWithLog(t, []string{"127.0.0.1:80"}, &logs, clock)
+	a, b := netip.MustParseAddrPort("127.0.0.1:5432"), netip.MustParseAddrPort("[::1]:6379")
+	for range 5 {
+		r.allowDial("connect", a)
+		clock.add(time.Second)
+	}
+	r.allowDial("connect", b)
+	r.allowName("db.internal")
+	r.allowName("DB.internal.") // the same name
+	if n := countLines(logs.String(), "addr=127.0.0.1:5432"); n != 1 {
+		t.Errorf("5 denials of one address within the interval logged %d lines, want 1:\n%s", n, logs.String())
+	}
+	for _, want := range []string{
+		`op=connect addr=127.0.0.1:5432 allow_with="--allow-dial 127.0.0.1:5432"`,
+		`addr=[::1]:6379 allow_with="--allow-dial [::1]:6379"`,
+		`name=db.internal allow_with="--allow-dial db.internal:PORT"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if n := countLines(logs.String(), "guest name lookup denied"); n != 1 {
+		t.Errorf("two lookups of one name logged %d lines, want 1", n)
+	}
+	clock.add(DenialLogInterval)
+	r.allowDial("connect", a)
+	if n := countLines(logs.String(), "addr=127.0.0.1:5432"); n != 2 {
+		t.Errorf("a denial an interval later: %d lines, want 2:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "suppressed=4") {
+		t.Errorf("the second line does not count the 4 denials held back:\n%s", logs.String())
+	}
+	if st := tbl.Stats(); st.DialsDenied != 7 || st.LookupsDenied != 2 {
+		t.Errorf("Stats: %d dials and %d lookups denied, want 7 and 2", st.DialsDenied, st.LookupsDenied)
+	}
+	if strings.Contains(logs.String(), "denied by default") {
+		t.Errorf("a policy with dial patterns warned that dials are denied by default:\n%s", logs.String())
+	}
+}
+
+// TestDenialLogDefaultDeny checks the one warning of a policy without any
+// dial pattern, at its first refused dial or lookup, whichever comes first.
+func TestDenialLogDefaultDeny(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first func(r *rules)
+		want  string
+	}{
+		{"dial first", func(r *rules) { r.allowDial("connect", netip.MustParseAddrPort("127.0.0.1:9300")) }, "first_dial=127.0.0.1:9300"},
+		{"lookup first", func(r *rules) { r.allowName("api.example") }, "first_lookup=api.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			_, r := policyWithLog(t, nil, &logs, newTestClock())
+			tc.first(r)
+			for i := range 20 {
+				r.allowDial("connect", netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(1000+i)))
+				r.allowName("other.example")
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if n := countLines(logs.String(), "denied by default"); n != 1 {
+				t.Fatalf("%d default-deny warnings, want 1:\n%s", n, logs.String())
+			}
+			if !strings.Contains(lines[0], "denied by default") || !strings.Contains(lines[0], tc.want) ||
+				!strings.Contains(lines[0], "--allow-dial HOST:PORT") {
+				t.Errorf("first line %q: want the default-deny warning naming %s and how to allow it", lines[0], tc.want)
+			}
+		})
+	}
+}
+
+// TestDenialLogBounded dials ever new addresses: the log state stays
+// within maxDenialKeys, and the denials past it share one line per
+// interval.
+func TestDenialLogBounded(t *testing.T) {
+	var logs bytes.Buffer
+	clock := newTestClock()
+	_, r := policyWithLog(t, []string{"127.0.0.1:1"}, &logs, clock)
+	const n = 3 * maxDenialKeys
+	for i := range n {
+		r.allowDial("connect", netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 80))
+	}
+	if got := len(r.denials.last); got > maxDenialKeys+1 {
+		t.Errorf("%d keys remembered after %d addresses, want at most %d", got, n, maxDenialKeys+1)
+	}
+	if lines := countLines(logs.String(), "\n"); lines != maxDenialKeys+1 {
+		t.Errorf("%d lines for %d addresses, want %d (one each up to the bound, then one shared)", lines, n, maxDenialKeys+1)
+	}
+	// An interval later the old keys are forgotten: new addresses get
+	// lines of their own again.
+	clock.add(DenialLogInterval)
+	before := countLines(logs.String(), "\n")
+	for i := range 10 {
+		r.allowDial("connect", netip.AddrPortFrom(netip.AddrFrom4([4]byte{11, 0, 0, byte(i)}), 80))
+	}
+	if got := countLines(logs.String(), "\n") - before; got != 10 {
+		t.Errorf("an interval later, 10 new addresses logged %d lines, want 10", got)
 	}
 }
