@@ -51,6 +51,7 @@ func TestValidate(t *testing.T) {
 		{"huge memory", wasiserve.Options{MaxMemory: 5 << 30}, guest, "MaxMemory", "to 4GiB"},
 		{"negative conns", wasiserve.Options{MaxConns: -2}, guest, "MaxConns", "want 0 or more"},
 		{"admin without port", wasiserve.Options{AdminAddr: "nocolon"}, guest, "AdminAddr", "want HOST:PORT"},
+		{"negative shutdown delay", wasiserve.Options{ShutdownDelay: -time.Second}, guest, "ShutdownDelay", "want a duration of 0 or more"},
 		{"watch without a guest", wasiserve.Options{Watch: true}, "", "Watch", "needs a guest file"},
 		{"env without =", wasiserve.Options{Env: []string{"NOEQUALS"}}, guest, "Env", "want KEY=VALUE"},
 		{"bad dial pattern", wasiserve.Options{AllowDial: []string{"nocolon"}}, guest, "AllowDial", "nocolon"},
