@@ -158,6 +158,36 @@ func TestAdminHealthNeverReady(t *testing.T) {
 	}
 }
 
+// TestAdminInstanceNotRunning: of two instances, one answers a connection
+// and exits (no --restart): /readyz turns 503 naming it, while the other
+// still serves.
+func TestAdminInstanceNotRunning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: serves guests on every engine")
+	}
+	for _, name := range enginetest.Engines().With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) {
+			s := serveFD3(t, name, wasiserve.Options{Instances: 2, Env: []string{"BLOCKING_ACCEPT=1"}})
+			s.waitReady(t)
+			want(t, s.admin+"/readyz", http.StatusOK, "ok")
+			want(t, s.guest+"/", http.StatusOK, "blocked")
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				code, body, err := get(s.admin + "/readyz")
+				if err == nil && code == http.StatusServiceUnavailable && strings.HasPrefix(body, "instance ") && strings.HasSuffix(body, " of 2 not running") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("GET /readyz: %d %q (%v) 30s after an instance exited, want 503 instance N of 2 not running", code, body, err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			want(t, s.admin+"/livez", http.StatusOK, "ok")
+			want(t, s.guest+"/", http.StatusOK, "blocked") // the other instance
+		})
+	}
+}
+
 // TestAdminShutdownDelay serves a guest without a health route of its own
 // on every project engine: /readyz is 200 once ready; on cancel it turns
 // 503 "draining" at once while the guest still answers new connections
