@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -165,4 +166,33 @@ func TestConnCapAllBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// TestAdminWarnsWhenExposed: binding the admin listener on an address
+// other hosts reach logs a warning; loopback does not.
+func TestAdminWarnsWhenExposed(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		warn bool
+	}{
+		{"127.0.0.1:0", false},
+		{"localhost:0", false},
+		{"[::1]:0", false},
+		{"0.0.0.0:0", true},
+		{"[::]:0", true},
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			ln, err := listenAdmin(tc.addr)
+			if err != nil {
+				t.Skipf("cannot bind %s here: %v", tc.addr, err)
+			}
+			defer ln.Close()
+			var logs strings.Builder
+			s := &Server{guest: "guest.wasm", log: slog.New(slog.NewTextHandler(&logs, nil))}
+			s.serveAdmin(ln)()
+			if warned := strings.Contains(logs.String(), "level=WARN msg=\"the admin listener is reachable from other hosts"); warned != tc.warn {
+				t.Errorf("bound %s: warned %v, want %v; logs:\n%s", ln.Addr(), warned, tc.warn, logs.String())
+			}
+		})
+	}
 }
