@@ -26,9 +26,10 @@ func available() error { return hostsock.Supported() }
 
 // wasmtimeEngine runs guests on wasmtime 42 (wasmtime-go v42) with the
 // project's host socket layer: wasmtime's own WASI preview 1 serves
-// stdio, clocks and files, and hostsock serves every fd of the guest's
+// stdio, files and clock_res_get, hostsock serves every fd of the guest's
 // Table (the listener, accepted connections, sockets the guest opens)
-// through host functions that shadow wasmtime's (see wasmtimeFuncs).
+// through host functions that shadow wasmtime's (see wasmtimeFuncs), and
+// clock_time_get is served in C (clock.c), with no call into Go.
 //
 // One wasmtime engine serves every module and run: Load maps a module's
 // compiled code in once, and each Run instantiates it in a store of its
