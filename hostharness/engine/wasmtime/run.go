@@ -252,7 +252,7 @@ func (r *wasmtimeRun) start() error {
 	if start == nil {
 		return errors.New("wasmtime: the module has no _start: not a WASI command")
 	}
-	_, err := start.Call(r.store)
+	_, err := procs.call(func() (any, error) { return start.Call(r.store) })
 	defer closeWasmtimeError(err)
 	if r.failure != nil {
 		return fmt.Errorf("wasmtime: %w", r.failure)
