@@ -101,9 +101,15 @@ func (e *wasmtimeEngine) Name() string { return Name }
 // guest. All engines share one configuration, so code serialised by one
 // deserialises in another.
 func newWasmtime() *wt.Engine {
+	return wt.NewEngineWithConfig(wasmtimeConfig())
+}
+
+// wasmtimeConfig is the configuration of every engine: epoch
+// interruption, to stop a guest.
+func wasmtimeConfig() *wt.Config {
 	cfg := wt.NewConfig()
 	cfg.SetEpochInterruption(true)
-	return wt.NewEngineWithConfig(cfg)
+	return cfg
 }
 
 // compile returns wasm's module, deserialised from its code in the cache
