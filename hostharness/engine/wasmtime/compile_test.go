@@ -56,7 +56,7 @@ func BenchmarkCompileGuest(b *testing.B) {
 				}
 				mod.Close()
 			}
-			b.ReportMetric((cpuTime(b) - start).Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric((cpuTime(b)-start).Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
 }
