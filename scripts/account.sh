@@ -192,8 +192,8 @@ function name(s,   id, rest) {
 function part(f) {
 	if (f ~ /^0x/) return "guest (compiled wasm)"
 	if (f ~ /libcalls::raw::memory_(copy|fill)$|^__mem(cpy|set|move)_avx/) return "guest bulk memory (engine libcalls)"
-	if (f ~ /hostharness\/internal\/hostsock\/[a-z]+sock\.|hostharness\/engine\.(wasiserveHostCall|\(\*guestMemory\))|^ws_|_cgoexp_/) return "engine binding"
-	if (f ~ /hostharness\/internal\/hostsock\./) return "hostsock"
+	if (f ~ /internal\/hostsock\/[a-z]+sock\.|hostharness\/engine\/[a-z]+\.(wasiserveHostCall|\(\*guestMemory\))|^ws_|_cgoexp_/) return "engine binding"
+	if (f ~ /internal\/hostsock\./) return "hostsock"
 	if (f ~ /^runtime\.(entersyscall|exitsyscall|reentersyscall)/) return "syscall wrappers"
 	if (f ~ /(^|[^a-z])(syscall|golang\.org\/x\/sys\/unix|internal\/runtime\/syscall)[.\/]/) return "syscall wrappers"
 	if (f ~ /^runtime\.(cgocall|cgocallback|asmcgocall)|^crosscall|^_cgo_|wasmtime|cranelift|tetratelabs\/wazero|samyfodil\/wazy|^std::|^core::|^alloc::|^<|^__rust/) return "engine"
@@ -208,8 +208,9 @@ function part(f) {
 	# wazero runs memory.copy and memory.fill in Go: guest work.
 	bulk = fn ~ /^0x/ && cfn ~ /^runtime\.(memmove|memclrNoHeapPointers)$/
 	# The entry point of a binding: all the host does for a call hostsock serves.
-	entry = cfn ~ /hostsock\/[a-z]+sock\.[A-Za-z.]*serve[A-Za-z.]*func[0-9]+$|hostharness\/engine\.wasiserveHostCall$/ && fn !~ /hostsock|hostharness\/engine\.|_cgoexp_/
-	clock = cfn ~ /wasi_snapshot_preview1\.wasiFunc\.Call$|clock_time_get/ && fn !~ /wasi|clock_time_get/
+	entry = cfn ~ /hostsock\/[a-z]+sock\.[A-Za-z.]*serve[A-Za-z.]*func[0-9]+$|hostharness\/engine\/[a-z]+\.wasiserveHostCall$/ && fn !~ /hostsock|hostharness\/engine\/|_cgoexp_/
+	clock = cfn ~ /wasi_snapshot_preview1\.wasiFunc\.Call$|clock_time_get/ && cfn !~ /^ws_/ && fn !~ /wasi|clock_time_get/
+	trampoline = cfn ~ /^ws_clock_time_get$/ && fn !~ /^ws_/
 	next
 }
 /^[0-9+*-]/ {
@@ -218,6 +219,7 @@ function part(f) {
 		if (bulk) { cost["guest bulk memory (Go memmove)"] += $2; cost["Go runtime"] -= $2 }
 		if (entry) incl["host calls into hostsock, inclusive"] += $2
 		if (clock) incl["host calls into the engine WASI, inclusive"] += $2
+		if (trampoline) incl["clock_time_get in the trampoline, inclusive"] += $2
 		next
 	}
 	cost[part(fn)] += $2; total += $2
@@ -228,7 +230,7 @@ END {
 	for (p in cost) printf "part\t%s\t%d\n", p, cost[p]
 	printf "part\ttotal\t%d\n", total
 	for (p in incl) printf "incl\t%s\t%d\n", p, incl[p]
-	for (f in calls) if (f ~ /hostsock\.(fd|sock|poll|path)[A-Z][A-Za-z]*$|wasi_snapshot_preview1\.[a-z][A-Za-z]*Fn$|wasmtime_wasi::clocks::[A-Za-z]+ as .*>::now$|HostFunc::array_call_trampoline$/) printf "calls\t%s\t%d\n", f, calls[f]
+	for (f in calls) if (f ~ /hostsock\.(fd|sock|poll|path)[A-Z][A-Za-z]*$|wasi_snapshot_preview1\.[a-z][A-Za-z]*Fn$|wasmtime_wasi::clocks::[A-Za-z]+ as .*>::now$|HostFunc::array_call_trampoline$|^ws_clock_time_get$/) printf "calls\t%s\t%d\n", f, calls[f]
 	for (f in fcost) printf "fcost\t%s\t%d\n", f, fcost[f]
 }'
 

@@ -26,9 +26,10 @@ func available() error { return hostsock.Supported() }
 
 // wasmtimeEngine runs guests on wasmtime 42 (wasmtime-go v42) with the
 // project's host socket layer: wasmtime's own WASI preview 1 serves
-// stdio, clocks and files, and hostsock serves every fd of the guest's
+// stdio, files and clock_res_get, hostsock serves every fd of the guest's
 // Table (the listener, accepted connections, sockets the guest opens)
-// through host functions that shadow wasmtime's (see wasmtimeFuncs).
+// through host functions that shadow wasmtime's (see wasmtimeFuncs), and
+// clock_time_get is served in C (clock.c), with no call into Go.
 //
 // One wasmtime engine serves every module and run: Load maps a module's
 // compiled code in once, and each Run instantiates it in a store of its
@@ -100,9 +101,15 @@ func (e *wasmtimeEngine) Name() string { return Name }
 // guest. All engines share one configuration, so code serialised by one
 // deserialises in another.
 func newWasmtime() *wt.Engine {
+	return wt.NewEngineWithConfig(wasmtimeConfig())
+}
+
+// wasmtimeConfig is the configuration of every engine: epoch
+// interruption, to stop a guest.
+func wasmtimeConfig() *wt.Config {
 	cfg := wt.NewConfig()
 	cfg.SetEpochInterruption(true)
-	return wt.NewEngineWithConfig(cfg)
+	return cfg
 }
 
 // compile returns wasm's module, deserialised from its code in the cache

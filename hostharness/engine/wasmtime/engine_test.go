@@ -43,13 +43,20 @@ const withMemory = `(memory (export "memory") 1)`
 // hostCallWATWith is hostCallWAT with memory (withMemory, or "").
 func hostCallWATWith(memory string) string { return fmt.Sprintf(hostCallWAT, memory) }
 
-// newTestRun instantiates wat (hostCallWAT with memory, or without) on
-// the wasmtime engine with a Table whose listener is at fd 3.
+// newTestRun instantiates hostCallWAT, with memory or without, on the
+// wasmtime engine with a Table whose listener is at fd 3.
 func newTestRun(t testing.TB, memory string) *wasmtimeRun {
+	t.Helper()
+	return newTestRunOf(t, hostCallWATWith(memory))
+}
+
+// newTestRunOf instantiates wat on the wasmtime engine with a Table whose
+// listener is at fd 3.
+func newTestRunOf(t testing.TB, wat string) *wasmtimeRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	mod := loadWAT(t, hostCallWATWith(memory))
+	mod := loadWAT(t, wat)
 	ln := loopbackListener(t)
 	cfg := engine.Config{Listener: ln}
 	table, closeTable, err := enginekit.HostTable(ctx, Name, cfg)

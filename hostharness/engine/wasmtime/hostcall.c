@@ -15,9 +15,6 @@ typedef struct {
   char *data;
 } ws_name_t;
 
-typedef wasm_trap_t *(*ws_unchecked_callback)(void *env,
-                                              wasmtime_caller_t *caller,
-                                              ws_val_raw_t *args, size_t n);
 typedef ptrdiff_t (*ws_output_callback)(void *, const unsigned char *, size_t);
 typedef uint8_t wasmtime_update_deadline_kind_t;
 typedef wasmtime_error_t *(*ws_epoch_callback)(
@@ -25,16 +22,6 @@ typedef wasmtime_error_t *(*ws_epoch_callback)(
     wasmtime_update_deadline_kind_t *update_kind);
 #define WASMTIME_UPDATE_DEADLINE_CONTINUE 0
 
-extern wasmtime_context_t *wasmtime_caller_context(wasmtime_caller_t *caller);
-extern uint8_t *wasmtime_memory_data(const wasmtime_context_t *store,
-                                     const ws_memory_t *memory);
-extern size_t wasmtime_memory_data_size(const wasmtime_context_t *store,
-                                        const ws_memory_t *memory);
-extern wasm_trap_t *wasmtime_trap_new(const char *msg, size_t msg_len);
-extern wasmtime_error_t *wasmtime_linker_define_func_unchecked(
-    wasmtime_linker_t *linker, const char *module, size_t module_len,
-    const char *name, size_t name_len, const wasm_functype_t *ty,
-    ws_unchecked_callback cb, void *data, void (*finalizer)(void *));
 extern wasmtime_error_t *wasmtime_func_call_unchecked(
     wasmtime_context_t *store, const ws_func_t *func, ws_val_raw_t *args,
     size_t n, wasm_trap_t **trap);
@@ -56,10 +43,6 @@ extern void wasi_config_set_stderr_custom(wasi_config_t *config,
                                           void *data,
                                           void (*finalizer)(void *));
 
-// errnoFault is WASI's EFAULT, the answer for a call that needs guest
-// memory when the guest exports none.
-#define WS_ERRNO_FAULT 21
-
 ws_run *ws_run_new(uintptr_t handle, size_t nfns) {
   ws_run *run = calloc(1, sizeof(ws_run));
   if (run == NULL) {
@@ -72,6 +55,7 @@ ws_run *ws_run_new(uintptr_t handle, size_t nfns) {
   }
   run->handle = handle;
   run->nfns = nfns;
+  run->monotonic_origin = ws_monotonic_now();
   for (size_t i = 0; i < nfns; i++) {
     run->fns[i].run = run;
     run->fns[i].index = (uint32_t)i;
@@ -125,6 +109,10 @@ static wasm_trap_t *ws_call(void *env, wasmtime_caller_t *caller,
     }
     return trap;
   }
+  return ws_stopped_trap();
+}
+
+wasm_trap_t *ws_stopped_trap(void) {
   static const char stopped[] = "guest stopped by the host";
   return wasmtime_trap_new(stopped, sizeof stopped - 1);
 }

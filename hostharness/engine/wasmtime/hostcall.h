@@ -66,6 +66,10 @@ struct ws_run {
   ws_memory_t memory;
   size_t nfns;
   ws_fn *fns;
+  // monotonic_origin is CLOCK_MONOTONIC, in nanoseconds, when the run was
+  // created: the guest's monotonic clock counts from there, as wasmtime's
+  // WASI clock counts from its context's creation (clock.c).
+  uint64_t monotonic_origin;
 };
 
 // Results of the Go side of a host call (wasiserveHostCall) other than an
@@ -74,6 +78,39 @@ enum {
   WS_DELEGATE = -1, // hand the call to wasmtime's own function
   WS_STOP = -2,     // end the guest's run with a trap
 };
+
+// ws_unchecked_callback is the callback of a function defined with
+// wasmtime_linker_define_func_unchecked: its parameters in args, its
+// results written back there.
+typedef wasm_trap_t *(*ws_unchecked_callback)(void *env,
+                                              wasmtime_caller_t *caller,
+                                              ws_val_raw_t *args, size_t n);
+
+// The parts of wasmtime's C API the trampolines call (wasmtime/store.h,
+// memory.h, trap.h, linker.h).
+extern wasmtime_context_t *wasmtime_caller_context(wasmtime_caller_t *caller);
+extern uint8_t *wasmtime_memory_data(const wasmtime_context_t *store,
+                                     const ws_memory_t *memory);
+extern size_t wasmtime_memory_data_size(const wasmtime_context_t *store,
+                                        const ws_memory_t *memory);
+extern wasm_trap_t *wasmtime_trap_new(const char *msg, size_t msg_len);
+extern wasmtime_error_t *wasmtime_linker_define_func_unchecked(
+    wasmtime_linker_t *linker, const char *module, size_t module_len,
+    const char *name, size_t name_len, const wasm_functype_t *ty,
+    ws_unchecked_callback cb, void *data, void (*finalizer)(void *));
+
+// WASI errnos the trampolines answer themselves.
+enum {
+  WS_ERRNO_BADF = 8,
+  WS_ERRNO_FAULT = 21, // also the answer when the guest exports no memory
+  WS_ERRNO_INVAL = 28,
+};
+
+// ws_monotonic_now is CLOCK_MONOTONIC in nanoseconds.
+uint64_t ws_monotonic_now(void);
+
+// ws_stopped_trap is the trap that ends a run the host stopped.
+wasm_trap_t *ws_stopped_trap(void);
 
 ws_run *ws_run_new(uintptr_t handle, size_t nfns);
 void ws_run_free(ws_run *run);
@@ -87,6 +124,11 @@ wasmtime_context_t *wasmtime_store_context(wasmtime_store_t *store);
 void ws_set_epoch_deadline_callback(wasmtime_store_t *store, ws_run *run);
 void ws_run_stop(ws_run *run);
 void ws_release_free_memory(void);
+wasmtime_error_t *ws_define_clock_time_get(wasmtime_linker_t *linker,
+                                           const char *module,
+                                           size_t module_len,
+                                           const wasm_functype_t *type,
+                                           ws_run *run);
 void ws_malloc_fixed_thresholds(void);
 
 #endif

@@ -1,8 +1,8 @@
 // Package wasmtime is the engine on wasmtime 42, embedded through cgo
 // (wasmtime-go v42), with the project's host socket layer: wasmtime's own
-// WASI preview 1 serves stdio, clocks and files, and package hostsock
+// WASI preview 1 serves stdio, files and clock_res_get, package hostsock
 // serves the guest's sockets through host functions that shadow
-// wasmtime's. Built without cgo, the package links nothing of wasmtime:
+// wasmtime's, and the engine's C trampoline serves clock_time_get. Built without cgo, the package links nothing of wasmtime:
 // its Kind reports the engine unavailable.
 package wasmtime
 
