@@ -127,10 +127,13 @@ func (f *serveFlags) options(env *cliEnv, explicit map[string]bool) (wasiserve.O
 		opts.MaxConns = wasiserve.NoConnLimit
 	}
 	listenText := f.listen
-	if !explicit["listen"] && activation.ForThisProcess(os.Getenv) {
+	activated, err := activation.ForThisProcess(os.Getenv)
+	if err != nil {
+		return opts, fmt.Errorf("socket activation: %w", err)
+	}
+	if !explicit["listen"] && activated {
 		listenText = "systemd"
 	}
-	var err error
 	if opts.Listen, err = listener.Parse(listenText); err != nil {
 		return opts, err
 	}
