@@ -101,8 +101,8 @@ const (
 	MaxInstances = 1024
 	// MinMemory is the least MaxMemory a Go guest can start in.
 	MinMemory = 1 << 20
-	// MaxGuestSize bounds the guest file Serve reads.
-	MaxGuestSize = 512 << 20
+	// MaxGuestSize bounds the guest file Serve and each reload read.
+	MaxGuestSize = engine.MaxModuleSize
 	// NoConnLimit is the MaxConns of no limit.
 	NoConnLimit = -1
 	// NoDrain is the DrainTimeout that stops guests at once.
@@ -239,16 +239,10 @@ func (o Options) resolve(guest string) (resolved, error) {
 }
 
 // checkGuest checks the guest's file: a regular file of at most
-// MaxGuestSize.
+// MaxGuestSize (engine.CheckModuleFile, which reloads apply too).
 func checkGuest(guest string) error {
-	st, err := os.Stat(guest)
-	switch {
-	case err != nil:
+	if err := engine.CheckModuleFile(guest); err != nil {
 		return &OptionError{Option: "Guest", Err: err}
-	case !st.Mode().IsRegular():
-		return optionErr("Guest", guest, "not a regular file")
-	case st.Size() > MaxGuestSize:
-		return optionErr("Guest", guest, "%d MiB, more than the %d MiB a guest may be", st.Size()>>20, MaxGuestSize>>20)
 	}
 	return nil
 }

@@ -1,3 +1,5 @@
+//go:build unix
+
 package wasiserve_test
 
 import (
@@ -9,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wasiserve/wasiserve"
+	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 	"github.com/wasiserve/wasiserve/internal/syncbuf"
@@ -26,10 +30,10 @@ type running struct {
 	stop func() // cancels Run and waits (bounded) until it returned
 }
 
-// startServer serves the guest at path on wazy with opts (Engines,
-// Engine, Listener, CacheDir, Logger and OnReady filled in) and waits
-// until it is ready.
-func startServer(t *testing.T, path string, opts wasiserve.Options) *running {
+// startServer serves the guest at path on the named engine with opts
+// (Engines, Engine, Listener, CacheDir, Logger and OnReady filled in) and
+// waits until it is ready.
+func startServer(t *testing.T, engineName, path string, opts wasiserve.Options) *running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,7 +42,7 @@ func startServer(t *testing.T, path string, opts wasiserve.Options) *running {
 	t.Cleanup(func() { ln.Close() })
 	log := &syncbuf.Buffer{}
 	ready := make(chan wasiserve.Ready, 1)
-	opts.Engines, opts.Engine, opts.Listener, opts.CacheDir = enginetest.Engines(), wazy.Name, ln, enginetest.CacheDir()
+	opts.Engines, opts.Engine, opts.Listener, opts.CacheDir = enginetest.Engines(), engineName, ln, enginetest.CacheDir()
 	opts.Logger = slog.New(slog.NewTextHandler(log, nil))
 	opts.OnReady = func(r wasiserve.Ready) {
 		select {
@@ -125,7 +129,7 @@ func TestReloadWithFullNotifySocket(t *testing.T) {
 	fillDatagrams(t, socket)
 	guest := filepath.Join(t.TempDir(), "app.wasm")
 	copyFile(t, enginetest.Echo.Path(t), guest)
-	r := startServer(t, guest, wasiserve.Options{NotifySocket: socket})
+	r := startServer(t, wazy.Name, guest, wasiserve.Options{NotifySocket: socket})
 	for i := range 2 {
 		r.srv.Reload()
 		r.waitReloads(t, uint64(i+1), 0)
@@ -156,4 +160,82 @@ func fillDatagrams(t *testing.T, name string) {
 		}
 	}
 	t.Fatal("the queue never filled")
+}
+
+// TestReloadRefusesWhatStartRefuses: a reload applies the start's checks
+// to the guest file, on each engine that reloads: a symlink to
+// /dev/zero, a FIFO and an 8 GB sparse file are each refused at once
+// with one line saying why (the old guest keeps serving), a later
+// reload of a good file works, and a stop right after a refused reload
+// ends Run promptly.
+func TestReloadRefusesWhatStartRefuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: serves the echo guest on every engine")
+	}
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, path string)
+		want  string
+	}{
+		{"symlink to /dev/zero", func(t *testing.T, path string) {
+			if err := os.Symlink("/dev/zero", path); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a regular file"},
+		{"fifo", func(t *testing.T, path string) {
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a regular file"},
+		{"8 GB sparse file", func(t *testing.T, path string) {
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Truncate(8 << 30); err != nil { // no disk blocks
+				t.Fatal(err)
+			}
+		}, "more than the 512 MiB a guest may be"},
+	} {
+		for _, name := range enginetest.Engines().With(engine.HostListener) {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				guest := filepath.Join(t.TempDir(), "app.wasm")
+				copyFile(t, enginetest.Echo.Path(t), guest)
+				r := startServer(t, name, guest, wasiserve.Options{})
+				plant := func() {
+					if err := os.Remove(guest); err != nil {
+						t.Fatal(err)
+					}
+					tc.plant(t, guest)
+				}
+				plant()
+				r.srv.Reload()
+				r.waitReloads(t, 0, 1)
+				if log := r.log.String(); !strings.Contains(log, tc.want) {
+					t.Fatalf("the refused reload's log does not say %q:\n%s", tc.want, log)
+				}
+				t.Log(grepLine(r.log.String(), "reload failed"))
+				r.get(t) // the old guest still serves
+				os.Remove(guest)
+				copyFile(t, enginetest.Echo.Path(t), guest)
+				r.srv.Reload()
+				r.waitReloads(t, 1, 1)
+				r.get(t)
+				plant()
+				r.srv.Reload()
+				r.stop()
+			})
+		}
+	}
+}
+
+// grepLine is the first line of log that contains s.
+func grepLine(log, s string) string {
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, s) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }

@@ -166,7 +166,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.group = g
 	s.mu.Unlock()
-	rl := newReloader(s.log, eng, g, s.guest, mod)
+	rl := newReloader(ctx, s.log, eng, g, s.guest, mod)
 	defer func() { rl.current().Close(context.WithoutCancel(ctx)) }()
 	stopExtras, err := s.startReloadsAndAdmin(ctx, rl, adminLn)
 	if err != nil {
