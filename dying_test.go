@@ -76,6 +76,11 @@ func TestDyingGuest(t *testing.T) {
 				}
 			}
 			t.Log(grepLine(r.log.String(), "stopping a dying guest"))
+			for line := range strings.Lines(r.log.String()) {
+				if strings.Contains(line, "guest exited") {
+					t.Log(strings.TrimSpace(line))
+				}
+			}
 			r.stop()
 		})
 	}
