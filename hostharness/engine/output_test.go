@@ -73,7 +73,7 @@ func TestOutputLimiter(t *testing.T) {
 	}
 
 	out.Reset()
-	fresh := newOutputLimiter(1 << 10).writer(&out, streamStderr)
+	fresh := newOutputLimiter(1<<10).writer(&out, streamStderr)
 	if n, _ := fresh.Write(make([]byte, 10000)); n != 10000 || out.Len() != 4096 {
 		t.Errorf("one write over the burst: wrote %d, kept %d; want its first 4096 bytes kept", n, out.Len())
 	}
