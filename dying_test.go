@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasiserve/wasiserve"
 	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
 )
 
@@ -111,5 +112,40 @@ func waitRestarts(t *testing.T, r *running, n uint64) {
 			t.Fatalf("the guest was not restarted %d times in 90s; stats %+v; log:\n%s", n, st, r.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGuestOutputRate: Options.GuestOutputRate sets each instance's
+// output rate, and NoOutputLimit lifts it.
+func TestGuestOutputRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: serves a guest")
+	}
+	const flood = 4 << 20
+	for _, tc := range []struct {
+		name string
+		rate int64
+		max  func(elapsed time.Duration) int64
+	}{
+		{"64KiB/s", 64 << 10, func(elapsed time.Duration) int64 {
+			return (64 << 10) * (engine.OutputBurstSeconds + int64(elapsed.Seconds()+1))
+		}},
+		{"no limit", wasiserve.NoOutputLimit, func(time.Duration) int64 { return flood }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stderr := &countingWriter{}
+			began := time.Now()
+			r := startServer(t, wazy.Name, enginetest.Dying.Path(t), wasiserve.Options{GuestOutputRate: tc.rate, Stderr: stderr})
+			resp, err := http.Get(r.url + fmt.Sprintf("/flood?bytes=%d", flood))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			n, max := stderr.n.Load(), tc.max(time.Since(began))
+			if n > max || tc.rate == wasiserve.NoOutputLimit && n != flood {
+				t.Errorf("the guest wrote %d bytes of a %d-byte flood; want at most %d", n, flood, max)
+			}
+			r.stop()
+		})
 	}
 }

@@ -146,6 +146,7 @@ func TestServeErrors(t *testing.T) {
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
 		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), anyWasm}, 2, "--ready-file: stat"},
 		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", anyWasm}, 2, `--guest-stdout "file": want stderr or stdout`},
+		{"bad guest-output-rate", []string{"serve", "--guest-output-rate", "fast", anyWasm}, 2, `--guest-output-rate: "fast": want bytes per second`},
 		{"metrics without port", []string{"serve", "--metrics", "nocolon", anyWasm}, 2, `--metrics "nocolon": want HOST:PORT`},
 		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), anyWasm}, 1, "--metrics: listen tcp"},
 		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch: needs a guest file to watch"},
