@@ -83,3 +83,47 @@ func TestOutputLimiter(t *testing.T) {
 		t.Errorf("no limit: wrote %d, kept %d; want all 1 MiB", n, out.Len())
 	}
 }
+
+// TestLiveness: a guest is judged dying only after the banner, with no
+// socket progress since, and stderr written in each of FatalStallTicks
+// intervals in a row; socket progress after the banner makes it alive for
+// good.
+func TestLiveness(t *testing.T) {
+	type tick struct {
+		progress, attempted uint64
+		banner              bool
+	}
+	// dumping is n ticks of stderr output with the banner and no progress.
+	dumping := func(progress uint64, n int) []tick {
+		var ticks []tick
+		for i := range n {
+			ticks = append(ticks, tick{progress, uint64(1000 * (i + 1)), true})
+		}
+		return ticks
+	}
+	for _, tc := range []struct {
+		name  string
+		ticks []tick
+		want  int // the tick (from 1) judged dying; 0 for none
+	}{
+		{"no banner, output and no progress", []tick{{5, 100, false}, {5, 200, false}, {5, 300, false}, {5, 400, false}, {5, 500, false}}, 0},
+		{"banner, dumping, no progress", dumping(5, 5), FatalStallTicks},
+		{"banner, then quiet", []tick{{5, 100, true}, {5, 100, true}, {5, 100, true}, {5, 100, true}, {5, 100, true}}, 0},
+		{"banner, output with a quiet tick between", []tick{{5, 100, true}, {5, 200, true}, {5, 200, true}, {5, 300, true}, {5, 400, true}, {5, 500, true}}, 6},
+		{"banner, then serving while logging", []tick{{5, 100, true}, {9, 200, true}, {9, 300, true}, {9, 400, true}, {9, 500, true}, {9, 600, true}}, 0},
+		{"serving then stalled after the banner", []tick{{5, 100, true}, {6, 200, true}, {6, 300, true}, {6, 400, true}, {6, 500, true}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l liveness
+			got := 0
+			for i, tk := range tc.ticks {
+				if l.tick(tk.progress, tk.attempted, tk.banner) && got == 0 {
+					got = i + 1
+				}
+			}
+			if got != tc.want {
+				t.Errorf("judged dying at tick %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -238,15 +238,48 @@ func (inst *Instance) Stop() error {
 // Liveness of a dying guest. A Go guest whose runtime failed (it printed
 // fatalBanner: out of memory, say) prints every goroutine and exits; with
 // tens of thousands of goroutines that can take minutes during which it
-// serves nothing. The host stops such a guest once, after the banner, it
-// has kept writing to stderr for FatalStallTicks LivenessIntervals in a
-// row while none of its sockets moved a byte or took a connection. A
-// healthy guest is never stopped: one that serves moves bytes, and one
-// that logs the banner's words and then idles writes nothing more.
+// serves nothing. The host stops such a guest once, since the banner,
+// none of its sockets has moved a byte or taken a connection and it has
+// written to stderr in each of FatalStallTicks LivenessIntervals in a
+// row. A healthy guest is never stopped: one whose sockets move after the
+// banner is alive for good (a failed Go runtime never serves again), and
+// one that prints the banner's words and then idles writes nothing more.
 const (
 	LivenessInterval = time.Second
 	FatalStallTicks  = 3
 )
+
+// liveness judges, one LivenessInterval at a time, whether an instance is
+// dying (see LivenessInterval).
+type liveness struct {
+	armed, alive   bool
+	bannerProgress uint64 // socket progress when the banner was first seen
+	lastAttempted  uint64
+	stalls         int
+}
+
+// tick takes the instance's socket progress (accepted connections and
+// bytes moved, which only grow), the bytes it has written to stderr and
+// whether its stderr had the banner, and reports whether it is dying.
+func (l *liveness) tick(progress, attempted uint64, banner bool) (dying bool) {
+	wrote := attempted != l.lastAttempted
+	l.lastAttempted = attempted
+	switch {
+	case !banner || l.alive:
+		return false
+	case !l.armed:
+		l.armed, l.bannerProgress = true, progress
+	case progress != l.bannerProgress:
+		l.alive, l.stalls = true, 0
+		return false
+	}
+	if wrote {
+		l.stalls++
+	} else {
+		l.stalls = 0
+	}
+	return l.stalls >= FatalStallTicks
+}
 
 // watch logs the guest's dropped output every OutputReportInterval (and
 // once more when it stops) and stops a dying guest (see
@@ -255,8 +288,7 @@ func (inst *Instance) watch(log *slog.Logger, engineName string) {
 	ticker := time.NewTicker(LivenessInterval)
 	defer ticker.Stop()
 	lastReport := time.Now()
-	var lastProgress, lastAttempted uint64
-	stalls := 0
+	var live liveness
 	for {
 		select {
 		case <-inst.done:
@@ -268,21 +300,13 @@ func (inst *Instance) watch(log *slog.Logger, engineName string) {
 			inst.reportDropped(log)
 			lastReport = time.Now()
 		}
-		st, ok := inst.Stats()
-		banner, dying := inst.output.fatal.banner()
-		progress := st.AcceptedConns + st.BytesRead + st.BytesWritten
-		attempted := inst.output.attempted.Load()
-		switch {
-		case !ok || !dying:
-			stalls = 0
-		case progress == lastProgress && attempted != lastAttempted:
-			stalls++
-		default:
-			stalls = 0
+		st, counted := inst.Stats()
+		if !counted || inst.stopped.Load() != nil {
+			continue // no socket counters: it cannot be judged
 		}
-		lastProgress, lastAttempted = progress, attempted
-		if stalls >= FatalStallTicks && inst.stopped.Load() == nil {
-			stall := time.Duration(stalls) * LivenessInterval
+		banner, seen := inst.output.fatal.banner()
+		if live.tick(st.AcceptedConns+st.BytesRead+st.BytesWritten, inst.output.attempted.Load(), seen) {
+			stall := time.Duration(live.stalls) * LivenessInterval
 			log.Error("stopping a dying guest: its runtime failed and it has written only to stderr since, serving nothing",
 				"engine", engineName, "addr", inst.Addr, "banner", banner, "for", stall)
 			inst.stopped.Store(&ExitError{Code: 2, Trap: fmt.Sprintf(
