@@ -69,6 +69,12 @@ type Options struct {
 	AllowDial, AllowListen []string
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
+	// GuestOutputRate bounds the bytes per second each instance may write
+	// to Stdout and Stderr together, with a burst of
+	// engine.OutputBurstSeconds of it; the rest is dropped, counted and
+	// logged. 0 is engine.DefaultOutputRate (1 MiB/s); NoOutputLimit
+	// lifts the bound.
+	GuestOutputRate int64
 	// Logger receives the host's messages; nil discards them.
 	Logger *slog.Logger
 	// OnReady, when set, is called once every instance is ready, with
@@ -110,10 +116,12 @@ const (
 	MaxInstances = 1024
 	// MinMemory is the least MaxMemory a Go guest can start in.
 	MinMemory = 1 << 20
-	// MaxGuestSize bounds the guest file Serve reads.
-	MaxGuestSize = 512 << 20
+	// MaxGuestSize bounds the guest file Serve and each reload read.
+	MaxGuestSize = engine.MaxModuleSize
 	// NoConnLimit is the MaxConns of no limit.
 	NoConnLimit = -1
+	// NoOutputLimit is the GuestOutputRate of no limit.
+	NoOutputLimit = -1
 	// NoDrain is the DrainTimeout that stops guests at once.
 	NoDrain time.Duration = -1
 )
@@ -197,6 +205,9 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if o.MaxMemory != 0 && (o.MaxMemory < MinMemory || o.MaxMemory > 1<<32) {
 		return r, optionErr("MaxMemory", fmt.Sprint(o.MaxMemory), "want a size from 1MiB to 4GiB such as 256MiB")
 	}
+	if o.GuestOutputRate < NoOutputLimit {
+		return r, optionErr("GuestOutputRate", fmt.Sprint(o.GuestOutputRate), "want bytes per second, 0 for the default or NoOutputLimit")
+	}
 	if o.MaxConns < NoConnLimit {
 		return r, optionErr("MaxConns", fmt.Sprint(o.MaxConns), "want 0 or more")
 	}
@@ -251,16 +262,10 @@ func (o Options) resolve(guest string) (resolved, error) {
 }
 
 // checkGuest checks the guest's file: a regular file of at most
-// MaxGuestSize.
+// MaxGuestSize (engine.CheckModuleFile, which reloads apply too).
 func checkGuest(guest string) error {
-	st, err := os.Stat(guest)
-	switch {
-	case err != nil:
+	if err := engine.CheckModuleFile(guest); err != nil {
 		return &OptionError{Option: "Guest", Err: err}
-	case !st.Mode().IsRegular():
-		return optionErr("Guest", guest, "not a regular file")
-	case st.Size() > MaxGuestSize:
-		return optionErr("Guest", guest, "%d MiB, more than the %d MiB a guest may be", st.Size()>>20, MaxGuestSize>>20)
 	}
 	return nil
 }
@@ -298,7 +303,7 @@ func (o Options) drainTimeout() time.Duration {
 func (o Options) engineConfig() engine.Config {
 	return engine.Config{Args: o.Args, Env: o.Env, Dirs: o.Dirs, MaxConns: max(o.MaxConns, 0),
 		AllowDial: o.AllowDial, AllowListen: o.AllowListen,
-		Stdout: o.Stdout, Stderr: o.Stderr, Logger: o.Logger}
+		Stdout: o.Stdout, Stderr: o.Stderr, OutputRate: o.GuestOutputRate, Logger: o.Logger}
 }
 
 // needs lists what the options need of an engine, each with its option.

@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/supervise"
+	"github.com/wasiserve/wasiserve/internal/interrupt"
 	"github.com/wasiserve/wasiserve/internal/metrics"
 )
 
@@ -40,9 +39,9 @@ type reloader struct {
 
 // newReloader returns the reloader of group, which serves mod (loaded by
 // eng from path).
-func newReloader(logger *slog.Logger, eng engine.Engine, group *supervise.Group, path string, mod engine.Module) *reloader {
+func newReloader(ctx context.Context, logger *slog.Logger, eng engine.Engine, group *supervise.Group, path string, mod engine.Module) *reloader {
 	return &reloader{logger: logger, eng: eng, group: group, path: path, mod: mod,
-		build: metrics.Build{Engine: eng.Name(), Guest: path, SHA256: fileHash(path)}}
+		build: metrics.Build{Engine: eng.Name(), Guest: path, SHA256: fileHash(ctx, path)}}
 }
 
 // Stats implements metrics.Source.
@@ -83,12 +82,22 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	r.logger.Info("reload: loading the guest again", "wasm", r.path)
 	began := time.Now()
-	hash := fileHash(r.path)
+	var hash string
 	var mod engine.Module
 	old, err := r.group.Reload(func() (engine.Module, error) {
-		var err error
-		mod, err = r.eng.Load(ctx, r.path)
-		return mod, err
+		// The start's checks, on what is there now: a regular file of at
+		// most MaxGuestSize, read with that bound. Neither the read nor
+		// the compilation holds up the stop: ctx ends with it.
+		m, err := interrupt.Run(ctx, "reloading the guest", func() (engine.Module, error) {
+			wasm, err := engine.ReadModule(ctx, r.path)
+			if err != nil {
+				return nil, err
+			}
+			hash = sha256Hex(wasm) // then wasm is garbage: the engine reads the file itself
+			return r.eng.Load(ctx, r.path)
+		}, func(m engine.Module) { m.Close(context.WithoutCancel(ctx)) })
+		mod = m
+		return m, err
 	})
 	if err != nil {
 		r.logger.Error("reload failed", "wasm", r.path, "err", err)
@@ -105,19 +114,20 @@ func (r *reloader) reload(ctx context.Context) {
 	r.logger.Info("reloaded", "wasm", r.path, "sha256", hash, "took", time.Since(began).Round(time.Millisecond))
 }
 
-// fileHash is the hex SHA-256 of the file at path, or "" if it cannot be
-// read.
-func fileHash(path string) string {
-	f, err := os.Open(path)
+// fileHash is the hex SHA-256 of the guest file at path, read as
+// engine.ReadModule reads it, or "" if it cannot be read.
+func fileHash(ctx context.Context, path string) string {
+	wasm, err := engine.ReadModule(ctx, path)
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return ""
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sha256Hex(wasm)
+}
+
+// sha256Hex is the hex SHA-256 of data.
+func sha256Hex(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
 }
 
 // reloadRequests merges asks (Server.Reload) and, with watch, changes of

@@ -177,7 +177,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.r.notifier != nil {
 		g.Notifier = reloadNotifier{s}
 	}
-	rl := newReloader(s.log, eng, g, s.guest, mod)
+	rl := newReloader(ctx, s.log, eng, g, s.guest, mod)
 	s.mu.Lock()
 	s.group, s.rl = g, rl
 	s.mu.Unlock()

@@ -30,6 +30,7 @@ func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 // wasiserve.Options.
 type serveFlags struct {
 	listen, engine, cacheDir, maxMemory, guestStdout, readyFile, admin string
+	guestOutputRate                                                    string
 	// metricsAlias is --metrics, the older name of --admin.
 	metricsAlias                       string
 	instances, maxConns                int
@@ -61,6 +62,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		"default on engines with a host-owned listener: half the guest's memory cap at 160 KiB a connection, at most 4096)")
 	flags.StringVar(&f.guestStdout, "guest-stdout", "stderr", "where the guest's stdout goes: stderr (so that serve's stdout carries only the serving line)\n"+
 		"or stdout")
+	flags.StringVar(&f.guestOutputRate, "guest-output-rate", "1MiB", "bytes per second each guest instance may write to stdout and stderr together, with a\n"+
+		"burst of 4 seconds of it; the rest is dropped, counted and logged (0: no limit)")
 	flags.StringVar(&f.readyFile, "ready-file", "", "once the guest is ready, write the serving line to this file (replaced at once, removed on exit)")
 	flags.BoolVar(&f.restart, "restart", false, "restart the guest when it exits or traps (with backoff, up to 1s)")
 	flags.Var(&f.allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
@@ -143,15 +146,25 @@ func (f *serveFlags) options(env *cliEnv, explicit map[string]bool) (wasiserve.O
 		opts.AdminAddr = f.metricsAlias
 	}
 	listenText := f.listen
-	if !explicit["listen"] && activation.ForThisProcess(os.Getenv) {
+	activated, err := activation.ForThisProcess(os.Getenv)
+	if err != nil {
+		return opts, fmt.Errorf("socket activation: %w", err)
+	}
+	if !explicit["listen"] && activated {
 		listenText = "systemd"
 	}
-	var err error
 	if opts.Listen, err = listener.Parse(listenText); err != nil {
 		return opts, err
 	}
 	if opts.MaxMemory, err = parseSize(f.maxMemory); err != nil {
 		return opts, fmt.Errorf("--max-memory: %w", err)
+	}
+	if f.guestOutputRate == "0" {
+		opts.GuestOutputRate = wasiserve.NoOutputLimit
+	} else if rate, err := parseSize(f.guestOutputRate); err != nil || rate > math.MaxInt64 {
+		return opts, fmt.Errorf("--guest-output-rate: %q: want bytes per second such as 1MiB, or 0 for no limit", f.guestOutputRate)
+	} else {
+		opts.GuestOutputRate = int64(rate)
 	}
 	for _, d := range f.dirs {
 		m, err := engine.ParseMount(d)
@@ -203,6 +216,7 @@ var flagOf = map[string]string{
 	"MaxMemory": "--max-memory", "MaxConns": "--max-conns", "Env": "--env", "Dirs": "--dir",
 	"AllowDial": "--allow-dial", "AllowListen": "--allow-listen", "ReadyFile": "--ready-file",
 	"NotifySocket": sdnotify.EnvVar, "Watch": "--watch", "AdminAddr": "--admin", "ShutdownDelay": "--shutdown-delay", "Guest": "guest",
+	"GuestOutputRate": "--guest-output-rate",
 }
 
 // describe is err told in serve's terms: flags instead of the options

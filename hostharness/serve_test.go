@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,7 @@ func TestServeErrors(t *testing.T) {
 		{"admin and metrics differing", []string{"serve", "--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:1", anyWasm}, 2, "--metrics is another name of --admin"},
 		{"negative shutdown delay", []string{"serve", "--shutdown-delay", "-1s", anyWasm}, 2, "--shutdown-delay -1s: want a duration of 0 or more"},
 		{"admin port in use", []string{"serve", "--listen", "127.0.0.1:0", "--admin", takenAddr(t), anyWasm}, 1, "--admin: listen tcp"},
+		{"bad guest-output-rate", []string{"serve", "--guest-output-rate", "fast", anyWasm}, 2, `--guest-output-rate: "fast": want bytes per second`},
 		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch: needs a guest file to watch"},
 		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), anyWasm}, 2, "not private to this user"},
 	} {
@@ -265,6 +267,43 @@ func TestServeTrapLoggedOnce(t *testing.T) {
 			}
 			if len(out) > 2*engine.MaxTrapBytes {
 				t.Errorf("%d bytes of logs for one trap", len(out))
+			}
+		})
+	}
+}
+
+// TestServeActivationVarsThatDoNotParse: socket-activation variables that
+// do not parse end serve with one line naming the variable, before
+// anything is bound or loaded, instead of serving on the default address.
+func TestServeActivationVarsThatDoNotParse(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	anyWasm := enginetest.Testdata("exit7.wasm")
+	for _, tc := range []struct {
+		name       string
+		fds, pid   string
+		listenArgs []string
+		wantErr    string
+	}{
+		{"negative count", "-1", self, nil, `LISTEN_FDS="-1"`},
+		{"trailing junk", "1x", self, nil, `LISTEN_FDS="1x"`},
+		{"count without pid", "1", "", nil, "LISTEN_PID is not set"},
+		{"pid without count", "", self, nil, "LISTEN_FDS is not set"},
+		{"pid not a number", "1", "me", nil, `LISTEN_PID="me"`},
+		{"junk with an explicit listen", "1x", self, []string{"--listen", "127.0.0.1:0"}, `LISTEN_FDS="1x"`},
+		{"junk with --listen systemd", "1x", self, []string{"--listen", "systemd"}, `LISTEN_FDS="1x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("LISTEN_FDS", tc.fds)
+			t.Setenv("LISTEN_PID", tc.pid)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var stderr strings.Builder
+			env := &cliEnv{engines: testEngines, stdout: io.Discard, stderr: &stderr, logger: slog.New(slog.NewTextHandler(&stderr, nil))}
+			args := append(append([]string{"serve", "--engine", wazy.Name}, tc.listenArgs...), anyWasm)
+			code := run(ctx, env, args)
+			out := stderr.String()
+			if code != 2 || !strings.Contains(out, tc.wantErr) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+				t.Fatalf("exit %d, stderr %q; want exit 2 and one line mentioning %s", code, out, tc.wantErr)
 			}
 		})
 	}

@@ -145,6 +145,11 @@ type Config struct {
 	OnStats func(read func() Stats)
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
+	// OutputRate bounds the bytes per second the guest may write to
+	// Stdout and Stderr together, with a burst of OutputBurstSeconds of
+	// it; Serve drops and counts the rest. 0 is DefaultOutputRate; below
+	// 0, no limit.
+	OutputRate int64
 	// Logger receives the engine's own messages; nil discards them.
 	Logger *slog.Logger
 }

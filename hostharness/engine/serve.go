@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,15 @@ type Instance struct {
 	drainOnce sync.Once
 	drains    bool
 	stats     atomic.Pointer[func() Stats]
+	output    *outputLimiter
+	// stopped is the error of a guest that the host stopped because it
+	// was dying (see watch); set before the stop.
+	stopped atomic.Pointer[ExitError]
 }
+
+// OutputDropped is the number of bytes of the guest's stdout and stderr
+// dropped over Config.OutputRate.
+func (inst *Instance) OutputDropped() uint64 { return inst.output.dropped.Load() }
 
 // Stats returns the instance's counters, cheap enough for every scrape;
 // ok is false when the engine does not count (its host does not own the
@@ -67,7 +76,10 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 			return nil, err
 		}
 	}
-	inst := &Instance{Addr: addr.String(), Network: addr.Network(), done: make(chan struct{}), drain: make(chan struct{})}
+	inst := &Instance{Addr: addr.String(), Network: addr.Network(), done: make(chan struct{}), drain: make(chan struct{}),
+		output: newOutputLimiter(cfg.OutputRate)}
+	cfg.Stdout = inst.output.writer(cfg.Stdout, streamStdout)
+	cfg.Stderr = inst.output.writer(cfg.Stderr, streamStderr)
 	cfg.Drain = inst.drain
 	inst.drains = caps.Has(Drain)
 	onStats := cfg.OnStats
@@ -95,8 +107,13 @@ func Serve(ctx context.Context, mod Module, cfg Config) (*Instance, error) {
 	inst.cancel = cancel
 	go func() {
 		defer close(inst.done)
-		inst.err = mod.Run(runCtx, cfg)
+		err := mod.Run(runCtx, cfg)
+		if stopped := inst.stopped.Load(); stopped != nil {
+			err = stopped
+		}
+		inst.err = err
 	}()
+	go inst.watch(cfg.Log(), mod.Engine())
 	if err := inst.waitReady(ctx, ready); err != nil {
 		// The error of a guest that exited is in err already.
 		if stopErr := inst.Stop(); stopErr != nil && !errors.Is(err, stopErr) {
@@ -215,5 +232,96 @@ func (inst *Instance) Stop() error {
 		return inst.err
 	case <-time.After(StopTimeout):
 		return fmt.Errorf("stop %s: %w; it runs until this process exits", inst.Addr, ErrNotStopped)
+	}
+}
+
+// Liveness of a dying guest. A Go guest whose runtime failed (it printed
+// fatalBanner: out of memory, say) prints every goroutine and exits; with
+// tens of thousands of goroutines that can take minutes during which it
+// serves nothing. The host stops such a guest once, since the banner,
+// none of its sockets has moved a byte or taken a connection and it has
+// written to stderr in each of FatalStallTicks LivenessIntervals in a
+// row. A healthy guest is never stopped: one whose sockets move after the
+// banner is alive for good (a failed Go runtime never serves again), and
+// one that prints the banner's words and then idles writes nothing more.
+const (
+	LivenessInterval = time.Second
+	FatalStallTicks  = 3
+)
+
+// liveness judges, one LivenessInterval at a time, whether an instance is
+// dying (see LivenessInterval).
+type liveness struct {
+	armed, alive   bool
+	bannerProgress uint64 // socket progress when the banner was first seen
+	lastAttempted  uint64
+	stalls         int
+}
+
+// tick takes the instance's socket progress (accepted connections and
+// bytes moved, which only grow), the bytes it has written to stderr and
+// whether its stderr had the banner, and reports whether it is dying.
+func (l *liveness) tick(progress, attempted uint64, banner bool) (dying bool) {
+	wrote := attempted != l.lastAttempted
+	l.lastAttempted = attempted
+	switch {
+	case !banner || l.alive:
+		return false
+	case !l.armed:
+		l.armed, l.bannerProgress = true, progress
+	case progress != l.bannerProgress:
+		l.alive, l.stalls = true, 0
+		return false
+	}
+	if wrote {
+		l.stalls++
+	} else {
+		l.stalls = 0
+	}
+	return l.stalls >= FatalStallTicks
+}
+
+// watch logs the guest's dropped output every OutputReportInterval (and
+// once more when it stops) and stops a dying guest (see
+// LivenessInterval), until the guest has stopped.
+func (inst *Instance) watch(log *slog.Logger, engineName string) {
+	ticker := time.NewTicker(LivenessInterval)
+	defer ticker.Stop()
+	lastReport := time.Now()
+	var live liveness
+	for {
+		select {
+		case <-inst.done:
+			inst.reportDropped(log)
+			return
+		case <-ticker.C:
+		}
+		if time.Since(lastReport) >= OutputReportInterval {
+			inst.reportDropped(log)
+			lastReport = time.Now()
+		}
+		st, counted := inst.Stats()
+		if !counted || inst.stopped.Load() != nil {
+			continue // no socket counters: it cannot be judged
+		}
+		banner, seen := inst.output.fatal.banner()
+		if live.tick(st.AcceptedConns+st.BytesRead+st.BytesWritten, inst.output.attempted.Load(), seen) {
+			stall := time.Duration(live.stalls) * LivenessInterval
+			log.Error("stopping a dying guest: its runtime failed and it has written only to stderr since, serving nothing",
+				"engine", engineName, "addr", inst.Addr, "banner", banner, "for", stall)
+			inst.stopped.Store(&ExitError{Code: 2, Trap: fmt.Sprintf(
+				"stopped by the host: %q, then %s of output to stderr and no socket progress", banner, stall)})
+			inst.cancel()
+		}
+	}
+}
+
+// reportDropped logs, per stream, the bytes dropped since the last report.
+func (inst *Instance) reportDropped(log *slog.Logger) {
+	for stream, n := range inst.output.takeDropped() {
+		if n > 0 {
+			log.Warn(fmt.Sprintf("dropped %d bytes of guest %s", n, streamNames[stream]),
+				"addr", inst.Addr, "rate", fmt.Sprintf("%d bytes/s", int64(inst.output.rate)))
+		}
 	}
 }

@@ -140,12 +140,12 @@ func (s Spec) Open(getenv func(string) string) (net.Listener, error) {
 
 // openActivated wraps the passed socket that s names.
 func openActivated(s Spec, getenv func(string) string) (net.Listener, error) {
-	if !activation.ForThisProcess(getenv) {
-		return nil, fmt.Errorf("listen %s: systemd passed no socket to this process (LISTEN_FDS, LISTEN_PID=%d)", s, os.Getpid())
-	}
-	fds, _, err := activation.Parse(getenv, true)
+	fds, ok, err := activation.Parse(getenv, true)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", s, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("listen %s: systemd passed no socket to this process (LISTEN_FDS, LISTEN_PID=%d)", s, os.Getpid())
 	}
 	for _, fd := range fds {
 		if s.Name != "" && fd.Name != s.Name {

@@ -37,6 +37,9 @@ type InstanceStats struct {
 	// by themselves, Traps those of them that trapped, and Restarts the
 	// restarts after an exit.
 	Starts, Exits, Traps, Restarts uint64
+	// OutputDropped counts the bytes of the instances' stdout and stderr
+	// dropped over their output rate (engine.Config.OutputRate).
+	OutputDropped uint64
 }
 
 // slot is the counters of one instance index.
@@ -44,7 +47,9 @@ type slot struct {
 	mu sync.Mutex
 	// retired sums the socket counters of the instances that stopped.
 	retired engine.Stats
-	running []*engine.Instance
+	// retiredDropped sums the output the stopped instances dropped.
+	retiredDropped uint64
+	running        []*engine.Instance
 
 	starts, exits, traps, restarts atomic.Uint64
 }
@@ -77,20 +82,23 @@ func (s *slot) stopped(inst *engine.Instance, exited bool, err error) {
 		st.OpenConns, st.MemoryBytes = 0, 0
 		s.retired = s.retired.Add(st)
 	}
+	s.retiredDropped += inst.OutputDropped()
 }
 
 // snapshot returns the slot's counters.
 func (s *slot) snapshot(index int) InstanceStats {
 	s.mu.Lock()
-	sum, running := s.retired, len(s.running)
+	sum, running, dropped := s.retired, len(s.running), s.retiredDropped
 	for _, inst := range s.running {
 		if st, ok := inst.Stats(); ok {
 			sum = sum.Add(st)
 		}
+		dropped += inst.OutputDropped()
 	}
 	s.mu.Unlock()
 	return InstanceStats{Index: index, Sockets: sum, Running: running,
-		Starts: s.starts.Load(), Exits: s.exits.Load(), Traps: s.traps.Load(), Restarts: s.restarts.Load()}
+		Starts: s.starts.Load(), Exits: s.exits.Load(), Traps: s.traps.Load(), Restarts: s.restarts.Load(),
+		OutputDropped: dropped}
 }
 
 // Stats returns the group's counters; it may be called at any time from

@@ -35,17 +35,36 @@ type FD struct {
 // for another process (LISTEN_PID is set and is not this one) are
 // ignored, as sd_listen_fds does; a WASI guest, whose pid means nothing to
 // its host, passes false. ok is false when no socket was passed.
+//
+// Values that do not parse are an error, never read as "no socket": a
+// LISTEN_FDS that is not a count (-1, 1x), and, with checkPID, a
+// LISTEN_PID that is not a pid or one of the two set without the other.
 func Parse(getenv func(string) string, checkPID bool) (fds []FD, ok bool, err error) {
-	countText := getenv("LISTEN_FDS")
-	if countText == "" {
-		return nil, false, nil
-	}
-	if pid := getenv("LISTEN_PID"); pid != "" && checkPID && pid != strconv.Itoa(os.Getpid()) {
+	countText, pidText := getenv("LISTEN_FDS"), getenv("LISTEN_PID")
+	if checkPID {
+		switch {
+		case countText == "" && pidText == "":
+			return nil, false, nil
+		case countText == "":
+			return nil, false, fmt.Errorf("LISTEN_PID=%q but LISTEN_FDS is not set: want both (socket activation) or neither", pidText)
+		case pidText == "":
+			return nil, false, fmt.Errorf("LISTEN_FDS=%q but LISTEN_PID is not set: want both (socket activation) or neither", countText)
+		}
+	} else if countText == "" {
 		return nil, false, nil
 	}
 	count, err := strconv.Atoi(countText)
-	if err != nil || count < 0 || count > maxFDs {
-		return nil, false, fmt.Errorf("LISTEN_FDS=%q: want a count of sockets", countText)
+	if err != nil || count < 0 || count > maxFDs || countText[0] == '+' {
+		return nil, false, fmt.Errorf("LISTEN_FDS=%q: want a count of sockets, 0 to %d", countText, maxFDs)
+	}
+	if checkPID {
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pidText[0] == '+' {
+			return nil, false, fmt.Errorf("LISTEN_PID=%q: want the pid of the process the sockets are for", pidText)
+		}
+		if pid != os.Getpid() {
+			return nil, false, nil // meant for another process
+		}
 	}
 	if count == 0 {
 		return nil, false, nil
@@ -66,9 +85,10 @@ func Parse(getenv func(string) string, checkPID bool) (fds []FD, ok bool, err er
 
 // ForThisProcess reports whether sockets were passed to this process:
 // LISTEN_FDS is a positive count and LISTEN_PID is this process's pid.
-func ForThisProcess(getenv func(string) string) bool {
-	n, err := strconv.Atoi(getenv("LISTEN_FDS"))
-	return err == nil && n > 0 && getenv("LISTEN_PID") == strconv.Itoa(os.Getpid())
+// Variables that do not parse are an error (see Parse).
+func ForThisProcess(getenv func(string) string) (bool, error) {
+	_, ok, err := Parse(getenv, true)
+	return ok, err
 }
 
 // IsVar reports whether key is one of Vars.

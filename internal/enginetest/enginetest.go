@@ -51,11 +51,14 @@ var (
 	EchoWasmEdge = Guest{Pkg: guestbuild.Package, Target: guestbuild.WASIWasmEdge}
 	// FD3 takes fd 3 as its listener, without the shim; Dir reports the
 	// directories it sees; Marked is the echo guest with a mark on every
-	// response (and GET /trap); Fatal is log.Fatal(http.Serve(ln, h)).
+	// response (and GET /trap); Fatal is log.Fatal(http.Serve(ln, h));
+	// Dying dies on request as Go servers die under load (out of memory,
+	// a runtime stuck printing its goroutines).
 	FD3    = Guest{Pkg: Testdata("fd3guest"), Target: guestbuild.WASI}
 	Dir    = Guest{Pkg: Testdata("dirguest"), Target: guestbuild.WASI}
 	Marked = Guest{Pkg: Testdata("markedguest"), Target: guestbuild.WASI}
 	Fatal  = Guest{Pkg: Testdata("fatalguest"), Target: guestbuild.WASI}
+	Dying  = Guest{Pkg: Testdata("dyingguest"), Target: guestbuild.WASI}
 )
 
 //go:generate sh -c "for f in testdata/*.wat testdata/hostile/*.wat; do wat2wasm $DOLLAR{f} -o $DOLLAR{f%.wat}.wasm; done"

@@ -56,6 +56,7 @@ type collector struct {
 	// Per instance index.
 	accepted, open, read, written, holds, denials, memory desc
 	running, starts, exits, traps, restarts               desc
+	outputDropped                                         desc
 }
 
 func newCollector(src Source) *collector {
@@ -78,12 +79,13 @@ func newCollector(src Source) *collector {
 		exits:             newDesc("instance_exits_total", "Guest instances that stopped by themselves (exit or trap).", c, "instance"),
 		traps:             newDesc("instance_traps_total", "Guest instances that trapped.", c, "instance"),
 		restarts:          newDesc("instance_restarts_total", "Restarts of a guest after it exited (--restart).", c, "instance"),
+		outputDropped:     newDesc("guest_output_dropped_bytes_total", "Bytes of the guest's stdout and stderr dropped over its output rate.", c, "instance"),
 	}
 }
 
 func (c *collector) descs() []desc {
 	return []desc{c.build, c.reloads, c.draining, c.instancesDraining, c.accepted, c.open, c.read, c.written,
-		c.holds, c.denials, c.memory, c.running, c.starts, c.exits, c.traps, c.restarts}
+		c.holds, c.denials, c.memory, c.running, c.starts, c.exits, c.traps, c.restarts, c.outputDropped}
 }
 
 // Describe implements prometheus.Collector.
@@ -122,6 +124,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		put(c.exits, float64(in.Exits), i)
 		put(c.traps, float64(in.Traps), i)
 		put(c.restarts, float64(in.Restarts), i)
+		put(c.outputDropped, float64(in.OutputDropped), i)
 	}
 }
 

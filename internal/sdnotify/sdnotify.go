@@ -12,11 +12,17 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 )
 
 // EnvVar is the variable naming the supervisor's socket: a path, or an
 // abstract socket name starting with '@'.
 const EnvVar = "NOTIFY_SOCKET"
+
+// WriteTimeout bounds each send: a supervisor whose socket's queue is full
+// (it stopped reading) makes the send an error after this long, never a
+// wait that holds up a reload or the stop.
+const WriteTimeout = time.Second
 
 // Notifier sends state changes to the supervisor. The nil *Notifier, for
 // a process with no supervisor listening, sends nothing. Its methods are
@@ -77,7 +83,9 @@ func (n *Notifier) send(state string) error {
 	if err != nil {
 		return fmt.Errorf("notify %s: %w", n.addr.Name, err)
 	}
-	_, err = conn.Write([]byte(state))
+	if err = conn.SetWriteDeadline(time.Now().Add(WriteTimeout)); err == nil {
+		_, err = conn.Write([]byte(state))
+	}
 	if err = errors.Join(err, conn.Close()); err != nil {
 		return fmt.Errorf("notify %s of %s: %w", n.addr.Name, strings.ReplaceAll(state, "\n", " "), err)
 	}

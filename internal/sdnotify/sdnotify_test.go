@@ -2,7 +2,9 @@ package sdnotify
 
 import (
 	"crypto/rand"
+	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,5 +111,56 @@ func TestNoSupervisor(t *testing.T) {
 	n, _ := FromEnv(func(string) string { return filepath.Join(t.TempDir(), "gone") })
 	if err := n.Ready(); err == nil || !strings.Contains(err.Error(), "notify") {
 		t.Errorf("Ready to a missing socket: %v", err)
+	}
+}
+
+// fill sends datagrams to the unixgram socket at name until its queue is
+// full (a send would block), as when the supervisor stopped reading.
+func fill(t *testing.T, name string) {
+	t.Helper()
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := 0; ; i++ {
+		conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := conn.Write([]byte("FILLER=1")); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("filling the queue: %v", err)
+			}
+			if i == 0 {
+				t.Fatal("the queue was full before the first datagram")
+			}
+			return
+		}
+		if i > 1<<20 {
+			t.Fatal("the queue never filled")
+		}
+	}
+}
+
+// TestFullQueue: a supervisor that stopped reading (its socket's queue is
+// full) makes each state change an error within WriteTimeout, not a
+// hang.
+func TestFullQueue(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "notify")
+	listen(t, socket) // never read
+	fill(t, socket)
+	n, err := Open(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, send := range map[string]func() error{"Ready": n.Ready, "Reloading": n.Reloading, "Stopping": n.Stopping} {
+		done := make(chan error, 1)
+		go func() { done <- send() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "notify") {
+				t.Errorf("%s to a full queue: %v, want an error", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s to a full queue still blocked after 30s", name)
+		}
 	}
 }

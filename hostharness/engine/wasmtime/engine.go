@@ -158,7 +158,7 @@ func (e *wasmtimeEngine) compileTo(code string, wasm []byte) error {
 	return nil
 }
 
-func (e *wasmtimeEngine) Load(_ context.Context, path string) (_ engine.Module, err error) {
+func (e *wasmtimeEngine) Load(ctx context.Context, path string) (_ engine.Module, err error) {
 	if !e.users.acquire() {
 		return nil, fmt.Errorf("load %s: the %s engine is closed", path, Name)
 	}
@@ -167,9 +167,9 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (_ engine.Module, 
 			e.users.done()
 		}
 	}()
-	wasm, err := os.ReadFile(path)
+	wasm, err := engine.ReadModule(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, fmt.Errorf("load: %w", err)
 	}
 	mod, code, cached, err := e.compile(wasm)
 	if err != nil {

@@ -101,9 +101,9 @@ func (e *runtime) Load(ctx context.Context, path string) (engine.Module, error) 
 
 // load compiles the guest at path, through the cache.
 func (e *runtime) load(ctx context.Context, path string) (*module, error) {
-	wasm, err := os.ReadFile(path)
+	wasm, err := engine.ReadModule(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, fmt.Errorf("load: %w", err)
 	}
 	before := cacheEntries(e.cacheDir)
 	compiled, err := e.runtime.CompileModule(ctx, wasm)

@@ -1,0 +1,139 @@
+//go:build unix
+
+package wasiserve_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasiserve/wasiserve"
+	"github.com/wasiserve/wasiserve/hostharness/engine"
+	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
+	"github.com/wasiserve/wasiserve/internal/enginetest"
+)
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct{ n atomic.Int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// TestDyingGuest serves, on each engine that owns the listener, a guest
+// that dies as Go servers die under load, with Restart and a 64 MiB
+// memory cap: the host stays up, the guest's output stays within its
+// rate (with the dropped bytes logged), and the guest is restarted after
+// each death and answers again: after a 64 MiB flood of stderr, a runtime
+// stuck printing its goroutines (which never exits by itself) and a real
+// out of memory.
+func TestDyingGuest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: serves a guest on every engine")
+	}
+	for _, name := range enginetest.Engines().With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) {
+			stderr := &countingWriter{}
+			began := time.Now()
+			r := startServer(t, name, enginetest.Dying.Path(t), wasiserve.Options{Restart: true, MaxMemory: 64 << 20,
+				Stderr: stderr, Stdout: stderr})
+			client := &http.Client{Timeout: 60 * time.Second}
+			r.get(t)
+
+			// bound is the most output the instances started so far may
+			// have written: a burst each and the rate since the start.
+			bound := func(instances int) int64 {
+				return int64(instances)*engine.DefaultOutputRate*engine.OutputBurstSeconds +
+					int64(time.Since(began).Seconds()+1)*engine.DefaultOutputRate
+			}
+			resp, err := client.Get(r.url + fmt.Sprintf("/flood?bytes=%d", 64<<20))
+			if err != nil {
+				t.Fatalf("flood: %v", err)
+			}
+			resp.Body.Close()
+			if n, max := stderr.n.Load(), bound(1); n > max {
+				t.Fatalf("the guest wrote %d bytes of its 64 MiB flood, more than the %d its rate allows", n, max)
+			}
+			if st := r.srv.Stats(); len(st.Instances) == 0 || st.Instances[0].OutputDropped < 40<<20 {
+				t.Errorf("stats %+v: want at least 40 MiB of output dropped", st)
+			}
+			waitLog(t, r.log, "bytes of guest stderr")
+			t.Log(grepLine(r.log.String(), "bytes of guest stderr"))
+
+			for i, path := range []string{"/stuck", "/oom"} {
+				go func() {
+					if resp, err := client.Get(r.url + path); err == nil {
+						resp.Body.Close()
+					}
+				}()
+				waitRestarts(t, r, uint64(i+1))
+				r.get(t)
+				if n, max := stderr.n.Load(), bound(i+2); n > max {
+					t.Fatalf("after %s the guest had written %d bytes, more than the %d its rate allows", path, n, max)
+				}
+			}
+			t.Log(grepLine(r.log.String(), "stopping a dying guest"))
+			for line := range strings.Lines(r.log.String()) {
+				if strings.Contains(line, "guest exited") {
+					t.Log(strings.TrimSpace(line))
+				}
+			}
+			r.stop()
+		})
+	}
+}
+
+// waitRestarts waits (bounded) until the guest was restarted n times.
+func waitRestarts(t *testing.T, r *running, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st := r.srv.Stats()
+		if len(st.Instances) > 0 && st.Instances[0].Restarts >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest was not restarted %d times in 90s; stats %+v; log:\n%s", n, st, r.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGuestOutputRate: Options.GuestOutputRate sets each instance's
+// output rate, and NoOutputLimit lifts it.
+func TestGuestOutputRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: serves a guest")
+	}
+	const flood = 4 << 20
+	for _, tc := range []struct {
+		name string
+		rate int64
+		max  func(elapsed time.Duration) int64
+	}{
+		{"64KiB/s", 64 << 10, func(elapsed time.Duration) int64 {
+			return (64 << 10) * (engine.OutputBurstSeconds + int64(elapsed.Seconds()+1))
+		}},
+		{"no limit", wasiserve.NoOutputLimit, func(time.Duration) int64 { return flood }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stderr := &countingWriter{}
+			began := time.Now()
+			r := startServer(t, wazy.Name, enginetest.Dying.Path(t), wasiserve.Options{GuestOutputRate: tc.rate, Stderr: stderr})
+			resp, err := http.Get(r.url + fmt.Sprintf("/flood?bytes=%d", flood))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			n, max := stderr.n.Load(), tc.max(time.Since(began))
+			if n > max || tc.rate == wasiserve.NoOutputLimit && n != flood {
+				t.Errorf("the guest wrote %d bytes of a %d-byte flood; want at most %d", n, flood, max)
+			}
+			r.stop()
+		})
+	}
+}
