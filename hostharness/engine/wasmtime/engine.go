@@ -52,9 +52,9 @@ type wasmtimeEngine struct {
 	// unwritable warns once that compiled code cannot be cached.
 	unwritable engine.WarnOnce
 	logger     *slog.Logger
-	maxMemory   int64 // bytes per linear memory; -1 means no limit
-	funcs       []wasmtimeFunc
-	eng         *wt.Engine
+	maxMemory  int64 // bytes per linear memory; -1 means no limit
+	funcs      []wasmtimeFunc
+	eng        *wt.Engine
 	// forward is the forwarding module (see forwardModuleWAT).
 	forward *wt.Module
 	// users are the engine's open modules: eng and forward are closed
