@@ -140,3 +140,56 @@ func TestPlantedDefaultCacheDir(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheDirEntries: files of others in the cache directory's top level
+// (guests built there under umask 002, say) do not stop it from opening;
+// inside an engine's directory, a link, a file others can write to, or a
+// directory others can write to is refused at the next Check, as at Sub.
+func TestCacheDirEntries(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	c, err := engine.OpenCacheDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	guest := filepath.Join(dir, "guest.wasm")
+	if err := os.WriteFile(guest, nil, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(guest, 0o664)
+	again, err := engine.OpenCacheDir(dir)
+	if err != nil {
+		t.Fatalf("a group-writable file at the top level: %v, want the directory opened", err)
+	}
+	again.Close()
+	sub, err := c.Sub("engine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := sub.Check(); err != nil {
+		t.Fatalf("fresh engine directory: %v", err)
+	}
+	for name, plant := range map[string]func(path string) error{
+		"link":                     func(path string) error { return os.Symlink("/etc", path) },
+		"group-writable file":      func(path string) error { os.WriteFile(path, nil, 0o600); return os.Chmod(path, 0o620) },
+		"world-writable directory": func(path string) error { os.Mkdir(path, 0o700); return os.Chmod(path, 0o777) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, "engine", "planted")
+			if err := plant(path); err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(path)
+			if err := sub.Check(); !errors.Is(err, engine.ErrUnsafeCacheDir) {
+				t.Errorf("Check with a %s in the engine's directory: %v, want ErrUnsafeCacheDir", name, err)
+			}
+			if s, err := c.Sub("engine"); !errors.Is(err, engine.ErrUnsafeCacheDir) {
+				if err == nil {
+					s.Close()
+				}
+				t.Errorf("Sub with a %s in it: %v, want ErrUnsafeCacheDir", name, err)
+			}
+		})
+	}
+}

@@ -94,9 +94,11 @@ func OpenCacheDir(dir string) (*CacheDir, error) {
 		return nil, fmt.Errorf("cache directory %s: %w", dir, err)
 	}
 	c := &CacheDir{dir: f, name: dir}
-	if err := c.Check(); err != nil {
+	// The directory itself: what else is in it (built guests, say) is not
+	// the engines', whose directories Sub checks with their entries.
+	if err := privateFile(f, true); err != nil {
 		f.Close()
-		return nil, err
+		return nil, c.unsafe("", err)
 	}
 	if err := c.checkPath(); err != nil {
 		f.Close()
@@ -107,8 +109,9 @@ func OpenCacheDir(dir string) (*CacheDir, error) {
 }
 
 // Check checks again that the directory is private to this user, and that
-// nothing in it, nor in its directories, is a link, someone else's, or a
-// directory others can write to: what a cache user calls before each load.
+// nothing in it, nor in its directories, is a link, someone else's, or
+// writable by others: what an engine calls on its directory (see Sub)
+// before each load.
 func (c *CacheDir) Check() error {
 	if err := privateFile(c.dir, true); err != nil {
 		return c.unsafe("", err)
