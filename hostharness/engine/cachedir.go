@@ -174,6 +174,16 @@ func (c *CacheDir) Sub(name string) (*CacheDir, error) {
 	return sub, nil
 }
 
+// Dup returns a CacheDir of the same directory on a descriptor of its
+// own, which outlives c's Close.
+func (c *CacheDir) Dup() (*CacheDir, error) {
+	f, err := openDirAt(c.dir, ".")
+	if err != nil {
+		return nil, fmt.Errorf("cache directory %s: %w", c.name, err)
+	}
+	return &CacheDir{dir: f, name: c.name, readOnly: c.readOnly}, nil
+}
+
 // probeSize is how much the probe of a new CacheDir writes: a disk that
 // is full fails there, before anything is compiled.
 const probeSize = 64 << 10

@@ -120,7 +120,13 @@ func (e *wasmtimeEngine) openCache(opts engine.Options) error {
 	if opts.Cache == nil {
 		return nil
 	}
-	e.placeholder = opts.Cache.Path()
+	// The cache itself until there is a placeholder of its own, on a
+	// descriptor of the engine's: its modules may run after opts.Cache is
+	// closed with the engine.
+	if root, err := opts.Cache.Dup(); err == nil {
+		e.dirs = append(e.dirs, root)
+		e.placeholder = root.Path()
+	}
 	dir, err := opts.Cache.Sub("wasmtime42")
 	if errors.Is(err, engine.ErrUnsafeCacheDir) {
 		return err
