@@ -25,5 +25,6 @@ func mkdirAt(*os.File, string) error                            { return errNoSa
 func renameAt(*os.File, string, string) error                   { return errNoSafeOpen }
 func removeAt(*os.File, string) error                           { return errNoSafeOpen }
 func isReadOnly(error) bool                                     { return false }
+func isNoRoom(error) bool                                       { return false }
 func fdPath(*os.File) string                                    { return "" }
 func (c *CacheDir) createTemp(string) (*os.File, string, error) { return nil, "", errNoSafeOpen }
