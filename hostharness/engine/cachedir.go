@@ -425,7 +425,7 @@ func openCache(opts *Options) (cleanup func() error, err error) {
 	cleanup = func() error { return nil }
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrUnsafeCacheDir) && opts.CacheDir == tempCacheDir():
+	case errors.Is(err, ErrUnsafeCacheDir) && opts.CacheDir == tempCacheDir() && !opts.KeepCode:
 		tmp, tmpErr := os.MkdirTemp("", "wasiserve-cache-*")
 		if tmpErr == nil {
 			c, tmpErr = OpenCacheDir(tmp)
@@ -438,15 +438,20 @@ func openCache(opts *Options) (cleanup func() error, err error) {
 		cleanup = func() error { return os.RemoveAll(tmp) }
 	case errors.Is(err, ErrUnsafeCacheDir):
 		return nil, err
+	case opts.KeepCode:
+		return nil, fmt.Errorf("the compiled code could not be kept: %w", err)
 	default:
 		opts.Log().Warn("compilation cache cannot be opened: compiling in memory, nothing is kept for the next start", "dir", opts.CacheDir, "err", err)
 		return cleanup, nil
 	}
-	if reason := c.ReadOnly(); reason != nil {
+	first := cleanup
+	if reason := c.ReadOnly(); reason != nil && opts.KeepCode {
+		c.Close()
+		return nil, fmt.Errorf("the compiled code could not be kept: cache directory %s cannot be written: %w", c.Name(), errors.Join(reason, first()))
+	} else if reason != nil {
 		opts.Log().Warn("compilation cache cannot be written: guests compiled into it beforehand load from it, others are compiled in memory at each start", "dir", c.Name(), "err", reason)
 	}
 	opts.Cache = c
-	first := cleanup
 	return func() error { return errors.Join(c.Close(), first()) }, nil
 }
 

@@ -203,6 +203,11 @@ type Options struct {
 	// Cache is CacheDir, opened and checked by Kind.Open for the engine;
 	// nil when it cannot be used, and the engine compiles in memory.
 	Cache *CacheDir
+	// KeepCode makes a cache that cannot be opened or written an error
+	// of Kind.Open, and a failure to write compiled code an error of
+	// Load, instead of compiling in memory: for filling a cache ahead
+	// of time (hostharness compile).
+	KeepCode bool
 	// MaxMemory caps each guest's linear memory in bytes (rounded down to
 	// 64 KiB pages); 0 leaves the engine's default (4 GiB for wasm32).
 	// A Go guest that needs more fails with "out of memory" and exits 2.

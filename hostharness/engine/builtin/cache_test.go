@@ -516,3 +516,32 @@ func fill(t *testing.T, path string) {
 		}
 	}
 }
+
+// TestKeepCode: with Options.KeepCode (hostharness compile), a read-only
+// cache fails at once, before compiling, and a cache that fills before
+// the code is written fails the Load, on every embedded engine, instead
+// of compiling in memory.
+func TestKeepCode(t *testing.T) {
+	for _, name := range engines.EmbeddedNames() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			if eng, err := engines.New(ctx, name, engine.Options{CacheDir: readOnlyDir(t), KeepCode: true}); err == nil {
+				eng.Close(ctx)
+				t.Error("New with a read-only cache and KeepCode: no error")
+			}
+			dir := mountTmpfs(t, "size=2m")
+			eng, err := engines.New(ctx, name, engine.Options{CacheDir: dir, KeepCode: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close(ctx)
+			fill(t, filepath.Join(dir, "filler"))
+			mod, err := eng.Load(ctx, exit7)
+			if err == nil {
+				mod.Close(ctx)
+				t.Fatal("Load with a full cache and KeepCode: no error")
+			}
+			t.Log(err)
+		})
+	}
+}

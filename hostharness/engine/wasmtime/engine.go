@@ -51,6 +51,7 @@ type wasmtimeEngine struct {
 	dirs []*engine.CacheDir
 	// unwritable warns once that compiled code cannot be cached.
 	unwritable engine.WarnOnce
+	keepCode   bool // Options.KeepCode
 	logger     *slog.Logger
 	maxMemory  int64 // bytes per linear memory; -1 means no limit
 	funcs      []wasmtimeFunc
@@ -68,7 +69,7 @@ type wasmtimeEngine struct {
 const wasmtimeCodeVersion = "wasmtime-42.0.0-epoch"
 
 func newEngine(_ context.Context, opts engine.Options) (_ engine.Engine, err error) {
-	e := &wasmtimeEngine{logger: opts.Log()}
+	e := &wasmtimeEngine{logger: opts.Log(), keepCode: opts.KeepCode}
 	if err := e.openCache(opts); err != nil {
 		return nil, fmt.Errorf("wasmtime cache: %w", err)
 	}
@@ -196,9 +197,17 @@ func (e *wasmtimeEngine) compile(wasm []byte) (mod *wt.Module, code string, cach
 		return nil, "", false, err
 	}
 	if e.modules == nil || e.modules.ReadOnly() != nil {
+		if e.keepCode {
+			mod.Close()
+			return nil, "", false, errors.New("the compiled code could not be kept: the wasmtime cache cannot be used")
+		}
 		return mod, "", false, nil
 	}
 	if err := e.modules.SealWith(name, name, serialised); err != nil {
+		if e.keepCode {
+			mod.Close()
+			return nil, "", false, fmt.Errorf("the compiled code could not be kept: %w", err)
+		}
 		e.unwritable.Warn(e.logger, "compiled code cannot be written to the cache: serving it from memory", "engine", Name, "err", err)
 		return mod, "", false, nil
 	}

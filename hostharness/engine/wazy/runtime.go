@@ -67,6 +67,7 @@ type runtime struct {
 	memCache   wazy.CompilationCache
 	memErr     error
 	unwritable engine.WarnOnce
+	keepCode   bool // Options.KeepCode
 	logger     *slog.Logger
 }
 
@@ -81,7 +82,7 @@ type runtime struct {
 // module the guests import.
 func newRuntime(ctx context.Context, name string, opts engine.Options, hostModules func(context.Context, wazy.Runtime) error) (*runtime, error) {
 	pages := opts.MaxMemoryPages()
-	e := &runtime{name: name, logger: opts.Log()}
+	e := &runtime{name: name, logger: opts.Log(), keepCode: opts.KeepCode}
 	e.build = func(ctx context.Context, cache wazy.CompilationCache) (wazy.Runtime, error) {
 		// No DWARF: wazy would keep the whole .wasm file in memory (~10 MB
 		// for the echo guest) for the source lines of trap backtraces, which
@@ -199,6 +200,9 @@ func (e *runtime) load(ctx context.Context, path string) (*module, error) {
 // cannot be written (a full disk), is compiled in memory.
 func (e *runtime) compile(ctx context.Context, wasm []byte) (wazy.Runtime, wazy.CompiledModule, bool, error) {
 	if e.dir == nil {
+		if e.keepCode {
+			return nil, nil, false, errors.New("the compiled code could not be kept: the wazy cache cannot be used")
+		}
 		compiled, err := e.runtime.CompileModule(ctx, wasm)
 		return e.runtime, compiled, false, err
 	}
@@ -221,6 +225,8 @@ func (e *runtime) compile(ctx context.Context, wasm []byte) (wazy.Runtime, wazy.
 	case err == nil:
 	case readOnly && (errors.Is(err, wazy.ErrCompilationCacheMiss) || errors.Is(err, wazy.ErrCompilationCacheStale) || errors.Is(err, wazy.ErrCompilationCacheCorrupt)):
 		return e.compileInMemory(ctx, wasm)
+	case engine.IsWriteFailure(err) && e.keepCode:
+		return nil, nil, false, fmt.Errorf("the compiled code could not be kept in %s: %w", e.dir.Name(), err)
 	case engine.IsWriteFailure(err):
 		e.unwritable.Warn(e.logger, "compiled code cannot be written to the cache: compiling in memory", "engine", e.name, "dir", e.dir.Name(), "err", err)
 		return e.compileInMemory(ctx, wasm)
@@ -241,6 +247,10 @@ func (e *runtime) compile(ctx context.Context, wasm []byte) (wazy.Runtime, wazy.
 			err = fmt.Errorf("wazy wrote %d cache entries for one module, want 1", len(added))
 		} else {
 			err = e.dir.Seal(key, added[0])
+		}
+		if err != nil && e.keepCode {
+			compiled.Close(ctx)
+			return nil, nil, false, fmt.Errorf("the compiled code could not be kept in %s: %w", e.dir.Name(), err)
 		}
 		if err != nil {
 			e.unwritable.Warn(e.logger, "compiled code cannot be sealed in the cache: the next start compiles again", "engine", e.name, "dir", e.dir.Name(), "err", err)
