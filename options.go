@@ -47,6 +47,9 @@ type Options struct {
 	// CacheDir holds compilation caches; empty means
 	// engine.DefaultCacheDir(). It must be private to this user.
 	CacheDir string
+	// keepCode: Load fails where the compiled code cannot be kept in
+	// the cache (Compile), instead of compiling in memory.
+	keepCode bool
 	// MaxMemory caps each instance's linear memory in bytes (at least
 	// MinMemory, at most 4 GiB); 0 leaves the engine's default.
 	MaxMemory uint64

@@ -313,7 +313,7 @@ func load(ctx context.Context, log *slog.Logger, k engine.Kind, path string, opt
 		mod engine.Module
 	}
 	l, err := interrupt.Run(ctx, "loading the guest", func() (loaded, error) {
-		eng, err := k.Open(ctx, engine.Options{CacheDir: opts.cacheDir(), MaxMemory: opts.MaxMemory, Logger: log})
+		eng, err := k.Open(ctx, engine.Options{CacheDir: opts.cacheDir(), MaxMemory: opts.MaxMemory, Logger: log, KeepCode: opts.keepCode})
 		if err != nil {
 			return loaded{}, err
 		}
@@ -345,7 +345,11 @@ func load(ctx context.Context, log *slog.Logger, k engine.Kind, path string, opt
 // Compile compiles the guest at path into the compilation cache of the
 // engine that opts name, so that a later Serve with the same engine,
 // CacheDir and MaxMemory starts without compiling.
+// Compile fails, rather than compile in memory, where the code cannot be
+// kept: at once for a cache that cannot be opened or written, after
+// compiling for one that fills up.
 func Compile(ctx context.Context, path string, opts Options) error {
+	opts.keepCode = true
 	eng, mod, err := Load(ctx, path, opts)
 	if err != nil {
 		return err

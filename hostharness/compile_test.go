@@ -5,6 +5,8 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +27,7 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown engine", []string{"compile", "--engine", "nosuch", "x.wasm"}, 2, "unknown engine"},
 		{"missing wasm", []string{"compile", "--engine", wazy.Name, filepath.Join(t.TempDir(), "nope.wasm")}, 1, "no such file"},
 		{"bad flag", []string{"compile", "--nosuch"}, 2, "flag provided but not defined"},
+		{"read-only cache", []string{"compile", "--engine", wazy.Name, "--cache-dir", readOnlyMount(t), enginetest.Testdata("exit7.wasm")}, 1, "could not be kept"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder
@@ -34,6 +37,23 @@ func TestCompileErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readOnlyMount is an empty read-only tmpfs mount on a new directory,
+// which root cannot write either; where the test cannot mount one, a
+// directory of mode 0500.
+func readOnlyMount(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "ro,mode=0700,size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Logf("no read-only mount here (%v %s): the read-only case compiles into a directory of mode 0500", err, out)
+		os.Chmod(dir, 0o500)
+		return dir
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
 }
 
 // TestCompileFillsCache compiles the echo guest into an empty cache

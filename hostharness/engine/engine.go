@@ -205,6 +205,14 @@ func (cfg Config) Log() *slog.Logger {
 type Options struct {
 	// CacheDir holds compilation caches; empty means DefaultCacheDir().
 	CacheDir string
+	// Cache is CacheDir, opened and checked by Kind.Open for the engine;
+	// nil when it cannot be used, and the engine compiles in memory.
+	Cache *CacheDir
+	// KeepCode makes a cache that cannot be opened or written an error
+	// of Kind.Open, and a failure to write compiled code an error of
+	// Load, instead of compiling in memory: for filling a cache ahead
+	// of time (hostharness compile).
+	KeepCode bool
 	// MaxMemory caps each guest's linear memory in bytes (rounded down to
 	// 64 KiB pages); 0 leaves the engine's default (4 GiB for wasm32).
 	// A Go guest that needs more fails with "out of memory" and exits 2.
@@ -242,12 +250,18 @@ func (o Options) Log() *slog.Logger {
 // DefaultCacheDir is wasiserve's directory under the user's cache
 // directory ($XDG_CACHE_HOME, else $HOME/.cache). With neither set it is
 // wasiserve-UID in the temporary directory, never a path shared by every
-// user; CheckCacheDir refuses it if someone else made it or can write to
-// it.
+// user, created private; if someone else made it first (or a link
+// there), Kind.Open uses a fresh private directory instead.
 func DefaultCacheDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
-		return filepath.Join(os.TempDir(), fmt.Sprintf("wasiserve-%d", os.Getuid()))
+		return tempCacheDir()
 	}
 	return filepath.Join(dir, "wasiserve")
+}
+
+// tempCacheDir is DefaultCacheDir without a HOME: predictable, so that
+// others can plant it.
+func tempCacheDir() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("wasiserve-%d", os.Geteuid()))
 }

@@ -155,9 +155,9 @@ func (s Set) Select(spec string) ([]string, error) {
 }
 
 // New returns a new engine of the named Kind. Its cache directory must be
-// private to this user (CheckCacheDir); one that cannot be used
-// (read-only, full) is logged and replaced by a temporary one, so the
-// guest is compiled anyway.
+// private to this user (see OpenCacheDir); one that cannot be used
+// (read-only, full) is logged, and the engine compiles in memory what it
+// cannot load from it.
 func (s Set) New(ctx context.Context, name string, opts Options) (Engine, error) {
 	k, err := s.Lookup(name)
 	if err != nil {
@@ -166,7 +166,9 @@ func (s Set) New(ctx context.Context, name string, opts Options) (Engine, error)
 	return k.Open(ctx, opts)
 }
 
-// Open returns a new engine of Kind k, as Set.New does.
+// Open returns a new engine of Kind k, as Set.New does: it opens
+// opts.CacheDir as opts.Cache for the engine, and closes it with the
+// engine.
 func (k Kind) Open(ctx context.Context, opts Options) (Engine, error) {
 	if err := k.available(); err != nil {
 		return nil, fmt.Errorf("engine %s: %w", k.Name, err)
@@ -174,15 +176,12 @@ func (k Kind) Open(ctx context.Context, opts Options) (Engine, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = DefaultCacheDir()
 	}
-	cleanup, err := withCache(&opts)
+	cleanup, err := openCache(&opts)
 	if err != nil {
 		return nil, err
 	}
 	eng, err := k.New(ctx, opts)
-	switch {
-	case cleanup == nil:
-		return eng, err
-	case err != nil:
+	if err != nil {
 		return nil, errors.Join(err, cleanup())
 	}
 	return cachedEngine{eng, cleanup}, nil

@@ -284,3 +284,23 @@ func TestSlowClientsCannotLockOut(t *testing.T) {
 		})
 	}
 }
+
+// TestNoMemoryCall: a module without a linear memory that calls fd_write
+// on stdout, which the host's Table leaves to the engine's own function,
+// gets EFAULT (or EINVAL) back as an errno and returns from _start: no trap
+// and no nil dereference in the host.
+func TestNoMemoryCall(t *testing.T) {
+	for _, name := range engines.With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mod, err := newEngine(t, name).Load(ctx, hostileModule("fd_write_nomem"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			if err := mod.Run(ctx, engine.Config{Listener: listen(t)}); err != nil {
+				t.Fatalf("fd_write from a module without memory: %.500v; want EFAULT (21) or EINVAL (28) answered, and _start to return", err)
+			}
+		})
+	}
+}

@@ -8,6 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,7 +19,6 @@ import (
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/engine/internal/enginekit"
-	"github.com/wasiserve/wasiserve/internal/atomicfile"
 	"github.com/wasiserve/wasiserve/internal/hostsock"
 )
 
@@ -40,13 +42,21 @@ func available() error { return hostsock.Supported() }
 // serialised: loading a cached guest costs a hash of the wasm and an
 // mmap, not a recompilation.
 type wasmtimeEngine struct {
-	modulesDir string // serialised modules, by hash of their wasm
+	// modules holds serialised modules, by hash of their wasm, sealed;
+	// nil when there is no cache, and modules are compiled in memory.
+	modules *engine.CacheDir
 	// placeholder is the empty directory preopened at the listener's fd
 	// number, so that wasmtime never gives that number to a file.
 	placeholder string
-	maxMemory   int64 // bytes per linear memory; -1 means no limit
-	funcs       []wasmtimeFunc
-	eng         *wt.Engine
+	// dirs are the cache directories the engine holds open.
+	dirs []*engine.CacheDir
+	// unwritable warns once that compiled code cannot be cached.
+	unwritable engine.WarnOnce
+	keepCode   bool // Options.KeepCode
+	logger     *slog.Logger
+	maxMemory  int64 // bytes per linear memory; -1 means no limit
+	funcs      []wasmtimeFunc
+	eng        *wt.Engine
 	// forward is the forwarding module (see forwardModuleWAT).
 	forward *wt.Module
 	// users are the engine's open modules: eng and forward are closed
@@ -60,19 +70,15 @@ type wasmtimeEngine struct {
 const wasmtimeCodeVersion = "wasmtime-42.0.0-epoch"
 
 func newEngine(_ context.Context, opts engine.Options) (_ engine.Engine, err error) {
-	dir := filepath.Join(opts.CacheDir, "wasmtime42")
-	modulesDir := filepath.Join(dir, "modules")
-	placeholder := filepath.Join(dir, "listener-placeholder")
-	for _, d := range []string{modulesDir, placeholder} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("wasmtime cache: %w", err)
-		}
+	e := &wasmtimeEngine{logger: opts.Log(), keepCode: opts.KeepCode}
+	if err := e.openCache(opts); err != nil {
+		return nil, fmt.Errorf("wasmtime cache: %w", err)
 	}
 	maxMemory := int64(-1)
 	if pages := opts.MaxMemoryPages(); pages != 0 {
 		maxMemory = int64(pages) * engine.WasmPageSize
 	}
-	e := &wasmtimeEngine{modulesDir: modulesDir, placeholder: placeholder, maxMemory: maxMemory, eng: newWasmtime()}
+	e.maxMemory, e.eng = maxMemory, newWasmtime()
 	e.users.release = e.release
 	defer func() {
 		if err != nil {
@@ -112,50 +118,173 @@ func wasmtimeConfig() *wt.Config {
 	return cfg
 }
 
+// openCache opens the engine's directories in opts.Cache: the modules
+// and the placeholder. Where there is no cache, or they cannot be made in
+// it (a read-only cache without them), modules are compiled in memory and
+// the placeholder is the cache (or the temporary directory): the guest
+// never reaches it, as every call on its fd number goes to the Table.
+func (e *wasmtimeEngine) openCache(opts engine.Options) error {
+	e.placeholder = os.TempDir()
+	if opts.Cache == nil {
+		return nil
+	}
+	// The cache itself until there is a placeholder of its own, on a
+	// descriptor of the engine's: its modules may run after opts.Cache is
+	// closed with the engine.
+	if root, err := opts.Cache.Dup(); err == nil {
+		e.dirs = append(e.dirs, root)
+		e.placeholder = root.Path()
+	}
+	dir, err := opts.Cache.Sub("wasmtime42")
+	if errors.Is(err, engine.ErrUnsafeCacheDir) {
+		return err
+	}
+	if err != nil {
+		warnUnusable(opts, err)
+		return nil
+	}
+	defer dir.Close()
+	for _, sub := range []struct {
+		name string
+		set  func(*engine.CacheDir)
+	}{
+		{"modules", func(d *engine.CacheDir) { e.modules = d }},
+		{"listener-placeholder", func(d *engine.CacheDir) { e.placeholder = d.Path() }},
+	} {
+		d, err := dir.Sub(sub.name)
+		if errors.Is(err, engine.ErrUnsafeCacheDir) {
+			e.closeCache()
+			return err
+		}
+		if err != nil {
+			warnUnusable(opts, err)
+			continue
+		}
+		e.dirs = append(e.dirs, d)
+		sub.set(d)
+	}
+	return nil
+}
+
+// warnUnusable logs that a directory of the cache cannot be used, unless
+// the cache is read-only, which Kind.Open has said.
+func warnUnusable(opts engine.Options, err error) {
+	if opts.Cache.ReadOnly() == nil {
+		opts.Log().Warn("wasmtime cache cannot be used: compiling in memory", "err", err)
+	}
+}
+
+// closeCache closes the engine's cache directories.
+func (e *wasmtimeEngine) closeCache() {
+	for _, d := range e.dirs {
+		d.Close()
+	}
+	e.dirs = nil
+}
+
 // compile returns wasm's module, deserialised from its code in the cache
-// (at the path code), compiled and cached first if it is not there (or
-// was cached by an incompatible build), and whether the code came from
-// the cache. The module keeps its code file mapped, and open, until it is
+// when the code there matches its seal, compiled (and cached, where the
+// cache can be written) otherwise, and whether the code came from the
+// cache; code is the path of the cached code, "" for a module compiled
+// in memory. A cached module keeps its code file mapped until it is
 // closed.
 func (e *wasmtimeEngine) compile(wasm []byte) (mod *wt.Module, code string, cached bool, err error) {
 	sum := sha256.Sum256(append([]byte(wasmtimeCodeVersion), wasm...))
-	code = filepath.Join(e.modulesDir, hex.EncodeToString(sum[:])+".cwasm")
-	if mod, err := wt.NewModuleDeserializeFile(e.eng, code); err == nil {
-		return mod, code, true, nil
+	name := hex.EncodeToString(sum[:]) + ".cwasm"
+	if e.modules != nil {
+		if err := e.modules.Check(); err != nil {
+			return nil, "", false, err
+		}
+		if mod, err := e.deserialize(name); err == nil {
+			return mod, filepath.Join(e.modules.Name(), name), true, nil
+		}
 	}
-	if err := e.compileTo(code, wasm); err != nil {
+	serialised, mod, err := e.compileCode(wasm)
+	if err != nil {
 		return nil, "", false, err
+	}
+	if e.modules == nil || e.modules.ReadOnly() != nil {
+		if e.keepCode {
+			mod.Close()
+			return nil, "", false, errors.New("the compiled code could not be kept: the wasmtime cache cannot be used")
+		}
+		return mod, "", false, nil
+	}
+	if err := e.modules.SealWith(name, name, serialised); err != nil {
+		if e.keepCode {
+			mod.Close()
+			return nil, "", false, fmt.Errorf("the compiled code could not be kept: %w", err)
+		}
+		e.unwritable.Warn(e.logger, "compiled code cannot be written to the cache: serving it from memory", "engine", Name, "err", err)
+		return mod, "", false, nil
 	}
 	// The code is mapped from the cache, as a cached module's is, rather
 	// than kept in the anonymous memory it was compiled to.
-	if mod, err = wt.NewModuleDeserializeFile(e.eng, code); err != nil {
-		return nil, "", false, fmt.Errorf("load the code just compiled: %w", err)
+	cachedMod, err := e.deserialize(name)
+	if err != nil {
+		return mod, "", false, nil
 	}
-	return mod, code, false, nil
+	mod.Close()
+	return cachedMod, filepath.Join(e.modules.Name(), name), false, nil
 }
 
-// compileTo compiles wasm and writes its serialised code to the file
+// deserialize loads the module whose code is the cache entry name, when
+// its seal matches it: through the open file, so that what is mapped is
+// the file checked. An entry that does not match (or that wasmtime
+// refuses: another build's) is removed, to be compiled again.
+func (e *wasmtimeEngine) deserialize(name string) (*wt.Module, error) {
+	f, _, err := e.modules.OpenSealed(name)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			e.dropEntry(name)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	var mod *wt.Module
+	if path := engine.FilePath(f); path != "" {
+		mod, err = wt.NewModuleDeserializeFile(e.eng, path)
+	} else {
+		var code []byte
+		if code, err = io.ReadAll(f); err == nil {
+			mod, err = wt.NewModuleDeserialize(e.eng, code)
+		}
+	}
+	if err != nil {
+		e.dropEntry(name)
+		return nil, err
+	}
+	return mod, nil
+}
+
+// dropEntry removes a cache entry that cannot be loaded, and its seal,
+// where the cache can be written.
+func (e *wasmtimeEngine) dropEntry(name string) {
+	if e.modules.ReadOnly() == nil {
+		e.modules.Unseal(name)
+		e.modules.Remove(name)
+	}
+}
+
+// compileCode compiles wasm and returns its module and its serialised
 // code. Cranelift's working memory, freed by then, is handed back to the
 // system (releaseFreeMemory): a large guest's compilation leaves hundreds
 // of MiB in the C allocator's free lists otherwise, and its largest
 // blocks at the top of arenas that the allocator does not trim unless its
 // thresholds are fixed first (fixMallocThresholds).
-func (e *wasmtimeEngine) compileTo(code string, wasm []byte) error {
+func (e *wasmtimeEngine) compileCode(wasm []byte) ([]byte, *wt.Module, error) {
 	fixMallocThresholds()
 	defer releaseFreeMemory()
 	mod, err := wt.NewModule(e.eng, wasm)
 	if err != nil {
-		return fmt.Errorf("compile: %w", err)
+		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
-	defer mod.Close()
 	serialised, err := mod.Serialize()
 	if err != nil {
-		return fmt.Errorf("serialise: %w", err)
+		mod.Close()
+		return nil, nil, fmt.Errorf("serialise: %w", err)
 	}
-	if err := atomicfile.Write(code, serialised); err != nil {
-		return fmt.Errorf("cache compiled code: %w", err)
-	}
-	return nil
+	return serialised, mod, nil
 }
 
 func (e *wasmtimeEngine) Load(ctx context.Context, path string) (_ engine.Module, err error) {
@@ -231,6 +360,7 @@ func (e *wasmtimeEngine) release() {
 		e.forward.Close()
 	}
 	e.eng.Close()
+	e.closeCache()
 }
 
 // placeholderGuestPath is the guest path of the placeholder preopen at the
@@ -244,7 +374,7 @@ const wasiModule = "wasi_snapshot_preview1"
 type wasmtimeModule struct {
 	engine *wasmtimeEngine
 	mod    *wt.Module
-	code   string // path of the serialised module, which mod maps
+	code   string // path of the serialised module, which mod maps; "" in memory
 	name   string
 	cached bool // Load deserialised code, compiled nothing
 	// proxy: the guest reads PROXY headers (it exports

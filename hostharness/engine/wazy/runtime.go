@@ -3,16 +3,18 @@ package wazy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/samyfodil/wazy"
@@ -38,7 +40,10 @@ func SockKind() engine.Kind {
 		Capabilities: sockCapabilities,
 		Rank:         10,
 		New: func(ctx context.Context, opts engine.Options) (engine.Engine, error) {
-			return newRuntime(ctx, SockName, opts)
+			return newRuntime(ctx, SockName, opts, func(ctx context.Context, rt wazy.Runtime) error {
+				_, err := wasi_snapshot_preview1.Instantiate(ctx, rt)
+				return err
+			})
 		},
 	}
 }
@@ -46,11 +51,24 @@ func SockKind() engine.Kind {
 // runtime runs guests with wazy's compiler; by itself (wazy-sock) with
 // its experimental socket support, which binds the listener itself.
 type runtime struct {
-	name     string
-	runtime  wazy.Runtime
-	cache    wazy.CompilationCache
-	cacheDir string
-	logger   *slog.Logger
+	name string
+	// runtime compiles through the file cache in dir, when there is one.
+	runtime wazy.Runtime
+	cache   wazy.CompilationCache
+	// dir is the engine's directory of the cache (see Options.Cache);
+	// nil when there is none, and runtime compiles in memory.
+	dir *engine.CacheDir
+	// build makes a runtime with the engine's settings and host modules.
+	build func(context.Context, wazy.CompilationCache) (wazy.Runtime, error)
+	// inMemory is a runtime without a file cache, made at its first need:
+	// for guests that a read-only or full cache cannot hold.
+	memOnce    sync.Once
+	memory     wazy.Runtime
+	memCache   wazy.CompilationCache
+	memErr     error
+	unwritable engine.WarnOnce
+	keepCode   bool // Options.KeepCode
+	logger     *slog.Logger
 }
 
 // newRuntime builds a runtime of wazy, a fork of wazero whose
@@ -60,36 +78,88 @@ type runtime struct {
 // stops it. (wazero's compiled code does neither unless it checks the
 // context, WithCloseOnContextDone, which cost the echo guest 1.6-2.2x its
 // CPU per request; wazy's checks cost less than nothing against wazero
-// without them: docs/BENCHMARKS.md.)
-func newRuntime(ctx context.Context, name string, opts engine.Options) (*runtime, error) {
+// without them: docs/BENCHMARKS.md.) hostModules instantiates the WASI
+// module the guests import.
+func newRuntime(ctx context.Context, name string, opts engine.Options, hostModules func(context.Context, wazy.Runtime) error) (*runtime, error) {
 	pages := opts.MaxMemoryPages()
-	cacheDir := filepath.Join(opts.CacheDir, "wazy")
+	e := &runtime{name: name, logger: opts.Log(), keepCode: opts.KeepCode}
+	e.build = func(ctx context.Context, cache wazy.CompilationCache) (wazy.Runtime, error) {
+		// No DWARF: wazy would keep the whole .wasm file in memory (~10 MB
+		// for the echo guest) for the source lines of trap backtraces, which
+		// name functions without it, as wasmtime's do.
+		rtCfg := wazy.NewRuntimeConfig().
+			WithCompilationCache(cache).
+			WithDebugInfoEnabled(false)
+		if pages != 0 {
+			rtCfg = rtCfg.WithMemoryLimitPages(pages)
+		}
+		rt := wazy.NewRuntimeWithConfig(ctx, rtCfg)
+		if err := hostModules(ctx, rt); err != nil {
+			rt.Close(ctx)
+			return nil, fmt.Errorf("%s: instantiate WASI: %w", name, err)
+		}
+		return rt, nil
+	}
+	cache, err := e.openCache(opts, pages)
+	if err != nil {
+		return nil, err
+	}
+	if e.runtime, err = e.build(ctx, cache); err != nil {
+		cache.Close(ctx)
+		if e.dir != nil {
+			e.dir.Close()
+		}
+		return nil, err
+	}
+	e.cache = cache
+	return e, nil
+}
+
+// openCache opens the engine's directory in opts.Cache and wazy's
+// compilation cache in it: read-only where the cache cannot be written.
+// Without a cache, or where wazy's cannot be opened in it (a read-only
+// cache that has none), it is an in-memory one.
+func (e *runtime) openCache(opts engine.Options, pages uint32) (wazy.CompilationCache, error) {
+	if opts.Cache == nil {
+		return wazy.NewCompilationCache(), nil
+	}
+	name := "wazy"
 	if pages != 0 && pages != engine.Wasm32MaxPages {
 		// wazy compiles a memory's maximum, which the limit lowers, into
 		// the guest's code, and keys its cache by the wasm alone: code
 		// cached under one limit would impose it on engines without. A
 		// limit of engine.Wasm32MaxPages is wazy's own: no cache of its own.
-		cacheDir += fmt.Sprintf("-max-memory-%d-pages", pages)
+		name += fmt.Sprintf("-max-memory-%d-pages", pages)
 	}
-	cache, err := wazy.NewCompilationCacheWithDir(cacheDir)
+	dir, err := opts.Cache.Sub(name)
+	if errors.Is(err, engine.ErrUnsafeCacheDir) {
+		return nil, err
+	}
+	readOnly := opts.Cache.ReadOnly() != nil
 	if err != nil {
-		return nil, fmt.Errorf("wazy compilation cache: %w", err)
+		if !readOnly {
+			e.logger.Warn("wazy compilation cache cannot be used: compiling in memory", "engine", e.name, "err", err)
+		}
+		return wazy.NewCompilationCache(), nil
 	}
-	// No DWARF: wazy would keep the whole .wasm file in memory (~10 MB
-	// for the echo guest) for the source lines of trap backtraces, which
-	// name functions without it, as wasmtime's do.
-	rtCfg := wazy.NewRuntimeConfig().
-		WithCompilationCache(cache).
-		WithDebugInfoEnabled(false)
-	if pages != 0 {
-		rtCfg = rtCfg.WithMemoryLimitPages(pages)
+	var cache wazy.CompilationCache
+	switch {
+	case dir.Path() == "":
+		err = errors.New("no path leads to the open cache directory on this system")
+	case readOnly:
+		cache, err = wazy.NewCompilationCacheWithDirReadOnly(dir.Path())
+	default:
+		cache, err = wazy.NewCompilationCacheWithDir(dir.Path())
 	}
-	rt := wazy.NewRuntimeWithConfig(ctx, rtCfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("wazy: instantiate WASI: %w", err)
+	if err != nil {
+		if !readOnly {
+			e.logger.Warn("wazy compilation cache cannot be used: compiling in memory", "engine", e.name, "dir", dir.Name(), "err", err)
+		}
+		dir.Close()
+		return wazy.NewCompilationCache(), nil
 	}
-	return &runtime{name: name, runtime: rt, cache: cache, cacheDir: cacheDir, logger: opts.Log()}, nil
+	e.dir = dir
+	return cache, nil
 }
 
 func (e *runtime) Name() string { return e.name }
@@ -105,30 +175,132 @@ func (e *runtime) load(ctx context.Context, path string) (*module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	before := cacheEntries(e.cacheDir)
-	compiled, err := e.runtime.CompileModule(ctx, wasm)
-	if err != nil && strings.Contains(err.Error(), "compilationcache:") {
-		// A damaged cache entry (a truncated file, say): drop the
-		// cache's files and compile afresh.
-		e.logger.Warn("compilation cache damaged: clearing it and compiling afresh", "engine", e.name, "dir", e.cacheDir, "err", err)
-		if clearErr := engine.ClearFiles(e.cacheDir); clearErr != nil {
-			return nil, fmt.Errorf("compile %s with wazy: %w; clearing the cache: %w", path, err, clearErr)
-		}
-		compiled, err = e.runtime.CompileModule(ctx, wasm)
-	}
+	rt, compiled, cached, err := e.compile(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wazy: %w", path, err)
 	}
-	cached := maps.Equal(before, cacheEntries(e.cacheDir))
 	// wazy would only report "module[env] not instantiated" at run time.
 	for _, f := range compiled.ImportedFunctions() {
 		module, name, _ := f.Import()
-		if m := e.runtime.Module(module); m == nil || m.ExportedFunctionDefinitions()[name] == nil {
+		if m := rt.Module(module); m == nil || m.ExportedFunctionDefinitions()[name] == nil {
 			compiled.Close(ctx)
 			return nil, &engine.MissingImportError{Path: path, Module: module, Name: name, Engine: e.name}
 		}
 	}
-	return &module{runtime: e.runtime, compiled: compiled, name: filepath.Base(path), cached: cached}, nil
+	return &module{runtime: rt, compiled: compiled, name: filepath.Base(path), cached: cached}, nil
+}
+
+// compile compiles wasm, through the cache when there is one, and returns
+// the runtime the module belongs to and whether its code came from the
+// cache. Only an entry sealed for wasm (see engine.CacheDir.Seal) is
+// left for wazy to load: entries that no seal names (copied in, or left
+// by a crash) are removed first, and one that does not match its seal is
+// removed with it, so that wazy never maps code it did not compile for
+// this wasm. A guest that a read-only cache does not hold, or whose code
+// cannot be written (a full disk), is compiled in memory.
+func (e *runtime) compile(ctx context.Context, wasm []byte) (wazy.Runtime, wazy.CompiledModule, bool, error) {
+	if e.dir == nil {
+		if e.keepCode {
+			return nil, nil, false, errors.New("the compiled code could not be kept: the wazy cache cannot be used")
+		}
+		compiled, err := e.runtime.CompileModule(ctx, wasm)
+		return e.runtime, compiled, false, err
+	}
+	if err := e.dir.Check(); err != nil {
+		return nil, nil, false, err
+	}
+	sum := sha256.Sum256(wasm)
+	key := hex.EncodeToString(sum[:])
+	sealed := e.sealed(key)
+	readOnly := e.dir.ReadOnly() != nil
+	if !sealed {
+		if readOnly {
+			return e.compileInMemory(ctx, wasm)
+		}
+		e.dropUnsealed()
+	}
+	before := cacheEntries(e.dir.Path())
+	compiled, err := e.runtime.CompileModule(ctx, wasm)
+	switch {
+	case err == nil:
+	case readOnly && (errors.Is(err, wazy.ErrCompilationCacheMiss) || errors.Is(err, wazy.ErrCompilationCacheStale) || errors.Is(err, wazy.ErrCompilationCacheCorrupt)):
+		return e.compileInMemory(ctx, wasm)
+	case engine.IsWriteFailure(err) && e.keepCode:
+		return nil, nil, false, fmt.Errorf("the compiled code could not be kept in %s: %w", e.dir.Name(), err)
+	case engine.IsWriteFailure(err):
+		e.unwritable.Warn(e.logger, "compiled code cannot be written to the cache: compiling in memory", "engine", e.name, "dir", e.dir.Name(), "err", err)
+		return e.compileInMemory(ctx, wasm)
+	case strings.Contains(err.Error(), "compilationcache:") && !readOnly:
+		// An entry wazy cannot read though it matches its seal (one
+		// an older build wrote, say): drop it and compile afresh.
+		e.logger.Warn("compilation cache entry damaged: compiling afresh", "engine", e.name, "dir", e.dir.Name(), "err", err)
+		e.dir.Unseal(key)
+		e.dropUnsealed()
+		compiled, err = e.runtime.CompileModule(ctx, wasm)
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	added := changedEntries(e.dir.Path(), before)
+	if !readOnly && (!sealed || len(added) > 0) {
+		if len(added) != 1 {
+			err = fmt.Errorf("wazy wrote %d cache entries for one module, want 1", len(added))
+		} else {
+			err = e.dir.Seal(key, added[0])
+		}
+		if err != nil && e.keepCode {
+			compiled.Close(ctx)
+			return nil, nil, false, fmt.Errorf("the compiled code could not be kept in %s: %w", e.dir.Name(), err)
+		}
+		if err != nil {
+			e.unwritable.Warn(e.logger, "compiled code cannot be sealed in the cache: the next start compiles again", "engine", e.name, "dir", e.dir.Name(), "err", err)
+		}
+	}
+	return e.runtime, compiled, len(added) == 0, nil
+}
+
+// sealed reports whether the cache holds an entry that matches its seal
+// for key; a seal that does not match is removed, with its entry.
+func (e *runtime) sealed(key string) bool {
+	f, _, err := e.dir.OpenSealed(key)
+	if err == nil {
+		f.Close()
+		return true
+	}
+	if e.dir.ReadOnly() == nil {
+		e.dir.Unseal(key)
+	}
+	return false
+}
+
+// dropUnsealed removes the entries of the cache that no seal names.
+func (e *runtime) dropUnsealed() {
+	sealed, err := e.dir.SealedEntries()
+	if err != nil {
+		return
+	}
+	files, _ := e.dir.Files()
+	for _, f := range files {
+		if !sealed[f] {
+			e.dir.Remove(f)
+		}
+	}
+}
+
+// compileInMemory compiles wasm with the engine's runtime without a file
+// cache.
+func (e *runtime) compileInMemory(ctx context.Context, wasm []byte) (wazy.Runtime, wazy.CompiledModule, bool, error) {
+	e.memOnce.Do(func() {
+		e.memCache = wazy.NewCompilationCache()
+		if e.memory, e.memErr = e.build(ctx, e.memCache); e.memErr != nil {
+			e.memCache.Close(ctx)
+		}
+	})
+	if e.memErr != nil {
+		return nil, nil, false, e.memErr
+	}
+	compiled, err := e.memory.CompileModule(ctx, wasm)
+	return e.memory, compiled, false, err
 }
 
 // cacheEntries lists the files of wazy's compilation cache in dir with
@@ -139,8 +311,10 @@ func (e *runtime) load(ctx context.Context, path string) (*module, error) {
 // to the same cache meanwhile can only make a hit look like a compilation.
 func cacheEntries(dir string) map[string]time.Time {
 	entries := map[string]time.Time{}
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
+	// The trailing separator follows dir where it is a link to the
+	// directory (engine.CacheDir.Path), which WalkDir would not.
+	filepath.WalkDir(dir+string(filepath.Separator), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && !strings.HasSuffix(path, ".seal") {
 			if info, err := d.Info(); err == nil {
 				entries[path] = info.ModTime()
 			}
@@ -150,9 +324,29 @@ func cacheEntries(dir string) map[string]time.Time {
 	return entries
 }
 
+// changedEntries lists the entries in dir, by path relative to it, that
+// are new or rewritten since before (cacheEntries).
+func changedEntries(dir string, before map[string]time.Time) []string {
+	var changed []string
+	for path, mtime := range cacheEntries(dir) {
+		if old, ok := before[path]; !ok || !old.Equal(mtime) {
+			if rel, err := filepath.Rel(dir+string(filepath.Separator), path); err == nil {
+				changed = append(changed, rel)
+			}
+		}
+	}
+	return changed
+}
+
 func (e *runtime) Close(ctx context.Context) error {
-	err := e.runtime.Close(ctx)
-	return errors.Join(err, e.cache.Close(ctx))
+	err := errors.Join(e.runtime.Close(ctx), e.cache.Close(ctx))
+	if e.memory != nil {
+		err = errors.Join(err, e.memory.Close(ctx), e.memCache.Close(ctx))
+	}
+	if e.dir != nil {
+		err = errors.Join(err, e.dir.Close())
+	}
+	return err
 }
 
 type module struct {

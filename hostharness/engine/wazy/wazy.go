@@ -14,8 +14,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/samyfodil/wazy"
 	"github.com/samyfodil/wazy/api"
-	"github.com/samyfodil/wazy/imports/wasi_snapshot_preview1"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/engine/internal/enginekit"
@@ -46,23 +46,16 @@ type hostSockEngine struct {
 	*runtime
 }
 
-// newHostSock builds a wazy runtime and swaps its wasi_snapshot_preview1
-// module for hostsock's, which wraps wazy's functions.
+// newHostSock builds a wazy runtime whose wasi_snapshot_preview1 module
+// is hostsock's, which wraps wazy's functions.
 func newHostSock(ctx context.Context, opts engine.Options) (engine.Engine, error) {
 	// The guest is stopped at its next call of a hostsock function rather
 	// than by checks in compiled code (see hostsock's Table).
-	rt, err := newRuntime(ctx, Name, opts)
+	rt, err := newRuntime(ctx, Name, opts, func(ctx context.Context, rt wazy.Runtime) error {
+		_, err := wazysock.Instantiate(ctx, rt)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	if wasi := rt.runtime.Module(wasi_snapshot_preview1.ModuleName); wasi != nil {
-		if err := wasi.Close(ctx); err != nil {
-			rt.Close(ctx)
-			return nil, fmt.Errorf("%s: replace wazy's WASI module: %w", Name, err)
-		}
-	}
-	if _, err := wazysock.Instantiate(ctx, rt.runtime); err != nil {
-		rt.Close(ctx)
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	return &hostSockEngine{rt}, nil

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/samyfodil/wazy"
 	"github.com/samyfodil/wazy/api"
@@ -73,6 +74,12 @@ func Export(ctx context.Context, rt wazy.Runtime, b wazy.HostModuleBuilder) erro
 // call's context, and delegate when there is none or f leaves the call to
 // the engine.
 func serve(f hostsock.Func, delegate api.GoModuleFunction) api.GoModuleFunction {
+	if usesMemory(f) {
+		// wazy's own functions dereference the module's memory
+		// unchecked: a module without one gets EFAULT from them, as
+		// from hostsock's.
+		delegate = needsMemory{delegate}
+	}
 	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 		t, _ := ctx.Value(tableKey{}).(*hostsock.Table)
 		if t == nil {
@@ -92,6 +99,35 @@ func serve(f hostsock.Func, delegate api.GoModuleFunction) api.GoModuleFunction 
 			panic(sys.NewExitError(sys.ExitCodeContextCanceled))
 		}
 	})
+}
+
+// needsMemory is the delegate of a function that reads or writes guest
+// memory: it answers EFAULT to a module without memory.
+type needsMemory struct{ api.GoModuleFunction }
+
+// errnoFault is WASI's EFAULT.
+const errnoFault = 21
+
+func (d needsMemory) Call(ctx context.Context, mod api.Module, stack []uint64) {
+	if mod.Memory() == nil {
+		stack[0] = errnoFault
+		return
+	}
+	d.GoModuleFunction.Call(ctx, mod, stack)
+}
+
+// usesMemory reports whether f takes a pointer into guest memory: a
+// result pointer, an iovec list, a path, a buffer, subscriptions or
+// events (WASI preview 1's parameter names, as hostsock.Funcs gives them).
+func usesMemory(f hostsock.Func) bool {
+	for _, name := range f.ParamNames {
+		switch {
+		case strings.HasPrefix(name, "result."),
+			slices.Contains([]string{"iovs", "ri_data", "si_data", "in", "out", "path", "old_path", "new_path", "buf"}, name):
+			return true
+		}
+	}
+	return false
 }
 
 // notSupported is the delegate of an extension called without a Table.
