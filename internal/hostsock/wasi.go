@@ -103,9 +103,12 @@ func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result 
 	bufs, errno := t.rw(mem, uint32(stack[1]), uint32(stack[2]), result)
 	var n int
 	if errno == errnoSuccess {
+		e.traffic.want = total(bufs)
 		switch {
 		case len(e.pending) > 0:
 			n = e.takePending(bufs, flags&msgPeek != 0)
+		case e.traffic.reclaimed:
+			// Shut down by the host: end of file.
 		case total(bufs) > 0:
 			errno = t.io(e, pollIn, func() Errno {
 				n, errno = recv(e.host, bufs, flags)
@@ -113,6 +116,9 @@ func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result 
 			})
 			if errno == errnoSuccess {
 				t.counters.read.Add(uint64(n))
+				if n > 0 {
+					e.traffic.noteRead(&t.reclaim.cfg, n, time.Now())
+				}
 			}
 		}
 	}
@@ -150,6 +156,9 @@ func sendFrom(t *Table, mem Memory, e *entry, stack []uint64, result uint32) Err
 		})
 		if errno == errnoSuccess {
 			t.counters.written.Add(uint64(n))
+			if n > 0 {
+				e.traffic.noteWritten(time.Now())
+			}
 		}
 	}
 	t.done(bufs)
