@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -84,4 +86,45 @@ func (r Reclaim) Check() error {
 		return fmt.Errorf("reclaim minimum rate %d: want bytes per second, 0 or more", r.MinRate)
 	}
 	return nil
+}
+
+// ParseReclaim reads Reclaim as a flag gives it: "off", or a
+// comma-separated list of idle=DURATION, slow=DURATION and rate=BYTES (per
+// second), each optional, such as "idle=1s,rate=1000"; the fields not
+// given keep their defaults.
+func ParseReclaim(s string) (Reclaim, error) {
+	var r Reclaim
+	if s == "off" {
+		return Reclaim{Off: true}, nil
+	}
+	for item := range strings.SplitSeq(s, ",") {
+		key, value, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok {
+			return Reclaim{}, fmt.Errorf("reclaim %q: want off or idle=DURATION,slow=DURATION,rate=BYTES", item)
+		}
+		var err error
+		switch key {
+		case "idle":
+			r.IdleGrace, err = time.ParseDuration(value)
+		case "slow":
+			r.SlowGrace, err = time.ParseDuration(value)
+		case "rate":
+			r.MinRate, err = strconv.Atoi(value)
+		default:
+			return Reclaim{}, fmt.Errorf("reclaim %q: unknown setting %q (want idle, slow or rate)", item, key)
+		}
+		if err != nil {
+			return Reclaim{}, fmt.Errorf("reclaim %s: %w", key, err)
+		}
+	}
+	return r, r.Check()
+}
+
+// String gives r as ParseReclaim reads it, with its defaults set.
+func (r Reclaim) String() string {
+	if r.Off {
+		return "off"
+	}
+	r = r.WithDefaults()
+	return fmt.Sprintf("idle=%s,slow=%s,rate=%d", r.IdleGrace, r.SlowGrace, r.MinRate)
 }
