@@ -50,6 +50,7 @@ func TestValidate(t *testing.T) {
 		{"tiny memory", wasiserve.Options{MaxMemory: 1000}, guest, "MaxMemory", "want a size from 1MiB"},
 		{"huge memory", wasiserve.Options{MaxMemory: 5 << 30}, guest, "MaxMemory", "to 4GiB"},
 		{"negative conns", wasiserve.Options{MaxConns: -2}, guest, "MaxConns", "want 0 or more"},
+		{"negative reclaim rate", wasiserve.Options{Reclaim: engine.Reclaim{MinRate: -1}}, guest, "Reclaim", "want bytes per second"},
 		{"admin without port", wasiserve.Options{AdminAddr: "nocolon"}, guest, "AdminAddr", "want HOST:PORT"},
 		{"watch without a guest", wasiserve.Options{Watch: true}, "", "Watch", "needs a guest file"},
 		{"env without =", wasiserve.Options{Env: []string{"NOEQUALS"}}, guest, "Env", "want KEY=VALUE"},
