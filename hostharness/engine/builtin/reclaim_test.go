@@ -314,3 +314,111 @@ func TestInFlightNeverReclaimed(t *testing.T) {
 		})
 	}
 }
+
+// trickle sends body on c as every chunk bytes per gap, from a goroutine,
+// after headers for a POST of its length; the returned channel gets the
+// result of the writes.
+func trickle(c net.Conn, body string, chunk int, gap time.Duration) <-chan error {
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body))
+	sent := make(chan error, 1)
+	go func() {
+		for i := 0; i < len(body); i += chunk {
+			time.Sleep(gap)
+			if _, err := io.WriteString(c, body[i:min(i+chunk, len(body))]); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	return sent
+}
+
+// readEcho reads the echo guest's answer on c.
+func readEcho(c net.Conn) (string, error) {
+	c.SetReadDeadline(time.Now().Add(answerBound))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	return string(got), err
+}
+
+// TestSlowSenderKeptWithoutPressure: a client sending at 2 bytes/s, far
+// below the minimum rate and for longer than the (shortened) grace, holds
+// the only place of a limit of 1; with nobody waiting the host never cuts
+// it, and its echo comes back whole.
+func TestSlowSenderKeptWithoutPressure(t *testing.T) {
+	reclaim := engine.Reclaim{IdleGrace: 200 * time.Millisecond, SlowGrace: 300 * time.Millisecond}
+	for _, name := range engines.With(engine.ConnLimit) {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), enginetest.Echo.Path(t), engine.Config{MaxConns: 1, Reclaim: reclaim})
+			c, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const body = "slowlink"
+			sent := trickle(c, body, 1, 500*time.Millisecond) // 4 s
+			if err := <-sent; err != nil {
+				t.Fatalf("sending the body: %v", err)
+			}
+			if got, err := readEcho(c); err != nil || got != body {
+				t.Fatalf("echo %q, %v; want %q", got, err, body)
+			}
+			if st, _ := inst.Stats(); st.ReclaimedIdle+st.ReclaimedSlow != 0 {
+				t.Errorf("reclaimed with nobody waiting: %+v", st)
+			}
+		})
+	}
+}
+
+// TestReclaimPicksSlowSender fills a limit of 2 with a client that sends
+// its body at 1 byte/s and one that uploads steadily at 2 KB/s; a third
+// client that waits gets the slow one's place, and the steady upload is
+// untouched.
+func TestReclaimPicksSlowSender(t *testing.T) {
+	reclaim := engine.Reclaim{SlowGrace: 500 * time.Millisecond}
+	for _, name := range engines.With(engine.ConnLimit) {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), enginetest.Echo.Path(t), engine.Config{MaxConns: 2, Reclaim: reclaim})
+			slow, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slow.Close()
+			slowSent := trickle(slow, strings.Repeat("s", 100), 1, time.Second)
+			steady, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer steady.Close()
+			upload := strings.Repeat("u", 8000) // 200 bytes every 100 ms: 4 s
+			steadySent := trickle(steady, upload, 200, 100*time.Millisecond)
+			if !waitFor(answerBound, func() bool { st, _ := inst.Stats(); return st.OpenConns == 2 }) {
+				t.Fatal("the two uploads are not both open")
+			}
+			time.Sleep(reclaim.SlowGrace + 500*time.Millisecond) // the slow one is behind
+			waited := timeAnswer(t, inst.Addr)
+			t.Logf("%s: the waiting client was answered after %s", name, waited.Round(time.Millisecond))
+			if err := <-steadySent; err != nil {
+				t.Fatalf("the steady upload was cut while sending: %v", err)
+			}
+			if got, err := readEcho(steady); err != nil || got != upload {
+				t.Fatalf("steady upload's echo: %d bytes, %v; want its %d", len(got), err, len(upload))
+			}
+			st, _ := inst.Stats()
+			if st.ReclaimedSlow != 1 || st.ReclaimedIdle != 0 {
+				t.Errorf("reclaimed %d slow and %d idle, want the 1 slow sender", st.ReclaimedSlow, st.ReclaimedIdle)
+			}
+			slow.SetReadDeadline(time.Now().Add(answerBound))
+			if n, err := slow.Read(make([]byte, 1)); n != 0 || err == nil || isTimeout(err) {
+				t.Errorf("the slow sender's connection: read %d bytes, %v; want it closed", n, err)
+			}
+			slow.Close()
+			<-slowSent
+		})
+	}
+}
