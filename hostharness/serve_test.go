@@ -130,6 +130,8 @@ func TestServeErrors(t *testing.T) {
 			"--instances needs a host-owned listener, which engine wazy-sock does not support; use --engine"},
 		{"max-conns on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--max-conns", "5", anyWasm}, 2,
 			"--max-conns needs a connection limit, which engine wazy-sock does not support"},
+		{"reclaim on wazy-sock", []string{"serve", "--engine", wazy.SockName, "--reclaim", "idle=1s", anyWasm}, 2,
+			"--reclaim needs a connection limit, which engine wazy-sock does not support"},
 		{"bad reclaim", []string{"serve", "--reclaim", "idle=-1s", "x.wasm"}, 2, "reclaim idle grace -1s: want a duration of 0 or more"},
 		{"unknown reclaim setting", []string{"serve", "--reclaim", "fast=1s", "x.wasm"}, 2, `unknown setting "fast"`},
 		{"systemd without a socket", []string{"serve", "--listen", "systemd", anyWasm}, 1, "systemd passed no socket"},
