@@ -109,12 +109,14 @@ func (tr *traffic) eligibleAt(r *engine.Reclaim) (time.Time, bool) {
 }
 
 // watching reports whether the guest's wait on the connection is a read
-// of at most one byte: Go's net/http watching for the client's close
-// while a handler runs, a response in flight.
+// of at most one byte (Go's net/http watching for the client's close
+// while a handler runs, a response in flight), or whether the guest has
+// not read it yet: either way it is not reclaimed.
 func (tr *traffic) watching() bool { return tr.want <= 1 }
 
 // noteSubscriptions marks the connections subs read and write, for
-// reclaim, and reports whether they wait on a listener.
+// reclaimFor, and returns the lent listener when subs wait on it (nil
+// otherwise).
 func (t *Table) noteSubscriptions(subs []subscription) (listener *entry) {
 	t.reclaim.gen++
 	gen := t.reclaim.gen
