@@ -422,3 +422,60 @@ func TestReclaimPicksSlowSender(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockingGuestReclaimed serves a guest that keeps its connections
+// blocking and answers one keep-alive connection at a time (as a guest
+// without a netpoller does), at a limit of 1: while its first client
+// idles, a second one waits; the host reclaims the idle one from the
+// guest's blocking read, and the second is answered.
+func TestBlockingGuestReclaimed(t *testing.T) {
+	for _, name := range engines.With(engine.ConnLimit) {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), enginetest.FD3.Path(t), engine.Config{MaxConns: 1, Env: []string{"BLOCKING_KEEPALIVE=2"}})
+			first, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			r := bufio.NewReader(first)
+			first.SetDeadline(time.Now().Add(answerBound))
+			if err := getBlocked(first, r); err != nil {
+				t.Fatalf("first client: %v", err)
+			}
+			second, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer second.Close()
+			start := time.Now()
+			second.SetDeadline(start.Add(answerBound))
+			if err := getBlocked(second, bufio.NewReader(second)); err != nil {
+				t.Fatalf("second client, behind an idle one: %v after %s", err, time.Since(start).Round(time.Millisecond))
+			}
+			t.Logf("%s: the second client was answered after %s", name, time.Since(start).Round(time.Millisecond))
+			if n, err := r.ReadByte(); err != io.EOF {
+				t.Errorf("the idle first client: read %v, %v; want end of file", n, err)
+			}
+			if st, _ := inst.Stats(); st.ReclaimedIdle != 1 || st.ReclaimedSlow != 0 {
+				t.Errorf("reclaimed %d idle, %d slow; want 1 idle", st.ReclaimedIdle, st.ReclaimedSlow)
+			}
+		})
+	}
+}
+
+// getBlocked sends GET / on c and reads the fd3 guest's keep-alive answer.
+func getBlocked(c net.Conn, r *bufio.Reader) error {
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && string(body) != "blocked" {
+		err = fmt.Errorf("answered %q", body)
+	}
+	return err
+}
