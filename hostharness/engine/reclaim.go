@@ -15,7 +15,8 @@ import (
 // limit no connection is ever closed by the host, however slow.
 //
 // Under pressure, a connection is reclaimed only while the guest waits to
-// read it (through poll_oneoff, as Go's netpoller does), with no byte of
+// read it (through poll_oneoff, as Go's netpoller does, with no wait to
+// write it; or blocked in a read of a blocking fd), with no byte of
 // the client pending in the kernel or the host and none of the guest's
 // unsent, and while that wait is not a read of at most one byte (how Go's
 // net/http watches a connection for the client's close while a handler

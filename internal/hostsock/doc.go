@@ -51,12 +51,12 @@
 //
 // # Reclaiming
 //
-// With a connection limit (LimitConns), poll_oneoff reclaims places for
-// clients waiting in the listener's accept queue once the guest is at the
-// limit: it shuts down, longest first, connections the guest is waiting
-// to read that are idle or slow senders (SetReclaim and engine.Reclaim
-// give the rules), and wakes when a client arrives or a connection becomes
-// eligible. A reclaimed connection frees its place at once; its fd reads
+// With a connection limit (LimitConns), the guest's waits (poll_oneoff,
+// and a blocking read) reclaim places for clients waiting in the
+// listener's accept queue once the guest is at the limit: they shut down,
+// longest first, connections the guest is waiting to read that are idle
+// or slow senders (SetReclaim and engine.Reclaim give the rules), and wake
+// when a client arrives or a connection becomes eligible. A reclaimed connection frees its place at once; its fd reads
 // end of file until the guest closes it.
 //
 // # Stopping

@@ -9,7 +9,8 @@ import (
 
 // Reclaiming connection slots (see engine.Reclaim for the rules): while
 // the guest is at its connection limit and clients wait in the
-// listener's accept queue, poll_oneoff closes the connections that hold
+// listener's accept queue, poll_oneoff (and a blocking read, awaitRead)
+// closes the connections that hold
 // a slot without using it, idle ones and slow senders, longest eligible
 // first, so that the waiting clients are admitted. A reclaimed
 // connection is shut down both ways at once, which frees its slot; its
@@ -48,8 +49,11 @@ type reclaimer struct {
 	// maxConns of them reclaiming pauses, so that a guest that never
 	// closes cannot make the host hold more than twice its limit.
 	open int
-	// gen numbers the poll_oneoff calls that looked at subscriptions.
+	// gen numbers the waits that marked the connections waited on.
 	gen uint64
+	// listener is the lent listener, whose accept queue tells whether
+	// clients wait.
+	listener *entry
 	// candidates is scratch space of reclaim.
 	candidates []candidate
 }
@@ -160,9 +164,48 @@ func (t *Table) reclaimFor(subs []subscription, now time.Time) (ln *entry, probe
 	if ln = t.noteSubscriptions(subs); ln == nil {
 		return nil, false, time.Time{}
 	}
+	probe, next = t.reclaimReaders(ln, now)
+	return ln, probe, next
+}
+
+// awaitRead is await for a guest blocked reading connection e (a
+// blocking fd) at its connection limit: the wait also wakes when a client
+// arrives at the listener or e becomes eligible, and e is reclaimed for a
+// waiting client as in poll_oneoff. It answers success once e is readable
+// or reclaimed (the read then answers end of file).
+func (t *Table) awaitRead(e *entry) Errno {
+	for {
+		t.reclaim.gen++
+		e.traffic.readGen = t.reclaim.gen
+		probe, recheck := t.reclaimReaders(t.reclaim.listener, time.Now())
+		if e.traffic.reclaimed {
+			return errnoSuccess
+		}
+		fds := []pollFD{{Fd: int32(e.host), Events: pollIn}}
+		if probe {
+			fds = append(fds, pollFD{Fd: int32(t.reclaim.listener.host), Events: pollIn})
+		}
+		fds, errno := t.poll(fds, recheck, false)
+		switch {
+		case errno != errnoSuccess:
+			return errno
+		case fds[len(fds)-1].Revents != 0: // the table's waker
+			return errnoIntr
+		case fds[0].Revents != 0:
+			return errnoSuccess
+		}
+	}
+}
+
+// reclaimReaders reclaims, for the clients waiting at the lent listener
+// ln, the connections marked as waited on to read by the current wait
+// (reclaim.gen) that are eligible at now, longest eligible first. It
+// answers probe when no client waits yet, and otherwise when to look
+// again (zero: no need).
+func (t *Table) reclaimReaders(ln *entry, now time.Time) (probe bool, next time.Time) {
 	waiting := backlog(ln.host)
 	if waiting == 0 {
-		return ln, true, time.Time{}
+		return true, time.Time{}
 	}
 	r := &t.reclaim.cfg
 	gen := t.reclaim.gen
@@ -205,7 +248,7 @@ func (t *Table) reclaimFor(subs []subscription, now time.Time) (ln *entry, probe
 	}
 	clear(cands)
 	t.reclaim.candidates = cands[:0]
-	return ln, false, next
+	return false, next
 }
 
 // reclaimConn shuts e down both ways and frees its slot.

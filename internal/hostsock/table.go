@@ -131,6 +131,7 @@ func NewTable(ctx context.Context, ln net.Listener, fd uint32) (*Table, error) {
 		ready:    make(chan struct{}),
 		reclaim:  reclaimer{cfg: engine.DefaultReclaim.WithDefaults()},
 	}
+	t.reclaim.listener = t.fds[fd]
 	t.stop = context.AfterFunc(ctx, wake.fire)
 	t.ctx = ctx
 	return t, nil

@@ -19,6 +19,9 @@ func (t *Table) io(e *entry, events int16, op func() Errno) Errno {
 // await waits until e is ready for events, or Drain is called while
 // waiting on a listener, or the table's context is cancelled (EINTR).
 func (t *Table) await(e *entry, events int16) Errno {
+	if e.kind == kindConn && e.opened == nil && events == pollIn && t.underPressure() {
+		return t.awaitRead(e)
+	}
 	fds, errno := t.poll([]pollFD{{Fd: int32(e.host), Events: events}}, time.Time{}, e.kind == kindListener)
 	if errno != errnoSuccess {
 		return errno
@@ -111,6 +114,10 @@ func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result 
 			// Shut down by the host: end of file.
 		case total(bufs) > 0:
 			errno = t.io(e, pollIn, func() Errno {
+				if e.traffic.reclaimed { // while the guest waited
+					n = 0
+					return errnoSuccess
+				}
 				n, errno = recv(e.host, bufs, flags)
 				return errno
 			})
