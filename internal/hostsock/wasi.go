@@ -110,11 +110,9 @@ func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result 
 		switch {
 		case len(e.pending) > 0:
 			n = e.takePending(bufs, flags&msgPeek != 0)
-		case e.traffic.reclaimed:
-			// Shut down by the host: end of file.
-		case total(bufs) > 0:
+		case e.traffic.want > 0:
 			errno = t.io(e, pollIn, func() Errno {
-				if e.traffic.reclaimed { // while the guest waited
+				if e.traffic.reclaimed { // shut down by the host: end of file
 					n = 0
 					return errnoSuccess
 				}
