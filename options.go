@@ -57,6 +57,10 @@ type Options struct {
 	// in the kernel's backlog: 0 means the default (DefaultMaxConns) on
 	// engines that have a connection limit, NoConnLimit none.
 	MaxConns int
+	// Reclaim says when the host closes idle connections and slow
+	// senders at MaxConns to admit clients that wait (see engine.Reclaim;
+	// the zero value is engine.DefaultReclaim).
+	Reclaim engine.Reclaim
 	// Args are the guest's arguments after its program name.
 	Args []string
 	// Env is the guest's environment, "KEY=VALUE" entries; it sees no
@@ -214,6 +218,9 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if o.MaxConns < NoConnLimit {
 		return r, optionErr("MaxConns", fmt.Sprint(o.MaxConns), "want 0 or more")
 	}
+	if err := o.Reclaim.Check(); err != nil {
+		return r, &OptionError{Option: "Reclaim", Err: err}
+	}
 	if o.AdminAddr != "" {
 		if _, _, err := net.SplitHostPort(o.AdminAddr); err != nil {
 			return r, optionErr("AdminAddr", fmt.Sprintf("%q", o.AdminAddr), "want HOST:PORT: %w", err)
@@ -304,7 +311,7 @@ func (o Options) drainTimeout() time.Duration {
 // engineConfig is each instance's engine configuration, without the
 // listener, and with MaxConns only when given.
 func (o Options) engineConfig() engine.Config {
-	return engine.Config{Args: o.Args, Env: o.Env, Dirs: o.Dirs, MaxConns: max(o.MaxConns, 0),
+	return engine.Config{Args: o.Args, Env: o.Env, Dirs: o.Dirs, MaxConns: max(o.MaxConns, 0), Reclaim: o.Reclaim,
 		AllowDial: o.AllowDial, AllowListen: o.AllowListen,
 		Stdout: o.Stdout, Stderr: o.Stderr, OutputRate: o.GuestOutputRate, Logger: o.Logger}
 }

@@ -51,6 +51,7 @@ func TestValidate(t *testing.T) {
 		{"huge memory", wasiserve.Options{MaxMemory: 5 << 30}, guest, "MaxMemory", "to 4GiB"},
 		{"negative conns", wasiserve.Options{MaxConns: -2}, guest, "MaxConns", "want 0 or more"},
 		{"negative output rate", wasiserve.Options{GuestOutputRate: -2}, guest, "GuestOutputRate", "want bytes per second"},
+		{"negative reclaim rate", wasiserve.Options{Reclaim: engine.Reclaim{MinRate: -1}}, guest, "Reclaim", "want bytes per second"},
 		{"admin without port", wasiserve.Options{AdminAddr: "nocolon"}, guest, "AdminAddr", "want HOST:PORT"},
 		{"negative shutdown delay", wasiserve.Options{ShutdownDelay: -time.Second}, guest, "ShutdownDelay", "want a duration of 0 or more"},
 		{"watch without a guest", wasiserve.Options{Watch: true}, "", "Watch", "needs a guest file"},

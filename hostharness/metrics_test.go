@@ -129,6 +129,17 @@ func TestServeMetrics(t *testing.T) {
 	if open := held[`wasiserve_connections_open{instance="0"}`]; open != 2 {
 		t.Errorf("%v connections open at the limit, want 2", open)
 	}
+	// A third client waits: the host reclaims an idle one for it.
+	third, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	idle = append(idle, third)
+	reclaimed := waitSample(t, metricsURL, `wasiserve_connections_reclaimed_total{instance="0",reason="idle"}`, func(v float64) bool { return v >= 1 })
+	if slow := reclaimed[`wasiserve_connections_reclaimed_total{instance="0",reason="slow"}`]; slow != 0 {
+		t.Errorf("%v idle connections reclaimed as slow", slow)
+	}
 	for _, c := range idle {
 		c.Close()
 	}

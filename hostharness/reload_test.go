@@ -384,11 +384,12 @@ func TestServeReloadNeedsHostListener(t *testing.T) {
 // TestServeReloadBacklog checks that connections waiting in the kernel's
 // backlog when a reload drains the old guest go to the new guest instead
 // of being reset: the old guest is held at --max-conns 1 by an idle
-// connection, so that it accepts none of them.
+// connection (with --reclaim off, so that the host keeps it), so that it
+// accepts none of them.
 func TestServeReloadBacklog(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "guest.wasm")
 	replaceFile(t, path, readFile(t, enginetest.Echo.Path(t)))
-	s := serveReloadable(t, "--max-conns", "1", "--metrics", "127.0.0.1:0", path)
+	s := serveReloadable(t, "--max-conns", "1", "--reclaim", "off", "--metrics", "127.0.0.1:0", path)
 	metricsURL := metricsLine.FindStringSubmatch(s.logs.String())[1]
 	hold, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
 	if err != nil {

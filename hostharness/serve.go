@@ -37,6 +37,7 @@ type serveFlags struct {
 	drainTimeout, shutdownDelay        time.Duration
 	envs, dirs, allowDial, allowListen stringList
 	inheritEnv, restart, watch         bool
+	reclaim                            reclaimFlag
 }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
@@ -60,6 +61,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.StringVar(&f.maxMemory, "max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
 	flags.IntVar(&f.maxConns, "max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit;\n"+
 		"default on engines with a host-owned listener: half the guest's memory cap at 160 KiB a connection, at most 4096)")
+	flags.Var(&f.reclaim, "reclaim", "at --max-conns with clients waiting, close idle connections quiet for idle and requests slower\n"+
+		"than rate bytes/s by more than slow: off, or idle=DURATION,slow=DURATION,rate=BYTES (default "+engine.DefaultReclaim.String()+")")
 	flags.StringVar(&f.guestStdout, "guest-stdout", "stderr", "where the guest's stdout goes: stderr (so that serve's stdout carries only the serving line)\n"+
 		"or stdout")
 	flags.StringVar(&f.guestOutputRate, "guest-output-rate", "1MiB", "bytes per second each guest instance may write to stdout and stderr together, with a\n"+
@@ -125,7 +128,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 // here; the checks are the library's (Options.Validate).
 func (f *serveFlags) options(env *cliEnv, explicit map[string]bool) (wasiserve.Options, error) {
 	opts := wasiserve.Options{Engines: env.engines, Instances: f.instances, Restart: f.restart, CacheDir: f.cacheDir,
-		MaxConns: f.maxConns, AllowDial: f.allowDial, AllowListen: f.allowListen, ReadyFile: f.readyFile,
+		MaxConns: f.maxConns, Reclaim: f.reclaim.Reclaim, AllowDial: f.allowDial, AllowListen: f.allowListen, ReadyFile: f.readyFile,
 		NotifySocket: os.Getenv(sdnotify.EnvVar), Watch: f.watch, AdminAddr: f.admin,
 		Stderr: env.stderr, Logger: env.logger, DrainTimeout: f.drainTimeout, ShutdownDelay: f.shutdownDelay,
 		OnReady: func(r wasiserve.Ready) { io.WriteString(env.stdout, r.String()+"\n") }}
@@ -213,7 +216,7 @@ func reloadOnSIGHUP(env *cliEnv, srv *wasiserve.Server) (stop func()) {
 var flagOf = map[string]string{
 	"Listen": "--listen", "Listener": "--listen", "Engine": "--engine", "Engines": "--engine",
 	"Instances": "--instances", "DrainTimeout": "--drain-timeout", "CacheDir": "--cache-dir",
-	"MaxMemory": "--max-memory", "MaxConns": "--max-conns", "Env": "--env", "Dirs": "--dir",
+	"MaxMemory": "--max-memory", "MaxConns": "--max-conns", "Reclaim": "--reclaim", "Env": "--env", "Dirs": "--dir",
 	"AllowDial": "--allow-dial", "AllowListen": "--allow-listen", "ReadyFile": "--ready-file",
 	"NotifySocket": sdnotify.EnvVar, "Watch": "--watch", "AdminAddr": "--admin", "ShutdownDelay": "--shutdown-delay", "Guest": "guest",
 	"GuestOutputRate": "--guest-output-rate",

@@ -53,6 +53,9 @@ func (cfg Config) Needs() []Need {
 	if cfg.MaxConns > 0 {
 		need = append(need, Need{ConnLimit, "MaxConns"})
 	}
+	if cfg.Reclaim != (Reclaim{}) {
+		need = append(need, Need{ConnLimit, "Reclaim"})
+	}
 	if len(cfg.AllowDial) > 0 {
 		need = append(need, Need{SocketExtensions, "AllowDial"})
 	}

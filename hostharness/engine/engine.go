@@ -121,6 +121,10 @@ type Config struct {
 	// MaxConns bounds the connections the guest may have open at once
 	// (0: no limit). Only engines with ConnLimit can.
 	MaxConns int
+	// Reclaim says when the host closes idle connections and slow
+	// senders at MaxConns to admit clients that wait; the zero value is
+	// DefaultReclaim. Only engines with ConnLimit reclaim.
+	Reclaim Reclaim
 	// AllowDial lists the HOST:PORT patterns that a guest built against
 	// the WasmEdge socket extensions may connect and send to, and whose
 	// host names it may resolve; it may reach nothing else. Only engines

@@ -14,6 +14,10 @@ type Stats struct {
 	// AcceptHolds counts the times the guest reached its connection limit
 	// (Config.MaxConns), so that further clients waited in the backlog.
 	AcceptHolds uint64
+	// ReclaimedIdle and ReclaimedSlow count the connections the host
+	// closed to admit clients waiting at the connection limit: idle ones
+	// (keep-alive between requests) and slow senders (see Reclaim).
+	ReclaimedIdle, ReclaimedSlow uint64
 	// DialsDenied, ListensDenied and LookupsDenied count the guest's own
 	// socket calls that the policy (Config.AllowDial, AllowListen)
 	// refused: connects and datagram sends, binds and listens, and name
@@ -32,6 +36,8 @@ func (s Stats) Add(o Stats) Stats {
 		BytesRead:     s.BytesRead + o.BytesRead,
 		BytesWritten:  s.BytesWritten + o.BytesWritten,
 		AcceptHolds:   s.AcceptHolds + o.AcceptHolds,
+		ReclaimedIdle: s.ReclaimedIdle + o.ReclaimedIdle,
+		ReclaimedSlow: s.ReclaimedSlow + o.ReclaimedSlow,
 		DialsDenied:   s.DialsDenied + o.DialsDenied,
 		ListensDenied: s.ListensDenied + o.ListensDenied,
 		LookupsDenied: s.LookupsDenied + o.LookupsDenied,

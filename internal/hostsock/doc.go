@@ -49,6 +49,16 @@
 // calls it only for modules that export wasisock.ProxyExport, and gives
 // them the environment wasisock.EnvProxy=v2 and wasisock.EnvListenAddr.
 //
+// # Reclaiming
+//
+// With a connection limit (LimitConns), the guest's waits (poll_oneoff,
+// and a blocking read) reclaim places for clients waiting in the
+// listener's accept queue once the guest is at the limit: they shut down,
+// longest first, connections the guest is waiting to read that are idle
+// or slow senders (SetReclaim and engine.Reclaim give the rules), and wake
+// when a client arrives or a connection becomes eligible. A reclaimed connection frees its place at once; its fd reads
+// end of file until the guest closes it.
+//
 // # Stopping
 //
 // Cancelling the Table's context wakes every wait on its sockets, and

@@ -69,6 +69,22 @@ func (t *Table) answers(subs []subscription) bool {
 // count.
 func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, Errno) {
 	start := time.Now()
+	for {
+		n, again, errno := t.pollOnce(subs, out, start)
+		if !again || errno != errnoSuccess || n > 0 || t.stopped() {
+			return n, errno
+		}
+		// Only the reclaiming woke the wait: nothing for the guest yet.
+	}
+}
+
+// pollOnce is one wait of pollSubs for a call that began at start. When
+// the guest is at its connection limit it first reclaims connections for
+// the clients that wait (reclaimFor), and again reports whether the wait
+// ended for reclaiming only (a client arrived, or a connection became
+// eligible), so that pollSubs waits once more.
+func (t *Table) pollOnce(subs []subscription, out []byte, start time.Time) (uint32, bool, Errno) {
+	ln, probe, recheck := t.reclaimFor(subs, time.Now())
 	var deadline time.Time // the nearest clock; zero means none
 	immediate := false
 	fds := t.pollFDs[:0]
@@ -112,15 +128,24 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, Errno) {
 		}
 		slot = append(slot, idx)
 	}
+	wait := deadline
 	if immediate {
-		deadline = start // collect what is ready without waiting
+		wait = start // collect what is ready without waiting
+	} else if !recheck.IsZero() && (wait.IsZero() || recheck.Before(wait)) {
+		wait = recheck
 	}
-	fds, errno := t.poll(fds, deadline, watchDrain)
+	probeIdx := -1
+	if probe && !immediate {
+		probeIdx = len(fds)
+		fds = append(fds, pollFD{Fd: int32(ln.host), Events: pollIn})
+	}
+	fds, errno := t.poll(fds, wait, watchDrain)
 	t.pollFDs, t.slots = fds[:0], slot[:0]
 	if errno != errnoSuccess {
-		return 0, errno
+		return 0, false, errno
 	}
 	now := time.Now()
+	again := probeIdx >= 0 && fds[probeIdx].Revents != 0 || !recheck.IsZero() && !now.Before(recheck)
 	var n uint32
 	for i, s := range subs {
 		ev := event{userdata: s.userdata, tag: s.tag}
@@ -152,7 +177,7 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, Errno) {
 			n++
 		}
 	}
-	return n, errnoSuccess
+	return n, again, errnoSuccess
 }
 
 // drained reports whether fd is a listener of a draining table.

@@ -21,6 +21,8 @@ type counters struct {
 	accepted, closed       atomic.Uint64
 	read, written          atomic.Uint64
 	holds                  atomic.Uint64
+	reclaimedIdle          atomic.Uint64
+	reclaimedSlow          atomic.Uint64
 	dials, listens, lookup atomic.Uint64
 	memory                 atomic.Uint64
 }
@@ -36,6 +38,8 @@ func (t *Table) Stats() Stats {
 		BytesRead:     c.read.Load(),
 		BytesWritten:  c.written.Load(),
 		AcceptHolds:   c.holds.Load(),
+		ReclaimedIdle: c.reclaimedIdle.Load(),
+		ReclaimedSlow: c.reclaimedSlow.Load(),
 		DialsDenied:   c.dials.Load(),
 		ListensDenied: c.listens.Load(),
 		LookupsDenied: c.lookup.Load(),

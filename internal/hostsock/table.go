@@ -7,6 +7,9 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/wasiserve/wasiserve/hostharness/engine"
 )
 
 // ConnFDBase is the first guest fd number given to accepted connections.
@@ -44,6 +47,9 @@ type entry struct {
 	// pending are bytes the guest reads before any of the socket's: the
 	// PROXY header of a connection (see SendProxyHeaders).
 	pending []byte
+	// traffic is what the host saw of an accepted connection, for
+	// reclaiming its slot (see reclaim.go).
+	traffic traffic
 }
 
 // Table is the set of guest fds one module instance has on host sockets.
@@ -79,6 +85,9 @@ type Table struct {
 	subs    []subscription
 	pollFDs []pollFD
 	slots   []int
+
+	// reclaim closes idle connections and slow senders at the limit.
+	reclaim reclaimer
 
 	// counters are the table's Stats.
 	counters counters
@@ -120,7 +129,9 @@ func NewTable(ctx context.Context, ln net.Listener, fd uint32) (*Table, error) {
 		wake:     wake,
 		drain:    drain,
 		ready:    make(chan struct{}),
+		reclaim:  reclaimer{cfg: engine.DefaultReclaim.WithDefaults()},
 	}
+	t.reclaim.listener = t.fds[fd]
 	t.stop = context.AfterFunc(ctx, wake.fire)
 	t.ctx = ctx
 	return t, nil
@@ -153,7 +164,7 @@ func (t *Table) Close() error {
 	t.stop()
 	var errs []error
 	for fd, e := range t.fds {
-		if e.kind == kindConn && e.opened == nil {
+		if e.kind == kindConn && e.opened == nil && !e.traffic.reclaimed {
 			t.counters.closed.Add(1)
 		}
 		errs = append(errs, t.closeEntry(e))
@@ -201,7 +212,9 @@ func (t *Table) lookup(fd uint32) (*entry, bool) {
 // addConn gives an accepted host socket, whose guest reads pending first,
 // a guest fd from the connection range, reusing closed numbers first.
 func (t *Table) addConn(host int, nonblock bool, pending []byte) (uint32, Errno) {
-	fd, errno := t.add(&entry{kind: kindConn, host: host, nonblock: nonblock, pending: pending})
+	e := &entry{kind: kindConn, host: host, nonblock: nonblock, pending: pending}
+	e.traffic.noteAccepted(time.Now())
+	fd, errno := t.add(e)
 	if errno == errnoSuccess {
 		t.conns++
 		t.counters.accepted.Add(1)
@@ -240,13 +253,7 @@ func (t *Table) remove(fd uint32) error {
 	if fd >= ConnFDBase {
 		t.free = append(t.free, fd)
 	}
-	switch {
-	case e.opened != nil:
-		t.sockets--
-	case e.kind == kindConn:
-		t.conns--
-		t.counters.closed.Add(1)
-	}
+	t.forget(e)
 	return t.closeEntry(e)
 }
 

@@ -19,6 +19,9 @@ func (t *Table) io(e *entry, events int16, op func() Errno) Errno {
 // await waits until e is ready for events, or Drain is called while
 // waiting on a listener, or the table's context is cancelled (EINTR).
 func (t *Table) await(e *entry, events int16) Errno {
+	if e.kind == kindConn && e.opened == nil && events == pollIn && t.underPressure() {
+		return t.awaitRead(e)
+	}
 	fds, errno := t.poll([]pollFD{{Fd: int32(e.host), Events: events}}, time.Time{}, e.kind == kindListener)
 	if errno != errnoSuccess {
 		return errno
@@ -103,16 +106,24 @@ func recvInto(t *Table, mem Memory, e *entry, stack []uint64, flags int, result 
 	bufs, errno := t.rw(mem, uint32(stack[1]), uint32(stack[2]), result)
 	var n int
 	if errno == errnoSuccess {
+		e.traffic.want = total(bufs)
 		switch {
 		case len(e.pending) > 0:
 			n = e.takePending(bufs, flags&msgPeek != 0)
-		case total(bufs) > 0:
+		case e.traffic.want > 0:
 			errno = t.io(e, pollIn, func() Errno {
+				if e.traffic.reclaimed { // shut down by the host: end of file
+					n = 0
+					return errnoSuccess
+				}
 				n, errno = recv(e.host, bufs, flags)
 				return errno
 			})
 			if errno == errnoSuccess {
 				t.counters.read.Add(uint64(n))
+				if n > 0 {
+					e.traffic.noteRead(&t.reclaim.cfg, n, time.Now())
+				}
 			}
 		}
 	}
@@ -150,6 +161,9 @@ func sendFrom(t *Table, mem Memory, e *entry, stack []uint64, result uint32) Err
 		})
 		if errno == errnoSuccess {
 			t.counters.written.Add(uint64(n))
+			if n > 0 {
+				e.traffic.noteWritten(time.Now())
+			}
 		}
 	}
 	t.done(bufs)

@@ -55,6 +55,7 @@ type collector struct {
 	build, reloads, draining, instancesDraining desc
 	// Per instance index.
 	accepted, open, read, written, holds, denials, memory desc
+	reclaimed                                             desc
 	running, starts, exits, traps, restarts               desc
 	outputDropped                                         desc
 }
@@ -72,6 +73,7 @@ func newCollector(src Source) *collector {
 		read:              newDesc("socket_read_bytes_total", "Bytes the guest read from its sockets.", c, "instance"),
 		written:           newDesc("socket_written_bytes_total", "Bytes the guest wrote to its sockets.", c, "instance"),
 		holds:             newDesc("accept_holds_total", "Times the guest reached --max-conns, so that clients waited in the accept queue.", c, "instance"),
+		reclaimed:         newDesc("connections_reclaimed_total", "Connections the host closed at --max-conns to admit waiting clients, by reason (idle, slow).", c, "instance", "reason"),
 		denials:           newDesc("socket_denials_total", "Guest socket calls the --allow-dial/--allow-listen policy refused, by policy (dial, listen, lookup).", c, "instance", "policy"),
 		memory:            newDesc("guest_memory_bytes", "Size of the guest's linear memory.", g, "instance"),
 		running:           newDesc("instances_running", "Guest instances running at this index (2 while a reload hands over).", g, "instance"),
@@ -85,7 +87,7 @@ func newCollector(src Source) *collector {
 
 func (c *collector) descs() []desc {
 	return []desc{c.build, c.reloads, c.draining, c.instancesDraining, c.accepted, c.open, c.read, c.written,
-		c.holds, c.denials, c.memory, c.running, c.starts, c.exits, c.traps, c.restarts, c.outputDropped}
+		c.holds, c.reclaimed, c.denials, c.memory, c.running, c.starts, c.exits, c.traps, c.restarts, c.outputDropped}
 }
 
 // Describe implements prometheus.Collector.
@@ -115,6 +117,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		put(c.read, float64(s.BytesRead), i)
 		put(c.written, float64(s.BytesWritten), i)
 		put(c.holds, float64(s.AcceptHolds), i)
+		put(c.reclaimed, float64(s.ReclaimedIdle), i, "idle")
+		put(c.reclaimed, float64(s.ReclaimedSlow), i, "slow")
 		put(c.denials, float64(s.DialsDenied), i, "dial")
 		put(c.denials, float64(s.ListensDenied), i, "listen")
 		put(c.denials, float64(s.LookupsDenied), i, "lookup")

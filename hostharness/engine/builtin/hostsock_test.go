@@ -164,13 +164,15 @@ func TestBlockingAccept(t *testing.T) {
 	}
 }
 
-// TestMaxConns holds two keep-alive connections open under a limit of two:
-// a third client must wait (in the kernel backlog, not refused) until one
-// of the first two goes away, and is then served.
+// TestMaxConns holds two keep-alive connections open under a limit of two,
+// with reclaiming off: a third client must wait (in the kernel backlog,
+// not refused) until one of the first two goes away, and is then served.
+// (With reclaiming on, the host closes an idle one for it: see
+// TestIdleKeepAliveReclaimed.)
 func TestMaxConns(t *testing.T) {
 	for _, name := range socketEngines {
 		t.Run(name, func(t *testing.T) {
-			inst := serve(t, newEngine(t, name), enginetest.Echo.Path(t), engine.Config{MaxConns: 2})
+			inst := serve(t, newEngine(t, name), enginetest.Echo.Path(t), engine.Config{MaxConns: 2, Reclaim: engine.Reclaim{Off: true}})
 			request := func(c net.Conn, body string) (string, error) {
 				c.SetDeadline(time.Now().Add(20 * time.Second))
 				fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)

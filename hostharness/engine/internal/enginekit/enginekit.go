@@ -29,6 +29,10 @@ func HostTable(ctx context.Context, engineName string, cfg engine.Config) (*host
 		}
 	}
 	table.LimitConns(cfg.MaxConns)
+	if err := table.SetReclaim(cfg.Reclaim); err != nil {
+		closeTable()
+		return nil, nil, fmt.Errorf("%s: %w", engineName, err)
+	}
 	if cfg.OnStats != nil {
 		cfg.OnStats(table.Stats)
 	}

@@ -5,7 +5,9 @@
 // one accept at once (none with NO_ACCEPT=never) and then never again, so
 // connections pile up in the listener's backlog; with BLOCKING_ACCEPT=N it
 // answers N connections with plain blocking accept, read and write calls
-// on fd 3 (as guests without a netpoller do) and exits. Responses start
+// on fd 3 (as guests without a netpoller do) and exits; BLOCKING_KEEPALIVE=N
+// does the same with keep-alive, each connection answered until its
+// client closes it. Responses start
 // with REPLY_PREFIX ("fd3:" by default), which tells instances apart.
 // A request for SPIN_PATH, when set, spins in pure computation forever, as
 // a handler with a bug does.
@@ -49,6 +51,16 @@ func main() {
 		for { // short sleeps, so that the host can still interrupt the guest
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+	if n := os.Getenv("BLOCKING_KEEPALIVE"); n != "" {
+		count, _ := strconv.Atoi(n)
+		for range count {
+			if err := answerKeepAlive(); err != nil {
+				fmt.Fprintln(os.Stderr, "fd3guest:", err)
+				os.Exit(1)
+			}
+		}
+		return
 	}
 	if n := os.Getenv("BLOCKING_ACCEPT"); n != "" {
 		count, _ := strconv.Atoi(n)
@@ -105,4 +117,36 @@ func answerBlocking() error {
 	}
 	_, err = syscall.Write(conn, []byte("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nblocked"))
 	return err
+}
+
+// answerKeepAlive accepts one connection with blocking calls and answers
+// each request on it until the client closes it (end of file).
+func answerKeepAlive() error {
+	conn, _, err := syscall.Accept(3)
+	if err != nil {
+		return fmt.Errorf("blocking accept: %w", err)
+	}
+	defer syscall.Close(conn)
+	var head []byte
+	buf := make([]byte, 512)
+	for {
+		n, err := syscall.Read(conn, buf)
+		if err != nil {
+			return fmt.Errorf("blocking read: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		head = append(head, buf[:n]...)
+		for {
+			i := strings.Index(string(head), "\r\n\r\n")
+			if i < 0 {
+				break
+			}
+			head = head[i+4:]
+			if _, err := syscall.Write(conn, []byte("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nblocked")); err != nil {
+				return fmt.Errorf("blocking write: %w", err)
+			}
+		}
+	}
 }
