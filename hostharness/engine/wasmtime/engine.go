@@ -43,7 +43,7 @@ type wasmtimeEngine struct {
 	// placeholder is the empty directory preopened at the listener's fd
 	// number, so that wasmtime never gives that number to a file.
 	placeholder string
-	maxMemory   int64 // bytes per linear memory; -1 means no limit
+	budget      engine.Budget // each run's, enforced by its store's limits
 	funcs       []wasmtimeFunc
 	eng         *wt.Engine
 	// forward is the forwarding module (see forwardModuleWAT).
@@ -67,11 +67,7 @@ func newEngine(_ context.Context, opts engine.Options) (_ engine.Engine, err err
 			return nil, fmt.Errorf("wasmtime cache: %w", err)
 		}
 	}
-	maxMemory := int64(-1)
-	if pages := opts.MaxMemoryPages(); pages != 0 {
-		maxMemory = int64(pages) * engine.WasmPageSize
-	}
-	e := &wasmtimeEngine{modulesDir: modulesDir, placeholder: placeholder, maxMemory: maxMemory, eng: newWasmtime()}
+	e := &wasmtimeEngine{modulesDir: modulesDir, placeholder: placeholder, budget: opts.Budget(), eng: newWasmtime()}
 	e.users.release = e.release
 	defer func() {
 		if err != nil {
@@ -163,6 +159,9 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (_ engine.Module, 
 	wasm, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	if err := engine.CheckDeclared(path, wasm); err != nil {
+		return nil, err
 	}
 	mod, code, cached, err := e.compile(wasm)
 	if err != nil {

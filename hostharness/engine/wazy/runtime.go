@@ -62,7 +62,8 @@ type runtime struct {
 // CPU per request; wazy's checks cost less than nothing against wazero
 // without them: docs/BENCHMARKS.md.)
 func newRuntime(ctx context.Context, name string, opts engine.Options) (*runtime, error) {
-	pages := opts.MaxMemoryPages()
+	budget := opts.Budget()
+	pages := budget.MemoryPages
 	cacheDir := filepath.Join(opts.CacheDir, "wazy")
 	if pages != 0 && pages != engine.Wasm32MaxPages {
 		// wazy compiles a memory's maximum, which the limit lowers, into
@@ -80,7 +81,10 @@ func newRuntime(ctx context.Context, name string, opts engine.Options) (*runtime
 	// name functions without it, as wasmtime's do.
 	rtCfg := wazy.NewRuntimeConfig().
 		WithCompilationCache(cache).
-		WithDebugInfoEnabled(false)
+		WithDebugInfoEnabled(false).
+		// wazy caps each table, and the sum of their declared sizes;
+		// CheckDeclared at Load caps their number.
+		WithTableLimitElements(budget.TableElements)
 	if pages != 0 {
 		rtCfg = rtCfg.WithMemoryLimitPages(pages)
 	}
@@ -104,6 +108,9 @@ func (e *runtime) load(ctx context.Context, path string) (*module, error) {
 	wasm, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	if err := engine.CheckDeclared(path, wasm); err != nil {
+		return nil, err
 	}
 	before := cacheEntries(e.cacheDir)
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
