@@ -38,7 +38,7 @@ func SockKind() engine.Kind {
 		Capabilities: sockCapabilities,
 		Rank:         10,
 		New: func(ctx context.Context, opts engine.Options) (engine.Engine, error) {
-			return newRuntime(ctx, SockName, opts)
+			return newRuntime(ctx, SockName, opts, true)
 		},
 	}
 }
@@ -61,9 +61,17 @@ type runtime struct {
 // context, WithCloseOnContextDone, which cost the echo guest 1.6-2.2x its
 // CPU per request; wazy's checks cost less than nothing against wazero
 // without them: docs/BENCHMARKS.md.)
-func newRuntime(ctx context.Context, name string, opts engine.Options) (*runtime, error) {
+//
+// Its tables are capped by opts' budget (engine.Budget); its linear
+// memory by the budget too when memoryInCode (wazy-sock), else by the
+// caller's allocator (linmem, for wazy), which leaves the compiled code,
+// and its cache, the same whatever the budget.
+func newRuntime(ctx context.Context, name string, opts engine.Options, memoryInCode bool) (*runtime, error) {
 	budget := opts.Budget()
-	pages := budget.MemoryPages
+	var pages uint32
+	if memoryInCode {
+		pages = budget.MemoryPages
+	}
 	cacheDir := filepath.Join(opts.CacheDir, "wazy")
 	if pages != 0 && pages != engine.Wasm32MaxPages {
 		// wazy compiles a memory's maximum, which the limit lowers, into
@@ -83,7 +91,7 @@ func newRuntime(ctx context.Context, name string, opts engine.Options) (*runtime
 		WithCompilationCache(cache).
 		WithDebugInfoEnabled(false).
 		// wazy caps each table, and the sum of their declared sizes;
-		// CheckDeclared at Load caps their number.
+		// engine.CheckDeclared at Load caps their number.
 		WithTableLimitElements(budget.TableElements)
 	if pages != 0 {
 		rtCfg = rtCfg.WithMemoryLimitPages(pages)
