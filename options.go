@@ -47,8 +47,12 @@ type Options struct {
 	// CacheDir holds compilation caches; empty means
 	// engine.DefaultCacheDir(). It must be private to this user.
 	CacheDir string
-	// MaxMemory caps each instance's linear memory in bytes (at least
-	// MinMemory, at most 4 GiB); 0 leaves the engine's default.
+	// MaxMemory is each instance's memory budget in bytes (at least
+	// MinMemory, at most 4 GiB): its linear memory and its tables
+	// together, however the guest grows them (engine.Budget: the tables
+	// may take 1/16 of it; a module with more than one memory or four
+	// tables is refused). 0 means DefaultMaxMemory of the memory
+	// available and Instances.
 	MaxMemory uint64
 	// MaxConns bounds each instance's open connections, so that more wait
 	// in the kernel's backlog: 0 means the default (DefaultMaxConns) on
@@ -149,9 +153,11 @@ func (o Options) Validate(guest string) error {
 // resolved is what Validate works out: the engine to use and the checked
 // pieces of the options.
 type resolved struct {
-	kind     engine.Kind
-	listen   listener.Spec
-	notifier *sdnotify.Notifier
+	kind engine.Kind
+	// maxMemory is MaxMemory, or its default.
+	maxMemory uint64
+	listen    listener.Spec
+	notifier  *sdnotify.Notifier
 }
 
 // resolve validates o and picks the engine.
@@ -178,12 +184,16 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if o.DrainTimeout < NoDrain {
 		return r, optionErr("DrainTimeout", o.DrainTimeout.String(), "want a duration of 0 or more")
 	}
-	if avail := memAvailable(); avail > 0 && uint64(max(o.Instances, 1))*instanceFootprint > avail {
+	if avail := availableMemory(); avail > 0 && uint64(max(o.Instances, 1))*instanceFootprint > avail {
 		return r, optionErr("Instances", fmt.Sprint(o.Instances), "each instance takes about %d MiB and this machine has %d MiB available",
 			instanceFootprint>>20, avail>>20)
 	}
 	if o.MaxMemory != 0 && (o.MaxMemory < MinMemory || o.MaxMemory > 1<<32) {
 		return r, optionErr("MaxMemory", fmt.Sprint(o.MaxMemory), "want a size from 1MiB to 4GiB such as 256MiB")
+	}
+	if r.maxMemory = o.memoryBudget(); r.maxMemory < MinDefaultMemory && o.MaxMemory == 0 {
+		return r, optionErr("Instances", fmt.Sprint(o.Instances), "%d instances do not fit in the %d MiB available: each would get a memory budget of %d MiB, less than %d MiB; use fewer, or give each a budget (MaxMemory)",
+			max(o.Instances, 1), availableMemory()>>20, r.maxMemory>>20, MinDefaultMemory>>20)
 	}
 	if o.MaxConns < NoConnLimit {
 		return r, optionErr("MaxConns", fmt.Sprint(o.MaxConns), "want 0 or more")
@@ -251,6 +261,15 @@ func checkGuest(guest string) error {
 		return optionErr("Guest", guest, "%d MiB, more than the %d MiB a guest may be", st.Size()>>20, MaxGuestSize>>20)
 	}
 	return nil
+}
+
+// memoryBudget is MaxMemory, or DefaultMaxMemory of the memory available
+// when it is 0.
+func (o Options) memoryBudget() uint64 {
+	if o.MaxMemory != 0 {
+		return o.MaxMemory
+	}
+	return DefaultMaxMemory(availableMemory(), o.Instances)
 }
 
 // listenSpec is Listen, or DefaultListen when it is the zero Spec.

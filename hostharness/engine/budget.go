@@ -115,7 +115,8 @@ func uleb32(b []byte) (uint32, int) {
 }
 
 // CheckDeclared refuses a module (at path, for the error) that defines
-// more memories or tables than an instance may have.
+// more memories or tables than an instance may have. The engines call it
+// once they have compiled wasm, which is then a valid binary.
 func CheckDeclared(path string, wasm []byte) error {
 	memories, tables, err := declared(wasm)
 	switch {

@@ -160,12 +160,13 @@ func (e *wasmtimeEngine) Load(_ context.Context, path string) (_ engine.Module, 
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	if err := engine.CheckDeclared(path, wasm); err != nil {
-		return nil, err
-	}
 	mod, code, cached, err := e.compile(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%s with wasmtime: %w", path, err)
+	}
+	if err := engine.CheckDeclared(path, wasm); err != nil {
+		mod.Close()
+		return nil, err
 	}
 	if err := e.checkImports(mod, path); err != nil {
 		mod.Close()

@@ -117,9 +117,6 @@ func (e *runtime) load(ctx context.Context, path string) (*module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	if err := engine.CheckDeclared(path, wasm); err != nil {
-		return nil, err
-	}
 	before := cacheEntries(e.cacheDir)
 	compiled, err := e.runtime.CompileModule(ctx, wasm)
 	if err != nil && strings.Contains(err.Error(), "compilationcache:") {
@@ -135,6 +132,10 @@ func (e *runtime) load(ctx context.Context, path string) (*module, error) {
 		return nil, fmt.Errorf("compile %s with wazy: %w", path, err)
 	}
 	cached := maps.Equal(before, cacheEntries(e.cacheDir))
+	if err := engine.CheckDeclared(path, wasm); err != nil {
+		compiled.Close(ctx)
+		return nil, err
+	}
 	// wazy would only report "module[env] not instantiated" at run time.
 	for _, f := range compiled.ImportedFunctions() {
 		module, name, _ := f.Import()
