@@ -188,3 +188,70 @@ func TestOutOfMemoryRestarts(t *testing.T) {
 		})
 	}
 }
+
+// h2Attack runs conns HTTP/2 (prior knowledge) connections to url, each
+// with streams POSTs of 60 KB bodies at a time, for rounds rounds, and
+// returns how many were answered 200, how many failed and the first
+// failure, once it has closed its connections.
+func h2Attack(url string, conns, streams, rounds int) (ok, failed int, first error) {
+	body := strings.Repeat("b", 60_000)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range conns {
+		var protocols http.Protocols
+		protocols.SetUnencryptedHTTP2(true)
+		transport := &http.Transport{Protocols: &protocols}
+		defer transport.CloseIdleConnections()
+		client := &http.Client{Timeout: 20 * time.Second, Transport: transport}
+		for range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range rounds {
+					resp, err := client.Post(url+"/", "text/plain", strings.NewReader(body))
+					if err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							err = fmt.Errorf("status %d", resp.StatusCode)
+						}
+					}
+					mu.Lock()
+					if err == nil {
+						ok++
+					} else {
+						failed++
+						if first == nil {
+							first = err
+						}
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return ok, failed, first
+}
+
+// TestH2LoadWithinBudget sends HTTP/2 load (16 connections of 100
+// streams, 60 KB bodies: 96 MB in flight) to an echo guest of a 64 MiB
+// budget with Restart and the default connection limit: requests may be
+// refused and the guest may run out of memory, but then it is restarted,
+// it answers afterwards, and the server never ends.
+func TestH2LoadWithinBudget(t *testing.T) {
+	for _, name := range enginetest.Engines().With(engine.ConnLimit) {
+		t.Run(name, func(t *testing.T) {
+			url, srv, ended := serveBudget(t, name, wasiserve.Options{MaxMemory: 64 << 20, Restart: true})
+			ok, failed, first := h2Attack(url, 16, 100, 1)
+			st := srv.Stats().Instances[0]
+			t.Logf("%d answered, %d failed (first: %v); guest exits %d, restarts %d", ok, failed, first, st.Exits, st.Restarts)
+			if err := answers(url); err != nil {
+				t.Fatalf("after the attack: %v", err)
+			}
+			if done, err := ended(); done {
+				t.Fatalf("the server ended: %v", err)
+			}
+		})
+	}
+}
