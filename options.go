@@ -192,7 +192,7 @@ func (o Options) resolve(guest string) (resolved, error) {
 		return r, optionErr("MaxMemory", fmt.Sprint(o.MaxMemory), "want a size from 1MiB to 4GiB such as 256MiB")
 	}
 	if r.maxMemory = o.memoryBudget(); r.maxMemory < MinDefaultMemory && o.MaxMemory == 0 {
-		return r, optionErr("Instances", fmt.Sprint(o.Instances), "%d instances do not fit in the %d MiB available: each would get a memory budget of %d MiB, less than %d MiB; use fewer, or give each a budget (MaxMemory)",
+		return r, optionErr("Instances", fmt.Sprint(o.Instances), "%d instances do not fit in the %d MiB available: each would get a memory budget of %d MiB, less than %d MiB; use fewer instances, or set each one's budget (MaxMemory; serve's --max-memory)",
 			max(o.Instances, 1), availableMemory()>>20, r.maxMemory>>20, MinDefaultMemory>>20)
 	}
 	if o.MaxConns < NoConnLimit {
