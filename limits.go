@@ -13,9 +13,10 @@ import (
 
 // connMemory is what one connection can make a Go guest's linear memory
 // hold under net/http's defaults: a client sending request headers up to
-// http.DefaultMaxHeaderBytes (1 MiB) costs it about 2 MiB (~250 such
-// connections ran a 512 MiB guest out of memory; an ordinary request
-// held mid-way costs 126-160 KiB).
+// http.DefaultMaxHeaderBytes (1 MiB) makes it buffer about 1 MiB, which
+// the Go collector's goal (GOGC=100) doubles (64 such connections ran a
+// 64 MiB guest out of memory: TestLargeHeadersWithinBudget); an ordinary
+// request held mid-way costs 126-160 KiB.
 const connMemory = 2 << 20
 
 // maxDefaultConns bounds DefaultMaxConns, below the host's share of
@@ -75,11 +76,13 @@ func DefaultMaxMemory(avail uint64, instances int) uint64 {
 // theirs); 0 when none of them is known.
 func availableMemory() uint64 {
 	avail := uint64(math.MaxUint64)
-	for _, v := range []uint64{memAvailable(), cgroupAvailable(), linmem.AddressSpaceLeft()} {
+	for _, v := range []uint64{memAvailable(), cgroupAvailable()} {
 		if v != 0 {
 			avail = min(avail, v)
 		}
 	}
+	// math.MaxUint64 without a limit; 0 (kept: none left) at it.
+	avail = min(avail, linmem.AddressSpaceLeft())
 	if avail == math.MaxUint64 {
 		return 0
 	}
