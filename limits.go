@@ -81,8 +81,9 @@ func availableMemory() uint64 {
 			avail = min(avail, v)
 		}
 	}
-	// math.MaxUint64 without a limit; 0 (kept: none left) at it.
-	avail = min(avail, linmem.AddressSpaceLeft())
+	// math.MaxUint64 without a limit; at it, 1 byte: none left, not
+	// unknown.
+	avail = min(avail, max(1, linmem.AddressSpaceLeft()))
 	if avail == math.MaxUint64 {
 		return 0
 	}
