@@ -50,8 +50,12 @@ type Options struct {
 	// keepCode: Load fails where the compiled code cannot be kept in
 	// the cache (Compile), instead of compiling in memory.
 	keepCode bool
-	// MaxMemory caps each instance's linear memory in bytes (at least
-	// MinMemory, at most 4 GiB); 0 leaves the engine's default.
+	// MaxMemory is each instance's memory budget in bytes (at least
+	// MinMemory, at most 4 GiB): its linear memory and its tables
+	// together, however the guest grows them (engine.Budget: the tables
+	// may take 1/16 of it; a module with more than one memory or four
+	// tables is refused). 0 means DefaultMaxMemory of the memory
+	// available and Instances.
 	MaxMemory uint64
 	// MaxConns bounds each instance's open connections, so that more wait
 	// in the kernel's backlog: 0 means the default (DefaultMaxConns) on
@@ -173,9 +177,11 @@ func (o Options) Validate(guest string) error {
 // resolved is what Validate works out: the engine to use and the checked
 // pieces of the options.
 type resolved struct {
-	kind     engine.Kind
-	listen   listener.Spec
-	notifier *sdnotify.Notifier
+	kind engine.Kind
+	// maxMemory is MaxMemory, or its default.
+	maxMemory uint64
+	listen    listener.Spec
+	notifier  *sdnotify.Notifier
 }
 
 // resolve validates o and picks the engine.
@@ -205,7 +211,7 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if o.ShutdownDelay < 0 {
 		return r, optionErr("ShutdownDelay", o.ShutdownDelay.String(), "want a duration of 0 or more")
 	}
-	if avail := memAvailable(); avail > 0 && uint64(max(o.Instances, 1))*instanceFootprint > avail {
+	if avail := availableMemory(); avail > 0 && uint64(max(o.Instances, 1))*instanceFootprint > avail {
 		return r, optionErr("Instances", fmt.Sprint(o.Instances), "each instance takes about %d MiB and this machine has %d MiB available",
 			instanceFootprint>>20, avail>>20)
 	}
@@ -214,6 +220,10 @@ func (o Options) resolve(guest string) (resolved, error) {
 	}
 	if o.GuestOutputRate < NoOutputLimit {
 		return r, optionErr("GuestOutputRate", fmt.Sprint(o.GuestOutputRate), "want bytes per second, 0 for the default or NoOutputLimit")
+	}
+	if r.maxMemory = o.memoryBudget(); r.maxMemory < MinDefaultMemory && o.MaxMemory == 0 {
+		return r, optionErr("Instances", fmt.Sprint(o.Instances), "%d instances do not fit in the %d MiB available: each would get a memory budget of %d MiB, less than %d MiB; use fewer instances, or set each one's budget (MaxMemory; serve's --max-memory)",
+			max(o.Instances, 1), availableMemory()>>20, r.maxMemory>>20, MinDefaultMemory>>20)
 	}
 	if o.MaxConns < NoConnLimit {
 		return r, optionErr("MaxConns", fmt.Sprint(o.MaxConns), "want 0 or more")
@@ -278,6 +288,15 @@ func checkGuest(guest string) error {
 		return &OptionError{Option: "Guest", Err: err}
 	}
 	return nil
+}
+
+// memoryBudget is MaxMemory, or DefaultMaxMemory of the memory available
+// when it is 0.
+func (o Options) memoryBudget() uint64 {
+	if o.MaxMemory != 0 {
+		return o.MaxMemory
+	}
+	return DefaultMaxMemory(availableMemory(), o.Instances)
 }
 
 // listenSpec is Listen, or DefaultListen when it is the zero Spec.

@@ -76,6 +76,7 @@ func New(path string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts.MaxMemory = r.maxMemory // the default, worked out once
 	s := &Server{guest: path, opts: opts, r: r, log: opts.Logger, reloads: make(chan struct{}, 1),
 		skipDelay: make(chan struct{})}
 	if s.log == nil {
@@ -171,6 +172,7 @@ func (s *Server) Run(ctx context.Context) error {
 		cfg.MaxConns = DefaultMaxConns(s.opts.MaxMemory, max(s.opts.Instances, 1), openFileLimit())
 		s.log.Info("connections per guest instance limited by default", "max-conns", cfg.MaxConns)
 	}
+	s.log.Info("memory budget per guest instance", "max-memory", fmt.Sprintf("%d MiB", s.opts.MaxMemory>>20))
 	ready := Ready{Guest: s.guest, URL: listener.Served(ln), Engine: s.r.kind.Name}
 	g := &supervise.Group{Module: mod, Config: cfg, Instances: s.opts.Instances, Restart: s.opts.Restart,
 		DrainTimeout: s.opts.drainTimeout(), Logger: s.log, Ready: func() { s.ready(ready) }}
@@ -292,6 +294,7 @@ func Load(ctx context.Context, path string, opts Options) (engine.Engine, engine
 	if err := checkGuest(path); err != nil {
 		return nil, nil, err
 	}
+	opts.MaxMemory = opts.memoryBudget()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

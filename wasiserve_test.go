@@ -115,7 +115,7 @@ func TestValidateDefaults(t *testing.T) {
 }
 
 // TestDefaultMaxConns: without MaxConns, connections may take half the
-// guest's memory cap at 160 KiB each, at most 4096, and all instances
+// instance's memory budget at 2 MiB each, at most 4096, and all instances
 // together half the descriptor limit.
 func TestDefaultMaxConns(t *testing.T) {
 	for _, tc := range []struct {
@@ -124,9 +124,9 @@ func TestDefaultMaxConns(t *testing.T) {
 		nofile    uint64
 		want      int
 	}{
-		{0, 1, 0, 4096}, {4 << 30, 1, 1 << 20, 4096}, {1 << 30, 1, 0, 3276}, {256 << 20, 1, 0, 819},
-		{64 << 20, 1, 0, 204}, {1 << 20, 1, 0, 3}, {64 << 10, 1, 0, 1},
-		{0, 2, 20000, 4096}, {0, 5, 20000, 2000}, {0, 4, 1024, 128}, {0, 1024, 1024, 1},
+		{0, 1, 0, 1024}, {4 << 30, 1, 1 << 20, 1024}, {1 << 30, 1, 0, 256}, {256 << 20, 1, 0, 64},
+		{64 << 20, 1, 0, 16}, {1 << 20, 1, 0, 1}, {64 << 10, 1, 0, 1},
+		{0, 2, 20000, 1024}, {0, 5, 4000, 400}, {0, 4, 1024, 128}, {0, 1024, 1024, 1},
 	} {
 		if got := wasiserve.DefaultMaxConns(tc.maxMemory, tc.instances, tc.nofile); got != tc.want {
 			t.Errorf("DefaultMaxConns(%d, %d instances, nofile %d) = %d, want %d", tc.maxMemory, tc.instances, tc.nofile, got, tc.want)

@@ -58,9 +58,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&f.envs, "env", "KEY=VALUE for the guest's environment (repeatable); the guest sees no other variable")
 	flags.Var(&f.dirs, "dir", "host[:guest][:ro|:rw] directory to preopen for the guest (repeatable; default rw); the guest sees no other")
 	flags.BoolVar(&f.inheritEnv, "inherit-env", false, "pass the host's whole environment to the guest (before --env)")
-	flags.StringVar(&f.maxMemory, "max-memory", "", "cap each guest instance's linear memory, e.g. 256MiB (default: the engine's, 4GiB)")
+	flags.StringVar(&f.maxMemory, "max-memory", "", "each guest instance's memory budget: its linear memory and tables together, e.g. 256MiB\n"+
+		"(default: half the memory available over --instances, a power of two, at most 4GiB)")
 	flags.IntVar(&f.maxConns, "max-conns", 0, "bound each guest instance's open connections; more wait in the kernel backlog (0: no limit;\n"+
-		"default on engines with a host-owned listener: half the guest's memory cap at 160 KiB a connection, at most 4096)")
+		"default on engines with a host-owned listener: half the instance's memory budget at 2 MiB a connection, at most 4096)")
 	flags.Var(&f.reclaim, "reclaim", "at --max-conns with clients waiting, close idle connections quiet for idle and requests slower\n"+
 		"than rate bytes/s by more than slow: off, or idle=DURATION,slow=DURATION,rate=BYTES (default "+engine.DefaultReclaim.String()+")")
 	flags.StringVar(&f.guestStdout, "guest-stdout", "stderr", "where the guest's stdout goes: stderr (so that serve's stdout carries only the serving line)\n"+

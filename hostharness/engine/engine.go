@@ -217,9 +217,10 @@ type Options struct {
 	// Load, instead of compiling in memory: for filling a cache ahead
 	// of time (hostharness compile).
 	KeepCode bool
-	// MaxMemory caps each guest's linear memory in bytes (rounded down to
-	// 64 KiB pages); 0 leaves the engine's default (4 GiB for wasm32).
-	// A Go guest that needs more fails with "out of memory" and exits 2.
+	// MaxMemory is each guest instance's memory budget in bytes: its
+	// linear memory and its tables together (see Budget); 0 leaves
+	// wasm32's 4 GiB of linear memory. A Go guest that needs more fails
+	// with "out of memory" and exits 2.
 	MaxMemory uint64
 	// Logger receives warnings about the cache (see Set.New); nil
 	// discards them.
@@ -232,16 +233,6 @@ const WasmPageSize = 64 << 10
 // Wasm32MaxPages is the most pages a 32-bit memory can have (4 GiB): the
 // engines' own limit, and the largest a cap can be.
 const Wasm32MaxPages = 65536
-
-// MaxMemoryPages converts MaxMemory to pages, at most Wasm32MaxPages; 0
-// means no limit.
-func (o Options) MaxMemoryPages() uint32 {
-	pages := o.MaxMemory / WasmPageSize
-	if o.MaxMemory != 0 && pages == 0 {
-		pages = 1
-	}
-	return uint32(min(pages, Wasm32MaxPages))
-}
 
 // Log is o.Logger, or a logger that discards.
 func (o Options) Log() *slog.Logger {

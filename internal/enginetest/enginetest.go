@@ -61,7 +61,7 @@ var (
 	Dying  = Guest{Pkg: Testdata("dyingguest"), Target: guestbuild.WASI}
 )
 
-//go:generate sh -c "for f in testdata/*.wat testdata/hostile/*.wat; do wat2wasm $DOLLAR{f} -o $DOLLAR{f%.wat}.wasm; done"
+//go:generate sh -c "for f in testdata/*.wat testdata/hostile/*.wat; do wat2wasm --enable-multi-memory $DOLLAR{f} -o $DOLLAR{f%.wat}.wasm; done"
 
 // Testdata is the path of the file or directory name in this package's
 // testdata, which holds the guests and modules the tests share; its

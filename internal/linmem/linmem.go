@@ -1,5 +1,6 @@
 // Package linmem backs guest linear memories with memory mapped outside
-// the Go heap, for engines that take a wazero-style memory allocator.
+// the Go heap, for engines that take a wazero-style memory allocator, and
+// caps them: an instance's memories together stay within its limit.
 //
 // A linear memory in the Go heap is garbage to the host's collector each
 // time it grows (the engine copies it into a larger slice), and it counts
@@ -9,9 +10,16 @@
 // inaccessible address space, and grows in place by making more of it
 // accessible: only the pages the guest touches are resident, a grow copies
 // nothing, and the memory returns to the system when its instance closes.
+//
+// Where address space cannot be reserved (RLIMIT_AS, other systems), a
+// memory falls back to the Go heap, and grows only while the process's
+// address space limit leaves room for the grow and a margin: past it the
+// Go runtime could not map its own heap and would end the whole process
+// ("fatal error: out of memory"); the guest's grow fails instead.
 package linmem
 
 import (
+	"math"
 	"sync"
 
 	"github.com/samyfodil/wazy/api"
@@ -25,29 +33,34 @@ import (
 // that trapped or was stopped, a data segment out of bounds): wazy leaves
 // them to the garbage collector, which knows nothing of a mapping.
 //
-// The allocator is nil where this package cannot reserve address space
-// (32-bit hosts, other systems): the engine then uses its own, in the Go
-// heap, and the function does nothing.
-func Allocator() (api.MemoryAllocator, func()) {
-	if !supported {
-		return nil, func() {}
-	}
-	a := &instanceAllocator{}
+// limit caps the bytes of all the instance's memories together (0: none
+// but each memory's maximum): a grow past it fails, as one past the
+// memory's maximum does.
+func Allocator(limit uint64) (api.MemoryAllocator, func()) {
+	a := &instanceAllocator{limit: limit}
 	return a, a.freeAll
 }
 
 // instanceAllocator allocates the memories of one instance and keeps them,
 // for freeAll.
 type instanceAllocator struct {
-	mu   sync.Mutex
-	mems []api.LinearMemory
+	limit uint64
+	mu    sync.Mutex
+	mems  []api.LinearMemory
+	// reserved is the sum of the maxima of the memories allocated, each
+	// cut to what limit left when it was allocated.
+	reserved uint64
 }
 
 func (a *instanceAllocator) Allocate(capacity, max uint64) api.LinearMemory {
-	mem := allocate(capacity, max)
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.limit != 0 {
+		max = min(max, a.limit-a.reserved)
+		a.reserved += max
+	}
+	mem := allocate(capacity, max)
 	a.mems = append(a.mems, mem)
-	a.mu.Unlock()
 	return mem
 }
 
@@ -56,7 +69,7 @@ func (a *instanceAllocator) Allocate(capacity, max uint64) api.LinearMemory {
 func (a *instanceAllocator) freeAll() {
 	a.mu.Lock()
 	mems := a.mems
-	a.mems = nil
+	a.mems, a.reserved = nil, 0
 	a.mu.Unlock()
 	for _, mem := range mems {
 		mem.Free()
@@ -65,31 +78,44 @@ func (a *instanceAllocator) freeAll() {
 
 // heapMemory is a linear memory in the Go heap: the fallback when address
 // space cannot be reserved (RLIMIT_AS, say), which grows as the engine's
-// own memories do. mu orders Free, which the engine and freeAll may both
-// call, with the rest.
+// own memories do, while the address space limit leaves room
+// (heapRoom). mu orders Free, which the engine and freeAll may both call,
+// with the rest.
 type heapMemory struct {
-	mu  sync.Mutex
-	buf []byte
-	max uint64
+	mu    sync.Mutex
+	buf   []byte
+	max   uint64
+	freed bool
 }
 
 // newHeapMemory returns an empty heap memory of capacity bytes (at most
-// max) that grows up to max.
+// max, and what the address space limit leaves) that grows up to max.
 func newHeapMemory(capacity, max uint64) *heapMemory {
-	return &heapMemory{buf: make([]byte, 0, min(capacity, max)), max: max}
+	m := &heapMemory{max: max}
+	if c := min(capacity, max); c > 0 && heapRoom(c) {
+		m.buf = make([]byte, 0, c)
+	}
+	return m
 }
 
 func (m *heapMemory) Reallocate(size uint64) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if size > m.max {
+	if m.freed || size > m.max {
 		return nil
 	}
 	if size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
 		return m.buf
 	}
-	grown := make([]byte, size, max(size, min(2*uint64(cap(m.buf)), m.max)))
+	newCap := max(size, min(2*uint64(cap(m.buf)), m.max))
+	if !heapRoom(newCap) {
+		if newCap == size || !heapRoom(size) {
+			return nil // the guest's grow fails; the host goes on
+		}
+		newCap = size
+	}
+	grown := make([]byte, size, newCap)
 	copy(grown, m.buf)
 	m.buf = grown
 	return m.buf
@@ -97,6 +123,26 @@ func (m *heapMemory) Reallocate(size uint64) []byte {
 
 func (m *heapMemory) Free() {
 	m.mu.Lock()
-	m.buf = nil
+	m.buf, m.freed = nil, true
 	m.mu.Unlock()
+}
+
+// minHeapMargin is the least address space a heap memory's grow leaves
+// the Go runtime under RLIMIT_AS, for the host's own heap.
+const minHeapMargin = 64 << 20
+
+// heapRoom reports whether n more bytes of Go heap leave the runtime its
+// margin under the address space limit: the larger of minHeapMargin and
+// 1/16 of the limit (256 MiB of 4 GiB). The old buffer of a grow stays
+// mapped in the Go heap (the runtime reuses its address space, but never
+// unmaps it), so the limit is checked against what is mapped now, at each
+// grow.
+func heapRoom(n uint64) bool {
+	limit := addressSpaceLimit()
+	if limit == math.MaxUint64 {
+		return true
+	}
+	left := AddressSpaceLeft()
+	margin := max(minHeapMargin, limit/16)
+	return left > margin && n <= left-margin
 }

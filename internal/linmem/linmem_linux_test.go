@@ -11,8 +11,8 @@ import (
 // never moves, and growing past the maximum fails without changing it.
 func TestGrowInPlace(t *testing.T) {
 	const maxPages = 8
-	alloc, _ := Allocator()
-	if alloc == nil {
+	alloc, _ := Allocator(0)
+	if !supported {
 		t.Skip("linmem: no mapped memories on this platform; the engine's own allocator is used")
 	}
 	mem := alloc.Allocate(wasmPage, maxPages*wasmPage)
@@ -51,8 +51,8 @@ func TestGrowInPlace(t *testing.T) {
 // unbounded guest gets, and grows it: the reservation costs address space
 // only.
 func TestReserveWasm32(t *testing.T) {
-	alloc, _ := Allocator()
-	if alloc == nil {
+	alloc, _ := Allocator(0)
+	if !supported {
 		t.Skip("linmem: no mapped memories on this platform")
 	}
 	mem := alloc.Allocate(0, 1<<32)

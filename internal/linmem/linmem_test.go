@@ -10,8 +10,8 @@ const wasmPage = 65536
 // TestFree checks that a freed memory refuses to grow instead of handing
 // out unmapped bytes, and that freeing twice is harmless.
 func TestFree(t *testing.T) {
-	alloc, _ := Allocator()
-	if alloc == nil {
+	alloc, _ := Allocator(0)
+	if !supported {
 		t.Skip("linmem: no mapped memories on this platform")
 	}
 	mem := alloc.Allocate(0, 4*wasmPage)
@@ -40,8 +40,8 @@ func TestHeapFallback(t *testing.T) {
 // memory the allocator gave out, those the engine freed already included,
 // even as the engine frees one at the same time.
 func TestFreeAll(t *testing.T) {
-	alloc, freeAll := Allocator()
-	if alloc == nil {
+	alloc, freeAll := Allocator(0)
+	if !supported {
 		t.Skip("linmem: no mapped memories on this platform")
 	}
 	freed := alloc.Allocate(0, 4*wasmPage)
@@ -66,8 +66,8 @@ func TestFreeAll(t *testing.T) {
 // to its first pages, rather than a reservation whose size wrapped round
 // to one page.
 func TestHugeMaximum(t *testing.T) {
-	alloc, freeAll := Allocator()
-	if alloc == nil {
+	alloc, freeAll := Allocator(0)
+	if !supported {
 		t.Skip("linmem: no mapped memories on this platform")
 	}
 	defer freeAll()

@@ -54,7 +54,7 @@ type wasmtimeEngine struct {
 	unwritable engine.WarnOnce
 	keepCode   bool // Options.KeepCode
 	logger     *slog.Logger
-	maxMemory  int64 // bytes per linear memory; -1 means no limit
+	budget     engine.Budget // each run's, enforced by its store's limits
 	funcs      []wasmtimeFunc
 	eng        *wt.Engine
 	// forward is the forwarding module (see forwardModuleWAT).
@@ -74,11 +74,7 @@ func newEngine(_ context.Context, opts engine.Options) (_ engine.Engine, err err
 	if err := e.openCache(opts); err != nil {
 		return nil, fmt.Errorf("wasmtime cache: %w", err)
 	}
-	maxMemory := int64(-1)
-	if pages := opts.MaxMemoryPages(); pages != 0 {
-		maxMemory = int64(pages) * engine.WasmPageSize
-	}
-	e.maxMemory, e.eng = maxMemory, newWasmtime()
+	e.budget, e.eng = opts.Budget(), newWasmtime()
 	e.users.release = e.release
 	defer func() {
 		if err != nil {
@@ -303,6 +299,10 @@ func (e *wasmtimeEngine) Load(ctx context.Context, path string) (_ engine.Module
 	mod, code, cached, err := e.compile(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%s with wasmtime: %w", path, err)
+	}
+	if err := engine.CheckDeclared(path, wasm); err != nil {
+		mod.Close()
+		return nil, err
 	}
 	if err := e.checkImports(mod, path); err != nil {
 		mod.Close()

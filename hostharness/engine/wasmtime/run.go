@@ -101,6 +101,10 @@ type wasmtimeRun struct {
 	stopInterrupts func()
 }
 
+// storeInstances is the most instances a run's store holds: the guest and
+// the forwarding module.
+const storeInstances = 2
+
 // errEndedInStart reports a run that ended without an error while it was
 // being instantiated, in the guest's start function: its context stopped
 // it, or it exited with code 0.
@@ -126,7 +130,11 @@ func (m *wasmtimeModule) newRun(ctx context.Context, cfg engine.Config, told []s
 	}
 	r.store = wt.NewStore(r.eng)
 	r.store.SetWasi(wasi)
-	r.store.Limiter(e.maxMemory, -1, -1, -1, -1)
+	// The instance's budget (engine.Budget): wasmtime caps each memory
+	// and each table, so their numbers are capped too. The instances are
+	// the guest and the forwarding module, which defines no memory or
+	// table of its own.
+	r.store.Limiter(e.budget.MemoryBytes(), int64(e.budget.TableElements), storeInstances, engine.MaxTables, engine.MaxMemories)
 	r.store.SetEpochDeadline(1)
 	C.ws_set_epoch_deadline_callback(storePtr(r.store), r.c)
 	r.stopInterrupts = interruptOnDone(ctx, r.interrupt)

@@ -40,7 +40,7 @@ func SockKind() engine.Kind {
 		Capabilities: sockCapabilities,
 		Rank:         10,
 		New: func(ctx context.Context, opts engine.Options) (engine.Engine, error) {
-			return newRuntime(ctx, SockName, opts, func(ctx context.Context, rt wazy.Runtime) error {
+			return newRuntime(ctx, SockName, opts, true, func(ctx context.Context, rt wazy.Runtime) error {
 				_, err := wasi_snapshot_preview1.Instantiate(ctx, rt)
 				return err
 			})
@@ -80,8 +80,17 @@ type runtime struct {
 // CPU per request; wazy's checks cost less than nothing against wazero
 // without them: docs/BENCHMARKS.md.) hostModules instantiates the WASI
 // module the guests import.
-func newRuntime(ctx context.Context, name string, opts engine.Options, hostModules func(context.Context, wazy.Runtime) error) (*runtime, error) {
-	pages := opts.MaxMemoryPages()
+//
+// Its tables are capped by opts' budget (engine.Budget); its linear
+// memory by the budget too when memoryInCode (wazy-sock), else by the
+// caller's allocator (linmem, for wazy), which leaves the compiled code,
+// and its cache, the same whatever the budget.
+func newRuntime(ctx context.Context, name string, opts engine.Options, memoryInCode bool, hostModules func(context.Context, wazy.Runtime) error) (*runtime, error) {
+	budget := opts.Budget()
+	var pages uint32
+	if memoryInCode {
+		pages = budget.MemoryPages
+	}
 	e := &runtime{name: name, logger: opts.Log(), keepCode: opts.KeepCode}
 	e.build = func(ctx context.Context, cache wazy.CompilationCache) (wazy.Runtime, error) {
 		// No DWARF: wazy would keep the whole .wasm file in memory (~10 MB
@@ -89,7 +98,10 @@ func newRuntime(ctx context.Context, name string, opts engine.Options, hostModul
 		// name functions without it, as wasmtime's do.
 		rtCfg := wazy.NewRuntimeConfig().
 			WithCompilationCache(cache).
-			WithDebugInfoEnabled(false)
+			WithDebugInfoEnabled(false).
+			// wazy caps each table, and the sum of their declared sizes;
+			// engine.CheckDeclared at Load caps their number.
+			WithTableLimitElements(budget.TableElements)
 		if pages != 0 {
 			rtCfg = rtCfg.WithMemoryLimitPages(pages)
 		}
@@ -178,6 +190,10 @@ func (e *runtime) load(ctx context.Context, path string) (*module, error) {
 	rt, compiled, cached, err := e.compile(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s with wazy: %w", path, err)
+	}
+	if err := engine.CheckDeclared(path, wasm); err != nil {
+		compiled.Close(ctx)
+		return nil, err
 	}
 	// wazy would only report "module[env] not instantiated" at run time.
 	for _, f := range compiled.ImportedFunctions() {

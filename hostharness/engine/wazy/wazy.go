@@ -44,6 +44,9 @@ func Kind() engine.Kind {
 // has hostsock's socket functions in place of wazy's.
 type hostSockEngine struct {
 	*runtime
+	// memoryLimit caps each instance's linear memory, in bytes, through
+	// its allocator (0: wasm32's 4 GiB).
+	memoryLimit int64
 }
 
 // newHostSock builds a wazy runtime whose wasi_snapshot_preview1 module
@@ -51,14 +54,14 @@ type hostSockEngine struct {
 func newHostSock(ctx context.Context, opts engine.Options) (engine.Engine, error) {
 	// The guest is stopped at its next call of a hostsock function rather
 	// than by checks in compiled code (see hostsock's Table).
-	rt, err := newRuntime(ctx, Name, opts, func(ctx context.Context, rt wazy.Runtime) error {
+	rt, err := newRuntime(ctx, Name, opts, false, func(ctx context.Context, rt wazy.Runtime) error {
 		_, err := wazysock.Instantiate(ctx, rt)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	return &hostSockEngine{rt}, nil
+	return &hostSockEngine{runtime: rt, memoryLimit: max(opts.Budget().MemoryBytes(), 0)}, nil
 }
 
 func (e *hostSockEngine) Load(ctx context.Context, path string) (engine.Module, error) {
@@ -66,12 +69,13 @@ func (e *hostSockEngine) Load(ctx context.Context, path string) (engine.Module, 
 	if err != nil {
 		return nil, err
 	}
-	return &hostSockModule{module: mod, proxy: enginekit.ExportsProxy(mod.compiled.ExportedFunctions())}, nil
+	return &hostSockModule{module: mod, memoryLimit: uint64(e.memoryLimit), proxy: enginekit.ExportsProxy(mod.compiled.ExportedFunctions())}, nil
 }
 
 // hostSockModule runs a compiled guest with a host-owned listener.
 type hostSockModule struct {
 	*module
+	memoryLimit uint64 // the engine's
 	// proxy: the guest reads PROXY headers (it exports
 	// wasisock.ProxyExport), so the host tells it its addresses.
 	proxy bool
@@ -96,9 +100,10 @@ func (m *hostSockModule) Run(ctx context.Context, cfg engine.Config) error {
 	}
 	defer closeFS()
 	// The guest's memory lives outside the host's Go heap (see linmem),
-	// and goes back to the system once the run has ended, even when the
-	// guest failed to instantiate, which leaves the instance unclosed.
-	alloc, freeMemory := linmem.Allocator()
+	// capped by the budget, and goes back to the system once the run has
+	// ended, even when the guest failed to instantiate, which leaves the
+	// instance unclosed.
+	alloc, freeMemory := linmem.Allocator(m.memoryLimit)
 	defer freeMemory()
 	ctx = api.WithMemoryAllocator(ctx, alloc)
 	return m.instantiate(wazysock.WithTable(ctx, table), modCfg)

@@ -1,0 +1,4 @@
+package wasiserve
+
+// AvailableMemory is availableMemory, for the tests.
+var AvailableMemory = availableMemory
