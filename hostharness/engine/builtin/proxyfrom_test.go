@@ -17,7 +17,7 @@ import (
 // PROXY headers a balancer sends, for a client at 203.0.113.7:4242 (and
 // [2001:db8::7]:4242) that connected to 198.51.100.1:80.
 const (
-	proxyV2TCP4 = "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xcb\x00\x71\x07\xc6\x33\x64\x01\x10\x92\x00\x50"
+	proxyV2TCP4  = "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xcb\x00\x71\x07\xc6\x33\x64\x01\x10\x92\x00\x50"
 	proxyV2LOCAL = "\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
 	proxyV1TCP6  = "PROXY TCP6 2001:db8::7 2001:db8::1 4242 80\r\n"
 	listenerGET  = "GET /listener HTTP/1.1\r\nHost: guest\r\nConnection: close\r\n\r\n"
