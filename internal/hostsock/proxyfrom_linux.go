@@ -187,9 +187,15 @@ func (p *proxyState) forget(i int) {
 	p.listen(true)
 }
 
-// reject closes c, a trusted connection, for err.
+// reject closes c, a trusted connection, for err. One that ended before
+// sending a byte (a balancer's TCP health check) is no fault: it is
+// logged at debug level only.
 func (p *proxyState) reject(c *awaitedConn, err error) {
 	closeFD(c.host)
+	if errors.Is(err, errProxyHeaderCut) && len(c.buf.b) == 0 {
+		p.cfg.Logger.Debug("a trusted PROXY protocol peer closed a connection before sending anything", "peer", c.peer)
+		return
+	}
 	p.log.closed(c.peer, err)
 }
 
