@@ -59,6 +59,17 @@
 // when a client arrives or a connection becomes eligible. A reclaimed connection frees its place at once; its fd reads
 // end of file until the guest closes it.
 //
+// # Trusted PROXY headers
+//
+// After TrustProxyFrom, connections from the trusted peers (load
+// balancers) must themselves start with a PROXY header, version 1 or 2,
+// which the table reads and consumes before the guest gets the
+// connection; its addresses are then the ones the guest sees, in the
+// header above and in sock_getpeeraddr. The connections still sending
+// their header wait beside the listener: the guest's waits on it poll an
+// epoll fd of the listener, those connections and a timer of their
+// deadlines, and sock_accept does the reading, never blocking.
+//
 // # Stopping
 //
 // Cancelling the Table's context wakes every wait on its sockets, and

@@ -124,7 +124,7 @@ func (t *Table) pollOnce(subs []subscription, out []byte, start time.Time) (uint
 				}
 			}
 			idx = len(fds)
-			fds = append(fds, pollFD{Fd: int32(e.host), Events: events})
+			fds = append(fds, pollFD{Fd: int32(t.pollHost(e)), Events: events})
 		}
 		slot = append(slot, idx)
 	}

@@ -50,6 +50,9 @@ type entry struct {
 	// traffic is what the host saw of an accepted connection, for
 	// reclaiming its slot (see reclaim.go).
 	traffic traffic
+	// addrs are the addresses a trusted peer's header gave (ProxyFrom);
+	// nil: the socket's own.
+	addrs *connAddrs
 }
 
 // Table is the set of guest fds one module instance has on host sockets.
@@ -68,6 +71,9 @@ type Table struct {
 	// proxyHeaders: connections accepted on the lent listener start with
 	// a PROXY header (SendProxyHeaders).
 	proxyHeaders bool
+	// proxy, when set, takes PROXY headers from trusted peers on the lent
+	// listener (TrustProxyFrom).
+	proxy *proxyState
 
 	// sockets counts the sockets the guest opened itself (sock_open) that
 	// are open: with maxConns, against it together with conns; without,
@@ -169,6 +175,9 @@ func (t *Table) Close() error {
 		}
 		errs = append(errs, t.closeEntry(e))
 		delete(t.fds, fd)
+	}
+	if t.proxy != nil {
+		t.proxy.close()
 	}
 	errs = append(errs, t.wake.close(), t.drain.close())
 	return errors.Join(errs...)
