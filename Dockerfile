@@ -30,9 +30,26 @@
 #   docker build --build-arg GO_IMAGE=... --build-arg RUNTIME_IMAGE=... .
 # GOPROXY, GOSUMDB and GOFLAGS pass through as build arguments for the module
 # downloads (e.g. --network=host --build-arg GOPROXY="$(go env GOPROXY)").
+# scripts/docker-build.sh is all of that in one command (it installs
+# debootstrap when missing): scripts/docker-build.sh [--target T]...
+#
+# Health: the serving images run an admin listener on 0.0.0.0:9090 (--admin:
+# /livez, /readyz, /metrics; not published unless -p names it) and declare a
+# HEALTHCHECK that runs the image's own binary, "hostharness probe", against
+# /readyz there: scratch has no shell or curl. docker ps shows "healthy" once
+# every guest instance is ready, whatever the guest (it needs no health route
+# of its own), and "unhealthy" while draining. Labels: org.opencontainers.image.*,
+# with VERSION and REVISION as build arguments.
 
 ARG GO_IMAGE=golang:1.26-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+# The images' org.opencontainers.image.* labels (scripts/docker-build.sh passes
+# VERSION and REVISION from git; LICENSES is an SPDX expression, NOASSERTION
+# while the project states none).
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/wasiserve/wasiserve
+ARG LICENSES=NOASSERTION
 
 # ---- build: echo.wasm + static hostharness (wazy), the guest compiled for it ----
 # The build stages run on the builder's platform, also for --platform wasi/wasm.
@@ -73,8 +90,20 @@ COPY --from=build-wasmtime /out/hostharness /hostharness
 COPY --from=build-wasmtime /out/echo.wasm /echo.wasm
 COPY --from=build-wasmtime --chown=65532:65532 /rootfs-wasmtime/ /
 USER 65532:65532
-EXPOSE 8080
-ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
+EXPOSE 8080 9090
+ARG VERSION
+ARG REVISION
+ARG SOURCE
+ARG LICENSES
+LABEL org.opencontainers.image.title="wasiserve (wasmtime)" \
+      org.opencontainers.image.description="wasip1 HTTP guests served by hostharness with embedded wasmtime; the echo guest by default" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="${LICENSES}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["/hostharness", "probe", "--timeout=2s", "http://127.0.0.1:9090/readyz"]
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--admin=0.0.0.0:9090", "--cache-dir=/cache"]
 CMD ["--engine=wasmtime", "/echo.wasm"]
 
 # ---- default: scratch, static hostharness with the wazy engine (pure Go) ----
@@ -83,6 +112,18 @@ COPY --from=build /out/hostharness /hostharness
 COPY --from=build /out/echo.wasm /echo.wasm
 COPY --from=build --chown=65532:65532 /rootfs/ /
 USER 65532:65532
-EXPOSE 8080
-ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--cache-dir=/cache"]
+EXPOSE 8080 9090
+ARG VERSION
+ARG REVISION
+ARG SOURCE
+ARG LICENSES
+LABEL org.opencontainers.image.title="wasiserve" \
+      org.opencontainers.image.description="wasip1 HTTP guests served by a static, pure-Go hostharness (wazy engine); the echo guest by default" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="${LICENSES}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["/hostharness", "probe", "--timeout=2s", "http://127.0.0.1:9090/readyz"]
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--admin=0.0.0.0:9090", "--cache-dir=/cache"]
 CMD ["--engine=wazy", "/echo.wasm"]
