@@ -86,8 +86,17 @@ type Options struct {
 	// does), on engines with a host-owned listener.
 	Watch bool
 	// AdminAddr, when set, is the HOST:PORT of a listener of the host's
-	// own (never the guest's) that serves Prometheus metrics at /metrics.
+	// own (never the guest's): Prometheus metrics at /metrics, liveness
+	// at /livez and readiness at /readyz (see Server.Readiness). It has
+	// no authentication: bind a loopback or private address.
 	AdminAddr string
+	// ShutdownDelay is how long the guest keeps serving once ctx is done,
+	// with /readyz answering 503 "draining", before the listener stops
+	// and the drain (DrainTimeout) begins: the time a load balancer or
+	// Kubernetes takes to stop sending new requests. 0: no delay; none
+	// when ctx ends before the guest is ready. Server.SkipShutdownDelay
+	// cuts it short.
+	ShutdownDelay time.Duration
 }
 
 // Defaults and bounds of Options.
@@ -177,6 +186,9 @@ func (o Options) resolve(guest string) (resolved, error) {
 	}
 	if o.DrainTimeout < NoDrain {
 		return r, optionErr("DrainTimeout", o.DrainTimeout.String(), "want a duration of 0 or more")
+	}
+	if o.ShutdownDelay < 0 {
+		return r, optionErr("ShutdownDelay", o.ShutdownDelay.String(), "want a duration of 0 or more")
 	}
 	if avail := memAvailable(); avail > 0 && uint64(max(o.Instances, 1))*instanceFootprint > avail {
 		return r, optionErr("Instances", fmt.Sprint(o.Instances), "each instance takes about %d MiB and this machine has %d MiB available",

@@ -54,6 +54,16 @@ type Server struct {
 
 	mu    sync.Mutex
 	group *supervise.Group // while Run serves
+	rl    *reloader        // while Run serves
+
+	// served is set once every instance was first ready; stopping once
+	// Run's ctx is done (the shutdown delay, then the drain).
+	served, stopping atomic.Bool
+	// delaying is set during the shutdown delay; skipDelay, closed by
+	// SkipShutdownDelay, ends it.
+	delaying  atomic.Bool
+	skipDelay chan struct{}
+	skipOnce  sync.Once
 }
 
 // New returns a server of the guest at path under opts, once every option
@@ -66,7 +76,8 @@ func New(path string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{guest: path, opts: opts, r: r, log: opts.Logger, reloads: make(chan struct{}, 1)}
+	s := &Server{guest: path, opts: opts, r: r, log: opts.Logger, reloads: make(chan struct{}, 1),
+		skipDelay: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -145,6 +156,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if adminLn != nil {
 		defer adminLn.Close()
+		// It answers from now on: /readyz says "starting" while the guest
+		// compiles.
+		defer s.serveAdmin(adminLn)()
 	}
 	eng, mod, err := load(ctx, s.log, s.r.kind, s.guest, s.opts)
 	if err != nil {
@@ -163,27 +177,70 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.r.notifier != nil {
 		g.Notifier = reloadNotifier{s}
 	}
-	s.mu.Lock()
-	s.group = g
-	s.mu.Unlock()
 	rl := newReloader(s.log, eng, g, s.guest, mod)
+	s.mu.Lock()
+	s.group, s.rl = g, rl
+	s.mu.Unlock()
 	defer func() { rl.current().Close(context.WithoutCancel(ctx)) }()
-	stopExtras, err := s.startReloadsAndAdmin(ctx, rl, adminLn)
+	stopReloads, err := s.startReloads(ctx, rl)
 	if err != nil {
 		return err
 	}
-	err = g.Run(ctx)
-	stopExtras()
+	groupCtx, release := s.afterShutdownDelay(ctx)
+	err = g.Run(groupCtx)
+	release()
+	stopReloads()
 	if err != nil {
 		return fmt.Errorf("serve %s: %w", s.guest, err)
 	}
 	return nil
 }
 
+// afterShutdownDelay returns a context that ends ShutdownDelay after ctx
+// does, with ctx's cause: from ctx's end the server is stopping (/readyz
+// answers 503) while the guest still serves. There is no delay when ctx
+// ends before the guest is ready, and SkipShutdownDelay ends one early.
+// release ends the wait when the group stopped by itself.
+func (s *Server) afterShutdownDelay(ctx context.Context) (_ context.Context, release func()) {
+	groupCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		s.stopping.Store(true)
+		if d := s.opts.ShutdownDelay; d > 0 && s.served.Load() {
+			s.delaying.Store(true)
+			s.log.Info("shutdown delay: not ready, still serving", "reason", context.Cause(ctx), "delay", d)
+			timer := time.NewTimer(d)
+			select {
+			case <-timer.C:
+			case <-s.skipDelay:
+				s.log.Info("shutdown delay cut short")
+			case <-groupCtx.Done():
+			}
+			timer.Stop()
+			s.delaying.Store(false)
+		}
+		cancel(context.Cause(ctx))
+	})
+	return groupCtx, func() {
+		stop()
+		cancel(errors.New("the guest stopped"))
+	}
+}
+
+// SkipShutdownDelay ends the shutdown delay (Options.ShutdownDelay) at
+// once, if it is in progress or still to come, so that the drain begins;
+// it reports whether a delay was in progress. serve calls it on a second
+// SIGINT or SIGTERM.
+func (s *Server) SkipShutdownDelay() bool {
+	delaying := s.delaying.Load()
+	s.skipOnce.Do(func() { close(s.skipDelay) })
+	return delaying
+}
+
 // ready announces that every instance is ready: the ready file first, so
 // that it is there once OnReady's caller says ready, then OnReady and the
 // service manager.
 func (s *Server) ready(r Ready) {
+	s.served.Store(true)
 	if s.opts.ReadyFile != "" {
 		if err := atomicfile.Write(s.opts.ReadyFile, []byte(r.String()+"\n")); err != nil {
 			s.log.Error("cannot write the ready file", "err", err)

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine"
@@ -39,6 +40,10 @@ type cliEnv struct {
 	// sighup receives the SIGHUPs sent to the process (serve reloads the
 	// guest); nil in tests that send none.
 	sighup <-chan os.Signal
+	// secondSignal, when not nil and holding a function, is called on a
+	// second SIGINT or SIGTERM instead of exiting, if it returns true
+	// (serve ends its shutdown delay); a third signal then exits.
+	secondSignal *atomic.Pointer[func() bool]
 }
 
 func commands() []command {
@@ -58,9 +63,11 @@ func main() {
 		logger:  newLogger(os.Stderr),
 		engines: builtin.Engines(),
 		sighup:  sighup,
+
+		secondSignal: new(atomic.Pointer[func() bool]),
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	stop := watchSignals(env.logger, cancel)
+	stop := watchSignals(env.logger, cancel, env.secondSignal)
 	code := run(ctx, env, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -69,8 +76,10 @@ func main() {
 // watchSignals cancels the commands' context on the first SIGINT or
 // SIGTERM, with the signal as the cause; a second one, for a stop that
 // takes too long, ends the process at once with status 128+signal, as the
-// signal's default action would. stop ends the watch.
-func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc) (stop func()) {
+// signal's default action would, unless second holds a function that
+// takes it (serve's shutdown delay ends, and the next signal exits). stop
+// ends the watch.
+func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc, second *atomic.Pointer[func() bool]) (stop func()) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
@@ -81,11 +90,18 @@ func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc) (stop fun
 		case <-done:
 			return
 		}
-		select {
-		case s := <-sigs:
-			logger.Warn("second signal: exiting now", "signal", s)
-			os.Exit(signalExitCode(s))
-		case <-done:
+		for {
+			select {
+			case s := <-sigs:
+				if f := second.Swap(nil); f != nil && (*f)() {
+					logger.Warn("second signal: shutdown delay ended, draining now (another signal exits at once)", "signal", s)
+					continue
+				}
+				logger.Warn("second signal: exiting now", "signal", s)
+				os.Exit(signalExitCode(s))
+			case <-done:
+				return
+			}
 		}
 	}()
 	return func() {

@@ -30,10 +30,12 @@ func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 // wasiserve.Options.
 type serveFlags struct {
 	listen, engine, cacheDir, maxMemory, guestStdout, readyFile, admin string
-	instances, maxConns                                                int
-	drainTimeout                                                       time.Duration
-	envs, dirs, allowDial, allowListen                                 stringList
-	inheritEnv, restart, watch                                         bool
+	// metricsAlias is --metrics, the older name of --admin.
+	metricsAlias                       string
+	instances, maxConns                int
+	drainTimeout, shutdownDelay        time.Duration
+	envs, dirs, allowDial, allowListen stringList
+	inheritEnv, restart, watch         bool
 }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
@@ -66,7 +68,11 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&f.allowListen, "allow-listen", "HOST:PORT such a guest may bind and listen on itself (repeatable)")
 	flags.BoolVar(&f.watch, "watch", false, "reload the guest when its .wasm file changes, as on SIGHUP: new instances take over the listener,\n"+
 		"then the old ones drain (engines with a host-owned listener)")
-	flags.StringVar(&f.admin, "metrics", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (a listener of its own, never the guest's)")
+	flags.StringVar(&f.admin, "admin", "", "HOST:PORT of the host's admin listener (its own, never the guest's): Prometheus metrics at /metrics,\n"+
+		"liveness at /livez, readiness at /readyz; no authentication, so bind loopback or a private address")
+	flags.StringVar(&f.metricsAlias, "metrics", "", "the same as --admin (its older name)")
+	flags.DurationVar(&f.shutdownDelay, "shutdown-delay", 0, "on SIGINT or SIGTERM, how long the guest keeps serving while /readyz answers 503, so that load\n"+
+		"balancers stop sending, before the listener stops and the drain begins (a second signal ends the delay)")
 	if code, ok := parseFlags(flags, args); !ok {
 		return code
 	}
@@ -89,6 +95,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 		var srv *wasiserve.Server
 		if srv, err = wasiserve.New(guest, opts); err == nil {
 			stopReloads := reloadOnSIGHUP(env, srv)
+			if env.secondSignal != nil {
+				skip := srv.SkipShutdownDelay
+				env.secondSignal.Store(&skip)
+			}
 			err = srv.Run(ctx)
 			stopReloads()
 		} else {
@@ -114,7 +124,7 @@ func (f *serveFlags) options(env *cliEnv, explicit map[string]bool) (wasiserve.O
 	opts := wasiserve.Options{Engines: env.engines, Instances: f.instances, Restart: f.restart, CacheDir: f.cacheDir,
 		MaxConns: f.maxConns, AllowDial: f.allowDial, AllowListen: f.allowListen, ReadyFile: f.readyFile,
 		NotifySocket: os.Getenv(sdnotify.EnvVar), Watch: f.watch, AdminAddr: f.admin,
-		Stderr: env.stderr, Logger: env.logger, DrainTimeout: f.drainTimeout,
+		Stderr: env.stderr, Logger: env.logger, DrainTimeout: f.drainTimeout, ShutdownDelay: f.shutdownDelay,
 		OnReady: func(r wasiserve.Ready) { io.WriteString(env.stdout, r.String()+"\n") }}
 	if explicit["engine"] {
 		opts.Engine = f.engine
@@ -125,6 +135,12 @@ func (f *serveFlags) options(env *cliEnv, explicit map[string]bool) (wasiserve.O
 	}
 	if f.maxConns == 0 && explicit["max-conns"] {
 		opts.MaxConns = wasiserve.NoConnLimit
+	}
+	if explicit["metrics"] {
+		if explicit["admin"] && f.admin != f.metricsAlias {
+			return opts, fmt.Errorf("--metrics is another name of --admin: give one of them")
+		}
+		opts.AdminAddr = f.metricsAlias
 	}
 	listenText := f.listen
 	if !explicit["listen"] && activation.ForThisProcess(os.Getenv) {
@@ -186,7 +202,7 @@ var flagOf = map[string]string{
 	"Instances": "--instances", "DrainTimeout": "--drain-timeout", "CacheDir": "--cache-dir",
 	"MaxMemory": "--max-memory", "MaxConns": "--max-conns", "Env": "--env", "Dirs": "--dir",
 	"AllowDial": "--allow-dial", "AllowListen": "--allow-listen", "ReadyFile": "--ready-file",
-	"NotifySocket": sdnotify.EnvVar, "Watch": "--watch", "AdminAddr": "--metrics", "Guest": "guest",
+	"NotifySocket": sdnotify.EnvVar, "Watch": "--watch", "AdminAddr": "--admin", "ShutdownDelay": "--shutdown-delay", "Guest": "guest",
 }
 
 // describe is err told in serve's terms: flags instead of the options

@@ -145,8 +145,11 @@ func TestServeErrors(t *testing.T) {
 		{"guest not a regular file", []string{"serve", "/dev/zero"}, 2, "not a regular file"},
 		{"ready file in a missing dir", []string{"serve", "--ready-file", filepath.Join(t.TempDir(), "nope", "ready"), anyWasm}, 2, "--ready-file: stat"},
 		{"bad guest-stdout", []string{"serve", "--guest-stdout", "file", anyWasm}, 2, `--guest-stdout "file": want stderr or stdout`},
-		{"metrics without port", []string{"serve", "--metrics", "nocolon", anyWasm}, 2, `--metrics "nocolon": want HOST:PORT`},
-		{"metrics port in use", []string{"serve", "--listen", "127.0.0.1:0", "--metrics", takenAddr(t), anyWasm}, 1, "--metrics: listen tcp"},
+		{"admin without port", []string{"serve", "--admin", "nocolon", anyWasm}, 2, `--admin "nocolon": want HOST:PORT`},
+		{"metrics, the alias of admin", []string{"serve", "--metrics", "nocolon", anyWasm}, 2, `--admin "nocolon": want HOST:PORT`},
+		{"admin and metrics differing", []string{"serve", "--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:1", anyWasm}, 2, "--metrics is another name of --admin"},
+		{"negative shutdown delay", []string{"serve", "--shutdown-delay", "-1s", anyWasm}, 2, "--shutdown-delay -1s: want a duration of 0 or more"},
+		{"admin port in use", []string{"serve", "--listen", "127.0.0.1:0", "--admin", takenAddr(t), anyWasm}, 1, "--admin: listen tcp"},
 		{"watch without a guest", []string{"serve", "--watch"}, 2, "--watch: needs a guest file to watch"},
 		{"cache others can write", []string{"serve", "--cache-dir", worldWritableDir(t), anyWasm}, 2, "not private to this user"},
 	} {
