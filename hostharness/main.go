@@ -2,6 +2,7 @@
 // under embedded WebAssembly engines or installed runtime CLIs.
 //
 //	hostharness serve [flags] [guest.wasm]
+//	hostharness probe [--timeout D] URL
 //
 // Run "hostharness help" for the commands and "hostharness CMD -h" for
 // their flags.
@@ -50,6 +51,7 @@ func commands() []command {
 	return append([]command{
 		{"serve", "serve a guest on a listening socket until interrupted", runServe},
 		{"compile", "compile a guest into an engine's compilation cache, for a later serve", runCompile},
+		{"probe", "GET a URL once and exit 0 on a 2xx answer: a health check for images without a shell", runProbe},
 	}, toolCommands()...)
 }
 

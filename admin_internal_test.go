@@ -1,0 +1,168 @@
+package wasiserve
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// countingGatherer is a registry with one gauge that counts its gathers.
+type countingGatherer struct {
+	*prometheus.Registry
+	gauge   prometheus.Gauge
+	gathers atomic.Int64
+}
+
+func newCountingGatherer() *countingGatherer {
+	g := &countingGatherer{Registry: prometheus.NewRegistry(),
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_value", Help: "A value the test sets."})}
+	g.MustRegister(countingCollector{g})
+	return g
+}
+
+// countingCollector collects the gauge, counting each gather.
+type countingCollector struct{ g *countingGatherer }
+
+func (c countingCollector) Describe(ch chan<- *prometheus.Desc) { c.g.gauge.Describe(ch) }
+
+func (c countingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.g.gathers.Add(1)
+	c.g.gauge.Collect(ch)
+}
+
+// serveTest serves h on 127.0.0.1 until the test ends, at most max
+// connections at once.
+func serveTest(t *testing.T, h http.Handler, max int) (addr string, srv *http.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped := newConnCap(ln, max)
+	srv = &http.Server{Handler: h, ConnState: capped.track, ReadHeaderTimeout: time.Minute}
+	go srv.Serve(capped)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), srv
+}
+
+// TestScraperFresh: each scrape comes from a gather begun after it was
+// asked for, so that a value set before it is what it reports.
+func TestScraperFresh(t *testing.T) {
+	g := newCountingGatherer()
+	addr, _ := serveTest(t, newScraper(g, 20*time.Millisecond), 8)
+	for i := range 5 {
+		g.gauge.Set(float64(i))
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if line := fmt.Sprintf("test_value %d\n", i); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), line) {
+			t.Fatalf("scrape %d: %s %q, want %q", i, resp.Status, body, line)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+			t.Errorf("Content-Type %q", ct)
+		}
+	}
+	if n := g.gathers.Load(); n != 5 {
+		t.Errorf("%d gathers for 5 scrapes one after another, want 5", n)
+	}
+}
+
+// TestScraperFlood: scrapes that come together share gathers, so that a
+// flood of them costs a bounded number of gathers, and each is answered.
+func TestScraperFlood(t *testing.T) {
+	g := newCountingGatherer()
+	const scrapes = 200
+	addr, _ := serveTest(t, newScraper(g, MinScrapeInterval), scrapes)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range scrapes {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 30 * time.Second}
+			resp, err := client.Get("http://" + addr + "/metrics")
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "test_value 0") {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d of %d concurrent scrapes failed", n, scrapes)
+	}
+	// Without sharing, each scrape would gather; with it, the scrapes
+	// come within a few intervals and share a handful.
+	if n := g.gathers.Load(); n > scrapes/4 {
+		t.Errorf("%d gathers for %d concurrent scrapes, want them shared (at most %d)", n, scrapes, scrapes/4)
+	}
+	t.Logf("%d gathers for %d concurrent scrapes", g.gathers.Load(), scrapes)
+}
+
+// TestConnCapAllBusy: when every slot is in a request, a new connection is
+// closed at once instead of waiting; once a request ends and its
+// connection idles, the next new one takes its slot.
+func TestConnCapAllBusy(t *testing.T) {
+	release := make(chan struct{})
+	var inHandler sync.WaitGroup
+	inHandler.Add(2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			inHandler.Done()
+			<-release
+		}
+		io.WriteString(w, "done")
+	})
+	addr, _ := serveTest(t, h, 2)
+	var busy []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+		busy = append(busy, c)
+	}
+	inHandler.Wait()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := c.Read(make([]byte, 64)); err == nil {
+		t.Fatalf("a connection over the bound with every slot busy was answered (%d bytes)", n)
+	}
+	close(release)
+	for _, b := range busy {
+		b.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(b), nil)
+		if err != nil {
+			t.Fatalf("a busy connection: %v", err)
+		}
+		resp.Body.Close()
+	}
+	// Both idle now: a new connection reclaims the older one's slot.
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
