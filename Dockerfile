@@ -25,9 +25,13 @@
 #
 # Works with BuildKit and with the classic builder (no RUN --mount; the stages
 # are in an order in which the classic builder, which runs every stage before
-# the target, builds no more than needed for --target wasm). Without a
+# the target, builds little more than needed for --target default and --target
+# wasm: neither builds the wasmtime stages nor needs RUNTIME_IMAGE). Without a
 # registry, build the bases locally and pass them (scripts/docker-bases.sh):
-#   docker build --build-arg GO_IMAGE=... --build-arg RUNTIME_IMAGE=... .
+#   docker build --build-arg GO_IMAGE=... --target default -t wasiserve .
+#   docker build --build-arg GO_IMAGE=... --build-arg RUNTIME_IMAGE=... --target wasmtime .
+# (the classic builder needs RUNTIME_IMAGE too for "docker build ." without
+# --target, which runs the wasmtime stages on its way to the last stage).
 # GOPROXY, GOSUMDB and GOFLAGS pass through as build arguments for the module
 # downloads (e.g. --network=host --build-arg GOPROXY="$(go env GOPROXY)").
 # scripts/docker-build.sh is all of that in one command (it installs
@@ -65,6 +69,28 @@ RUN scripts/build.sh --out /out image
 # user (scratch has no HOME and no /tmp, so hostharness gets --cache-dir),
 # holding the echo guest compiled by the image's engine (CMD's --engine).
 RUN /out/hostharness compile --engine=wazy --cache-dir=/rootfs/cache /out/echo.wasm
+
+# ---- default: scratch, static hostharness with the wazy engine (pure Go) ----
+FROM scratch AS default
+COPY --from=build /out/hostharness /hostharness
+COPY --from=build /out/echo.wasm /echo.wasm
+COPY --from=build --chown=65532:65532 /rootfs/ /
+USER 65532:65532
+EXPOSE 8080 9090
+ARG VERSION
+ARG REVISION
+ARG SOURCE
+ARG LICENSES
+LABEL org.opencontainers.image.title="wasiserve" \
+      org.opencontainers.image.description="wasip1 HTTP guests served by a static, pure-Go hostharness (wazy engine); the echo guest by default" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="${LICENSES}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["/hostharness", "probe", "--timeout=2s", "http://127.0.0.1:9090/readyz"]
+ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--admin=0.0.0.0:9090", "--cache-dir=/cache"]
+CMD ["--engine=wazy", "/echo.wasm"]
 
 # ---- build-wasm: the echo guest's variant for the WasmEdge socket extensions ----
 FROM --platform=${BUILDPLATFORM:-linux/amd64} build AS build-wasm
@@ -106,24 +132,9 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
 ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--admin=0.0.0.0:9090", "--cache-dir=/cache"]
 CMD ["--engine=wasmtime", "/echo.wasm"]
 
-# ---- default: scratch, static hostharness with the wazy engine (pure Go) ----
-FROM scratch
-COPY --from=build /out/hostharness /hostharness
-COPY --from=build /out/echo.wasm /echo.wasm
-COPY --from=build --chown=65532:65532 /rootfs/ /
-USER 65532:65532
-EXPOSE 8080 9090
-ARG VERSION
-ARG REVISION
-ARG SOURCE
-ARG LICENSES
-LABEL org.opencontainers.image.title="wasiserve" \
-      org.opencontainers.image.description="wasip1 HTTP guests served by a static, pure-Go hostharness (wazy engine); the echo guest by default" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="${LICENSES}" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
-HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["/hostharness", "probe", "--timeout=2s", "http://127.0.0.1:9090/readyz"]
-ENTRYPOINT ["/hostharness", "serve", "--listen=0.0.0.0:8080", "--admin=0.0.0.0:9090", "--cache-dir=/cache"]
-CMD ["--engine=wazy", "/echo.wasm"]
+# ---- the image of "docker build ." (no --target): the default one ----
+# It is the last stage, as docker build wants; --target default builds the
+# same image without the wasmtime stages above, which the classic builder
+# (it runs every stage before the target) would otherwise build too, with
+# RUNTIME_IMAGE.
+FROM default

@@ -5,24 +5,22 @@
 # the image labels as build arguments.
 set -euo pipefail
 
-all_targets=(wasm wasmtime default)
+all_targets=(default wasm wasmtime) # the Dockerfile's order
 
 usage() {
 	cat <<'USAGE'
 usage: scripts/docker-build.sh [-h|--help] [--target T]... [--repo NAME] [--stages]
                                [--log-dir DIR] [--print-build-args]
 
-Builds the Dockerfile's targets (default: all of wasm, wasmtime and default, in
+Builds the Dockerfile's targets (default: all of default, wasm and wasmtime, in
 that order) with docker build, from base images made on this machine, so that
 no registry is needed:
   1. installs debootstrap with apt-get when it is missing (as root);
   2. runs scripts/docker-bases.sh (which reuses base images made before from the
      same inputs) for GO_IMAGE and RUNTIME_IMAGE; a GO_IMAGE or RUNTIME_IMAGE set
-     in the environment is used as given, and the other one is made: the classic
-     builder (used when docker buildx is missing) runs every stage before the
-     target, so even the FROM scratch default image needs RUNTIME_IMAGE;
+     in the environment is used as given, and the other one is made;
   3. docker build --target T -t NAME:T . for each target (NAME:latest for the
-     default one) with --build-arg GO_IMAGE, RUNTIME_IMAGE, the module proxy
+     default one, which --target default builds without the wasmtime stages) with --build-arg GO_IMAGE, RUNTIME_IMAGE, the module proxy
      settings (go env GOPROXY, GOSUMDB, GOFLAGS, when set) and the labels'
      VERSION (git describe) and REVISION (git rev-parse HEAD).
 The wasm target is built --platform wasi/wasm, or for the engine's own platform
@@ -121,33 +119,33 @@ fi
 build() {
 	local t=$1 tag=$2 log
 	shift 2
-	echo "== docker build ${t:+--target $t }$* -t $tag ." >&2
+	echo "== docker build --target $t $* -t $tag ." >&2
 	if [[ -z $log_dir ]]; then
-		timeout 1500 "$docker" build "${build_args[@]}" "$@" ${t:+--target "$t"} -t "$tag" . >&2 && return
+		timeout 1500 "$docker" build "${build_args[@]}" "$@" --target "$t" -t "$tag" . >&2 && return
 	else
-		log=$log_dir/build-${t:-default}.log
-		timeout 1500 "$docker" build "${build_args[@]}" "$@" ${t:+--target "$t"} -t "$tag" . >"$log" 2>&1 && return
+		log=$log_dir/build-$t.log
+		timeout 1500 "$docker" build "${build_args[@]}" "$@" --target "$t" -t "$tag" . >"$log" 2>&1 && return
 		tail -n 40 "$log" >&2
 	fi
-	echo "docker-build.sh: docker build of ${t:-the default target} failed${log:+ (last lines of $log above)}" >&2
+	echo "docker-build.sh: docker build of target $t failed${log:+ (last lines of $log above)}" >&2
 	exit 1
 }
 start=$SECONDS
 if ((stages)) && [[ ${DOCKER_BUILDKIT:-} == 0 ]]; then
 	# The classic builder builds every stage before the target and keeps
 	# them as untagged images: tagged, they are removed with the targets'
-	# tags (only --target wasm stops before the wasmtime stages).
+	# tags. The Dockerfile's stages in order, up to the last target:
 	build_args+=(--force-rm)
-	stage_names=(build build-wasm build-wasmtime)
-	if [[ ${targets[*]} == wasm ]]; then stage_names=(build build-wasm); fi
-	for s in "${stage_names[@]}"; do
+	for s in build default build-wasm wasm build-wasmtime wasmtime; do
+		last=${targets[-1]}
+		[[ " ${targets[*]} " != *" $s "* ]] || { [[ $s == "$last" ]] && break; continue; }
 		build "$s" "$repo:stage-$s"
 		echo "stage-$s=$repo:stage-$s"
 	done
 fi
 for t in "${targets[@]}"; do
 	target=$t tag=$repo:$t platform=()
-	if [[ $t == default ]]; then target="" tag=$repo:latest; fi # the last stage
+	if [[ $t == default ]]; then tag=$repo:latest; fi
 	if [[ $t == wasm ]]; then
 		# An engine that cannot hold images for the OS wasi (Docker 20.10
 		# without the containerd image store) refuses an empty one at once.
