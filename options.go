@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -67,6 +68,14 @@ type Options struct {
 	// with the WasmEdge socket extensions may connect to and resolve, and
 	// bind itself; it may reach nothing else.
 	AllowDial, AllowListen []string
+	// ProxyFrom are the prefixes of trusted upstreams (load balancers)
+	// whose connections must start with a PROXY protocol header, version
+	// 1 or 2: the guest sees the client the header names, a connection
+	// without a valid header in time is closed, and a LOCAL header (a
+	// balancer's health check) keeps the balancer's own address. Other
+	// peers are served as without it, and a header from them is their
+	// data. It needs a TCP listener (see hostsock.ProxyFrom).
+	ProxyFrom []netip.Prefix
 	// Stdout and Stderr receive the guest's output; nil discards it.
 	Stdout, Stderr io.Writer
 	// Logger receives the host's messages; nil discards them.
@@ -220,6 +229,9 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if err := (hostsock.Policy{Listen: o.AllowListen}).Check(); err != nil {
 		return r, &OptionError{Option: "AllowListen", Err: err}
 	}
+	if err := o.checkProxyFrom(r.listen); err != nil {
+		return r, err
+	}
 	for _, d := range o.Dirs {
 		if st, err := os.Stat(d.Host); err != nil {
 			return r, &OptionError{Option: "Dirs", Value: d.String(), Err: err}
@@ -297,7 +309,7 @@ func (o Options) drainTimeout() time.Duration {
 // listener, and with MaxConns only when given.
 func (o Options) engineConfig() engine.Config {
 	return engine.Config{Args: o.Args, Env: o.Env, Dirs: o.Dirs, MaxConns: max(o.MaxConns, 0),
-		AllowDial: o.AllowDial, AllowListen: o.AllowListen,
+		AllowDial: o.AllowDial, AllowListen: o.AllowListen, ProxyFrom: o.ProxyFrom,
 		Stdout: o.Stdout, Stderr: o.Stderr, Logger: o.Logger}
 }
 

@@ -31,11 +31,11 @@ func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 type serveFlags struct {
 	listen, engine, cacheDir, maxMemory, guestStdout, readyFile, admin string
 	// metricsAlias is --metrics, the older name of --admin.
-	metricsAlias                       string
-	instances, maxConns                int
-	drainTimeout, shutdownDelay        time.Duration
-	envs, dirs, allowDial, allowListen stringList
-	inheritEnv, restart, watch         bool
+	metricsAlias                                  string
+	instances, maxConns                           int
+	drainTimeout, shutdownDelay                   time.Duration
+	envs, dirs, allowDial, allowListen, proxyFrom stringList
+	inheritEnv, restart, watch                    bool
 }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) int {
@@ -66,6 +66,8 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	flags.Var(&f.allowDial, "allow-dial", "HOST:PORT a guest built with the WasmEdge socket extensions may connect to (repeatable; HOST: IP, [IPv6],\n"+
 		"name, *.domain or *; PORT: number or *); it may reach and resolve nothing else")
 	flags.Var(&f.allowListen, "allow-listen", "HOST:PORT such a guest may bind and listen on itself (repeatable)")
+	flags.Var(&f.proxyFrom, "proxy-from", "CIDR or IP of a trusted load balancer (repeatable): its connections must start with a PROXY\n"+
+		"protocol v1 or v2 header, and the guest sees the client the header names; other peers are served as they are")
 	flags.BoolVar(&f.watch, "watch", false, "reload the guest when its .wasm file changes, as on SIGHUP: new instances take over the listener,\n"+
 		"then the old ones drain (engines with a host-owned listener)")
 	flags.StringVar(&f.admin, "admin", "", "HOST:PORT of the host's admin listener (its own, never the guest's): Prometheus metrics at /metrics,\n"+
@@ -150,6 +152,9 @@ func (f *serveFlags) options(env *cliEnv, explicit map[string]bool) (wasiserve.O
 	if opts.Listen, err = listener.Parse(listenText); err != nil {
 		return opts, err
 	}
+	if opts.ProxyFrom, err = parseProxyFrom(f.proxyFrom); err != nil {
+		return opts, err
+	}
 	if opts.MaxMemory, err = parseSize(f.maxMemory); err != nil {
 		return opts, fmt.Errorf("--max-memory: %w", err)
 	}
@@ -203,6 +208,7 @@ var flagOf = map[string]string{
 	"MaxMemory": "--max-memory", "MaxConns": "--max-conns", "Env": "--env", "Dirs": "--dir",
 	"AllowDial": "--allow-dial", "AllowListen": "--allow-listen", "ReadyFile": "--ready-file",
 	"NotifySocket": sdnotify.EnvVar, "Watch": "--watch", "AdminAddr": "--admin", "ShutdownDelay": "--shutdown-delay", "Guest": "guest",
+	"ProxyFrom": "--proxy-from",
 }
 
 // describe is err told in serve's terms: flags instead of the options

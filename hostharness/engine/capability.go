@@ -24,6 +24,9 @@ const (
 	SocketExtensions Capability = "the WasmEdge socket extensions"
 	// ReadOnlyDirs: Mount.ReadOnly, confined against symlinks.
 	ReadOnlyDirs Capability = "read-only directories"
+	// ProxyProtocol: Config.ProxyFrom, PROXY protocol headers read by the
+	// host from trusted peers.
+	ProxyProtocol Capability = "PROXY protocol from trusted peers"
 )
 
 // Capabilities is the set of an engine's capabilities.
@@ -34,7 +37,7 @@ func (c Capabilities) Has(capability Capability) bool { return slices.Contains(c
 
 // HostSocketCapabilities are those of the engines whose host owns the
 // sockets (the project's socket layer): all of them.
-var HostSocketCapabilities = Capabilities{HostListener, Drain, ReadyReport, ConnLimit, SocketExtensions, ReadOnlyDirs}
+var HostSocketCapabilities = Capabilities{HostListener, Drain, ReadyReport, ConnLimit, SocketExtensions, ReadOnlyDirs, ProxyProtocol}
 
 // Need is a capability that a setting needs of an engine.
 type Need struct {
@@ -58,6 +61,9 @@ func (cfg Config) Needs() []Need {
 	}
 	if len(cfg.AllowListen) > 0 {
 		need = append(need, Need{SocketExtensions, "AllowListen"})
+	}
+	if len(cfg.ProxyFrom) > 0 {
+		need = append(need, Need{ProxyProtocol, "ProxyFrom"})
 	}
 	for _, d := range cfg.Dirs {
 		if d.ReadOnly {

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,6 +131,12 @@ type Config struct {
 	// listen on itself (the preopened listener needs none). Only engines
 	// with SocketExtensions have them.
 	AllowListen []string
+	// ProxyFrom are the prefixes of the listener's trusted peers (load
+	// balancers), whose connections must start with a PROXY protocol
+	// header, version 1 or 2, that names the client they relay: the guest
+	// sees that client's address. A TCP listener only; only engines with
+	// ProxyProtocol take them (see hostsock.ProxyFrom).
+	ProxyFrom []netip.Prefix
 	// Drain, once closed, asks for a graceful stop: the guest's accepts
 	// fail (EINVAL, as accept(2) on a socket that no longer listens) so
 	// that it finishes the requests it has and exits. Run still returns

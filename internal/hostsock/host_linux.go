@@ -304,15 +304,11 @@ const (
 // address can no longer be read), so that the caller drops the socket and
 // accepts the next.
 func acceptedHeader(host int) ([]byte, Errno) {
-	local, errLocal := unix.Getsockname(host)
-	peer, errPeer := unix.Getpeername(host)
-	if err := errors.Join(errLocal, errPeer); err != nil {
-		if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.EINVAL) {
-			return nil, errnoAgain
-		}
-		return nil, errnoOf(err)
+	local, peer, errno := hostAddrs(host)
+	if errno != errnoSuccess {
+		return nil, errno
 	}
-	header, err := proxyHeader(streamAddr(local), streamAddr(peer))
+	header, err := proxyHeader(local, peer)
 	if err != nil {
 		return nil, errnoAfnosupport
 	}

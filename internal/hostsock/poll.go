@@ -108,7 +108,7 @@ func (t *Table) pollSubs(subs []subscription, out []byte) (uint32, Errno) {
 				}
 			}
 			idx = len(fds)
-			fds = append(fds, pollFD{Fd: int32(e.host), Events: events})
+			fds = append(fds, pollFD{Fd: int32(t.pollHost(e)), Events: events})
 		}
 		slot = append(slot, idx)
 	}

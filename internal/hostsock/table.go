@@ -44,6 +44,9 @@ type entry struct {
 	// pending are bytes the guest reads before any of the socket's: the
 	// PROXY header of a connection (see SendProxyHeaders).
 	pending []byte
+	// addrs are the addresses a trusted peer's header gave (ProxyFrom);
+	// nil: the socket's own.
+	addrs *connAddrs
 }
 
 // Table is the set of guest fds one module instance has on host sockets.
@@ -62,6 +65,9 @@ type Table struct {
 	// proxyHeaders: connections accepted on the lent listener start with
 	// a PROXY header (SendProxyHeaders).
 	proxyHeaders bool
+	// proxy, when set, takes PROXY headers from trusted peers on the lent
+	// listener (TrustProxyFrom).
+	proxy *proxyState
 
 	// sockets counts the sockets the guest opened itself (sock_open) that
 	// are open: with maxConns, against it together with conns; without,
@@ -158,6 +164,9 @@ func (t *Table) Close() error {
 		}
 		errs = append(errs, t.closeEntry(e))
 		delete(t.fds, fd)
+	}
+	if t.proxy != nil {
+		t.proxy.close()
 	}
 	errs = append(errs, t.wake.close(), t.drain.close())
 	return errors.Join(errs...)

@@ -19,7 +19,7 @@ func (t *Table) io(e *entry, events int16, op func() Errno) Errno {
 // await waits until e is ready for events, or Drain is called while
 // waiting on a listener, or the table's context is cancelled (EINTR).
 func (t *Table) await(e *entry, events int16) Errno {
-	fds, errno := t.poll([]pollFD{{Fd: int32(e.host), Events: events}}, time.Time{}, e.kind == kindListener)
+	fds, errno := t.poll([]pollFD{{Fd: int32(t.pollHost(e)), Events: events}}, time.Time{}, e.kind == kindListener)
 	if errno != errnoSuccess {
 		return errno
 	}
@@ -236,12 +236,17 @@ func sockAccept(t *Table, mem Memory, _ uint32, e *entry, stack []uint64) Errno 
 	}
 	var host int
 	var header []byte
+	var addrs *connAddrs
 	errno := t.io(e, pollIn, func() Errno {
 		for {
 			if t.draining.Load() {
 				return errnoInval
 			}
 			var errno Errno
+			if t.proxy != nil && e.lent {
+				host, header, addrs, errno = t.proxy.accept(e.host, t.proxyHeaders)
+				return errno
+			}
 			if host, errno = accept(e.host); errno != errnoSuccess || !t.proxyHeaders || !e.lent {
 				return errno
 			}
@@ -263,6 +268,7 @@ func sockAccept(t *Table, mem Memory, _ uint32, e *entry, stack []uint64) Errno 
 		closeFD(host)
 		return errno
 	}
+	t.fds[fd].addrs = addrs
 	putUint32(mem, result, fd)
 	return errnoSuccess
 }

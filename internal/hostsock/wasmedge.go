@@ -193,7 +193,7 @@ func sockAddrOf(peer bool) entryFunc {
 		if _, ok := mem.Read(portPtr, 4); !ok {
 			return errnoFault
 		}
-		ap, errno := socketAddr(e.host, peer)
+		ap, errno := e.sockAddr(peer)
 		if errno != errnoSuccess {
 			return errno
 		}

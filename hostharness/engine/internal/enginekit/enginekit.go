@@ -36,6 +36,10 @@ func HostTable(ctx context.Context, engineName string, cfg engine.Config) (*host
 		closeTable()
 		return nil, nil, fmt.Errorf("%s: %w", engineName, err)
 	}
+	if err := trustProxyFrom(table, cfg); err != nil {
+		closeTable()
+		return nil, nil, fmt.Errorf("%s: %w", engineName, err)
+	}
 	stopReady := func() {}
 	if cfg.OnReady != nil {
 		stopReady = afterClose(table.Ready(), cfg.OnReady)
