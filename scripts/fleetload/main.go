@@ -6,7 +6,8 @@
 //
 //	requests N        requests sent
 //	failed N          transport errors and statuses other than 200
-//	local ADDR N      answers per backend (the report's local_addr)
+//	local ADDR N      answers per address the guests were reached at (local_addr:
+//	                  behind a PROXY header, the balancer's front end)
 //	remote ADDR N     answers per client address the guests saw (remote_addr's host)
 //	error TEXT        up to five distinct failures, as samples
 //
