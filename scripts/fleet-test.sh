@@ -217,6 +217,7 @@ start_load() {
 	load_name=$1
 	"$work/fleetload" -url "http://127.0.0.1:$lb_port/listener" -c "$conns" -max 150s >"$work/load-$1.txt" 2>&1 &
 	load_pid=$!
+	load_start=$(date +%s%3N)
 	sleep 0.5
 }
 # stop_load: ends the load client and prints its figures; sets $requests,
@@ -228,7 +229,8 @@ stop_load() {
 	load=$(cat "$work/load-$load_name.txt")
 	requests=$(awk '$1 == "requests" { print $2 }' <<<"$load")
 	failed=$(awk '$1 == "failed" { print $2 }' <<<"$load")
-	echo "   $load_name: requests $requests, failed $failed$(awk '$1 == "error" { $1 = ""; printf "; error:%s", $0 }' <<<"$load" | head -c 300)"
+	local ms=$(($(date +%s%3N) - load_start))
+	echo "   $load_name: requests $requests, failed $failed in $(awk -v ms="$ms" -v n="$requests" 'BEGIN { printf "%.1f s (%.0f requests/s)", ms / 1000, n * 1000 / ms }')$(awk '$1 == "error" { $1 = ""; printf "; error:%s", $0 }' <<<"$load" | head -c 300)"
 }
 
 # ip_of CONTAINER NETWORK
