@@ -59,7 +59,7 @@ func TestScriptsHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"build.sh", "run.sh", "test.sh", "docker-smoke.sh"} {
+	for _, want := range []string{"build.sh", "run.sh", "test.sh", "docker-smoke.sh", "docker-build.sh", "fleet-test.sh"} {
 		if !slices.Contains(scripts, want) {
 			t.Errorf("scripts/%s is missing", want)
 		}
@@ -86,17 +86,20 @@ func TestScriptsHelp(t *testing.T) {
 	}
 }
 
-func TestDockerSmokeWithoutDocker(t *testing.T) {
+func TestDockerScriptsWithoutDocker(t *testing.T) {
 	tests := []struct {
-		args []string
-		code int
+		script string
+		args   []string
+		code   int
 	}{
-		{nil, 0},
-		{[]string{"--strict"}, 3},
+		{"docker-smoke.sh", nil, 0},
+		{"docker-smoke.sh", []string{"--strict"}, 3},
+		{"fleet-test.sh", nil, 0},
+		{"fleet-test.sh", []string{"--strict"}, 3},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.args), func(t *testing.T) {
-			out, code := runScript(t, t.TempDir(), []string{"DOCKER=wasiserve-no-such-docker"}, "docker-smoke.sh", tt.args...)
+		t.Run(fmt.Sprint(tt.script, tt.args), func(t *testing.T) {
+			out, code := runScript(t, t.TempDir(), []string{"DOCKER=wasiserve-no-such-docker"}, tt.script, tt.args...)
 			if code != tt.code || !strings.HasPrefix(out, "SKIP: no 'wasiserve-no-such-docker' CLI") {
 				t.Errorf("exit %d, want %d with a SKIP message; output:\n%s", code, tt.code, out)
 			}
