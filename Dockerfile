@@ -42,8 +42,10 @@
 # HEALTHCHECK that runs the image's own binary, "hostharness probe", against
 # /readyz there: scratch has no shell or curl. docker ps shows "healthy" once
 # every guest instance is ready, whatever the guest (it needs no health route
-# of its own), and "unhealthy" while draining. Labels: org.opencontainers.image.*,
-# with VERSION and REVISION as build arguments.
+# of its own), and "unhealthy" while draining. (The wasm target has no
+# HEALTHCHECK: it holds nothing but the module, no program to run one.)
+# Labels: org.opencontainers.image.*, with VERSION and REVISION as build
+# arguments.
 
 ARG GO_IMAGE=golang:1.26-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
