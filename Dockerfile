@@ -42,7 +42,7 @@
 # HEALTHCHECK that runs the image's own binary, "hostharness probe", against
 # /readyz there: scratch has no shell or curl. docker ps shows "healthy" once
 # every guest instance is ready, whatever the guest (it needs no health route
-# of its own), and "unhealthy" while draining. (The wasm target has no
+# of its own); /readyz answers 503 while the host stops. (The wasm target has no
 # HEALTHCHECK: it holds nothing but the module, no program to run one.)
 # Labels: org.opencontainers.image.*, with VERSION and REVISION as build
 # arguments.
