@@ -8,7 +8,7 @@ set -euo pipefail
 
 usage() {
 	cat <<'USAGE'
-usage: scripts/docker-bases.sh [-h|--help] [--print]
+usage: scripts/docker-bases.sh [-h|--help] [--print] [--haproxy]
 
 Makes two local images, unless images made from the same inputs exist:
   wasiserve-base/go:KEY  a minimal Debian root filesystem (debootstrap --variant=minbase,
@@ -19,15 +19,23 @@ Makes two local images, unless images made from the same inputs exist:
   wasiserve-base/cc:KEY  only glibc and libgcc from that root filesystem, /etc/passwd with
                          nonroot (65532), /tmp and /home/nonroot: the RUNTIME_IMAGE of the
                          wasmtime target, like distroless/cc's nonroot image
+With --haproxy, also a third one (for deploy/ and scripts/fleet-test.sh):
+  wasiserve-base/haproxy:KEY  a minimal Debian root filesystem with Debian's haproxy
+                         package, run as the haproxy user: haproxy -W -db -f
+                         /etc/haproxy/haproxy.cfg (mount the configuration there);
+                         SIGUSR1 is haproxy's soft stop (docker import cannot set
+                         STOPSIGNAL: give --stop-signal SIGUSR1 or stop_signal)
 KEY is a hash of what went into them: this script, the Debian mirror and suite,
 the Go version, the CA certificates and the architecture. The Debian mirror is the first of this
 machine's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/) that
 serves the machine's release. Needs root, debootstrap and a Docker engine.
-Prints the two tags last, as build arguments:
+Prints the tags last, as build arguments:
   GO_IMAGE=wasiserve-base/go:KEY
   RUNTIME_IMAGE=wasiserve-base/cc:KEY
+  HAPROXY_IMAGE=wasiserve-base/haproxy:KEY   (with --haproxy)
 
-  --print  only print the tags (nothing is made; exit 1 if either image is missing)
+  --print    only print the tags (nothing is made; exit 1 if an image is missing)
+  --haproxy  make (or with --print, check) the haproxy image too
 
 environment:
   DOCKER   the docker-compatible CLI to use (default: docker)
@@ -35,10 +43,12 @@ USAGE
 }
 
 print_only=0
+with_haproxy=0
 while (($#)); do
 	case "$1" in
 	-h | --help) usage; exit 0 ;;
 	--print) print_only=1; shift ;;
+	--haproxy) with_haproxy=1; shift ;;
 	*) echo "docker-bases.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -83,15 +93,21 @@ cacerts=/etc/ssl/certs/ca-certificates.crt
 key=$( { sha256sum "$self" "$cacerts" | cut -d' ' -f1; echo "$url $suite $arch $packages $gover"; } | sha256sum | cut -c1-12)
 go_tag=wasiserve-base/go:$key
 cc_tag=wasiserve-base/cc:$key
+haproxy_tag=wasiserve-base/haproxy:$key
 
 have() { "$docker" image inspect "$1" >/dev/null 2>&1; }
-print_tags() { printf 'GO_IMAGE=%s\nRUNTIME_IMAGE=%s\n' "$go_tag" "$cc_tag"; }
+print_tags() {
+	printf 'GO_IMAGE=%s\nRUNTIME_IMAGE=%s\n' "$go_tag" "$cc_tag"
+	if ((with_haproxy)); then printf 'HAPROXY_IMAGE=%s\n' "$haproxy_tag"; fi
+}
+# all_made: every image asked for exists.
+all_made() { have "$go_tag" && have "$cc_tag" && { ((!with_haproxy)) || have "$haproxy_tag"; }; }
 if ((print_only)); then
 	print_tags
-	have "$go_tag" && have "$cc_tag"
+	all_made
 	exit
 fi
-if have "$go_tag" && have "$cc_tag"; then
+if all_made; then
 	echo "== base images exist (key $key): reused" >&2
 	print_tags
 	exit 0
@@ -101,19 +117,37 @@ command -v debootstrap >/dev/null || { echo "docker-bases.sh: debootstrap is nee
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/wasiserve-bases.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-root=$work/rootfs
 start=$SECONDS
-echo "== debootstrap --variant=minbase --include=$packages $suite ($arch) from the apt source $url" >&2
-if ! debootstrap --variant=minbase --arch="$arch" --include="$packages" "$suite" "$root" "$url" >"$work/debootstrap.log" 2>&1; then
-	tail -n 20 "$work/debootstrap.log" >&2
-	echo "docker-bases.sh: debootstrap failed (log above)" >&2
-	exit 1
-fi
-# Package lists and downloaded .debs are not needed in an image.
-rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-echo "== debootstrap took $((SECONDS - start)) s" >&2
+# bootstrap ROOT PACKAGES: a minimal Debian root filesystem with PACKAGES
+# (comma-separated) at ROOT, without package lists and downloaded .debs.
+bootstrap() {
+	local t0=$SECONDS
+	echo "== debootstrap --variant=minbase --include=$2 $suite ($arch) from the apt source $url" >&2
+	if ! debootstrap --variant=minbase --arch="$arch" --include="$2" "$suite" "$1" "$url" >"$work/debootstrap.log" 2>&1; then
+		tail -n 20 "$work/debootstrap.log" >&2
+		echo "docker-bases.sh: debootstrap failed (log above)" >&2
+		exit 1
+	fi
+	rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*
+	echo "== debootstrap took $((SECONDS - t0)) s" >&2
+}
 
 label=(--change "LABEL org.wasiserve.base-key=$key")
+if ((with_haproxy)) && ! have "$haproxy_tag"; then
+	bootstrap "$work/haproxy" haproxy
+	tar -C "$work/haproxy" -c . | "$docker" import "${label[@]}" \
+		--change "USER haproxy" --change "WORKDIR /var/lib/haproxy" \
+		--change 'CMD ["haproxy", "-W", "-db", "-f", "/etc/haproxy/haproxy.cfg"]' - "$haproxy_tag" >/dev/null
+	echo "== $haproxy_tag: Debian $suite + haproxy $(dpkg-query --admindir="$work/haproxy/var/lib/dpkg" -W -f '${Version}' haproxy)" >&2
+	rm -rf "$work/haproxy"
+fi
+if have "$go_tag" && have "$cc_tag"; then
+	echo "== base images made in $((SECONDS - start)) s" >&2
+	print_tags
+	exit 0
+fi
+root=$work/rootfs
+bootstrap "$root" "$packages"
 if ! have "$go_tag"; then
 	mkdir -p "$root/usr/local" "$root/go"
 	cp -a "$goroot" "$root/usr/local/go"

@@ -27,17 +27,21 @@ with docker build, then runs each runnable image with docker run -d -p
   - docker stop drains: a slow upload in flight is echoed whole, the exit
     status is 0, within the drain timeout, and the log says "drained";
   - --read-only works;
+  - docker ps reports the container healthy (the image's HEALTHCHECK, hostharness
+    probe of the admin listener's /readyz) within the HEALTHCHECK's start period,
+    and the image has the org.opencontainers.image.* labels, revision = git HEAD;
   - a mounted guest (-v app.wasm:/app.wasm:ro IMAGE /app.wasm) works, and with a
     named volume at /cache its second start is warm (under half the first);
+  - a mounted guest of one's own without a health route (examples/hello, built
+    here for wasip1) is reported healthy in docker ps too;
   - every other engine of the image (--engine=NAME) serves echo;
   - a bad flag and a missing guest each give one error line and a non-zero exit.
-The wasm target is checked with docker image inspect (entrypoint, platform
-wasi/wasm) only: running it needs Docker's WasmEdge shim, which is reported
-when missing. Without docker buildx the classic builder is used. Base images
-come from GO_IMAGE and RUNTIME_IMAGE when set, else scripts/docker-bases.sh
-makes local ones (kept for the next run). The module proxy settings (go env
-GOPROXY, GOSUMDB, GOFLAGS) pass as build arguments. Containers, volumes and
-images it makes are removed at exit. Runnable from any directory of a checkout.
+The images are built by scripts/docker-build.sh --stages. The wasm target
+is checked with docker image inspect (entrypoint, platform wasi/wasm) only: running it needs Docker's WasmEdge shim, which is reported
+when missing. Base images come from GO_IMAGE and RUNTIME_IMAGE when set, else
+scripts/docker-bases.sh makes local ones (kept for the next run). Needs go (for
+examples/hello) and curl. Containers, volumes and images it makes are removed
+at exit. Runnable from any directory of a checkout.
 
   --target T  build and check only target T (default, wasmtime or wasm; repeatable)
   --port N    first host port on 127.0.0.1 (N and N+1 are used; default: free ones
@@ -95,11 +99,13 @@ command -v curl >/dev/null || { echo "docker-smoke.sh: curl is needed" >&2; exit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 run_id=wasiserve-smoke-$$
 work=$(mktemp -d "${TMPDIR:-/tmp}/$run_id.XXXXXX")
-tags=() containers=() volumes=()
+containers=() volumes=()
 cleanup() {
-	local c
+	local c tags
 	for c in "${containers[@]}"; do "$docker" rm -f "$c" >/dev/null 2>&1 || true; done
 	for c in "${volumes[@]}"; do "$docker" volume rm "$c" >/dev/null 2>&1 || true; done
+	# Every tag of the run's images (the targets and the build stages).
+	mapfile -t tags < <("$docker" image ls --format '{{.Repository}}:{{.Tag}}' "$run_id" 2>/dev/null)
 	if ((${#tags[@]})); then "$docker" rmi "${tags[@]}" >/dev/null 2>&1 || true; fi
 	rm -rf "$work"
 }
@@ -116,71 +122,18 @@ fail() {
 now_ms() { date +%s%3N; }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.2f s", ms / 1000 }'; }
 
-# --- base images and builds ---
-if ! "$docker" buildx version >/dev/null 2>&1; then
-	echo "== no docker buildx (BuildKit): the classic builder builds (DOCKER_BUILDKIT=0)"
-	export DOCKER_BUILDKIT=0
-fi
-if [[ -z ${GO_IMAGE:-} || -z ${RUNTIME_IMAGE:-} ]]; then
-	echo "== base images: scripts/docker-bases.sh"
-	t0=$(now_ms)
-	bases=$(scripts/docker-bases.sh) || fail "scripts/docker-bases.sh could not make the base images"
-	eval "$(grep -E '^(GO_IMAGE|RUNTIME_IMAGE)=[A-Za-z0-9/:._-]+$' <<<"$bases")"
-	echo "== base images ready in $(secs $(($(now_ms) - t0))): $GO_IMAGE $RUNTIME_IMAGE"
-fi
-build_args=(--build-arg "GO_IMAGE=$GO_IMAGE" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE")
-if command -v go >/dev/null; then
-	for v in GOPROXY GOSUMDB GOFLAGS; do
-		val=$(go env "$v")
-		if [[ -n $val ]]; then build_args+=(--build-arg "$v=$val"); fi
-	done
-fi
-
-# build TARGET TAG [ARGS...]: docker build --target TARGET -t TAG, logged
-# to a file; prints its last lines and returns non-zero when it fails.
-build() {
-	local t=$1 tag=$2
-	shift 2
-	tags+=("$tag")
-	timeout 1500 "$docker" build "${build_args[@]}" "$@" ${t:+--target "$t"} -t "$tag" . >"$work/build-${t:-default}.log" 2>&1
-}
+# --- base images and builds: scripts/docker-build.sh, as a user builds ---
+echo "== scripts/docker-build.sh --repo $run_id --stages$(printf ' --target %s' "${targets[@]}")"
 t0=$(now_ms)
-if [[ ${DOCKER_BUILDKIT:-} == 0 ]]; then
-	# The classic builder builds every stage before the target and keeps
-	# them as untagged images: build and tag each first, so that the
-	# cleanup removes them too (only --target wasm stops before the
-	# wasmtime stages).
-	build_args+=(--force-rm)
-	stages=(build build-wasm build-wasmtime)
-	if [[ ${targets[*]} == wasm ]]; then stages=(build build-wasm); fi
-	for s in "${stages[@]}"; do
-		echo "== docker build --target $s (a build stage)"
-		build "$s" "$run_id:stage-$s" || { tail -n 40 "$work/build-$s.log" >&2; fail "docker build of stage $s (last lines above)"; }
-	done
-fi
+built=$(scripts/docker-build.sh --repo "$run_id" --stages --log-dir "$work" "${targets[@]/#/--target=}") ||
+	fail "scripts/docker-build.sh (its output above)"
 declare -A image
-for t in "${targets[@]}"; do
-	image[$t]=$run_id:$t
-	target=$t platform=""
-	[[ $t != default ]] || target="" # the last stage
-	[[ $t != wasm ]] || platform=wasi/wasm
-	if [[ $t == wasm ]]; then
-		# An engine that cannot hold images for the OS wasi (Docker 20.10
-		# without the containerd image store) refuses an empty one at once.
-		if probe=$(tar -cf - -T /dev/null | "$docker" import --platform "$platform" - "$run_id:probe" 2>&1); then
-			tags+=("$run_id:probe")
-		else
-			echo "   this Docker engine ($("$docker" version -f '{{.Server.Version}}')) refuses images for $platform (docker import: ${probe#Error response from daemon: }): the wasm target is built for the engine's own platform"
-			platform=""
-		fi
-		wasm_platform=$platform
-	fi
-	echo "== docker build ${target:+--target $target }${platform:+--platform $platform }-t ${image[$t]} ."
-	build "$target" "${image[$t]}" ${platform:+--platform "$platform"} ||
-		{ tail -n 40 "$work/build-${target:-default}.log" >&2; fail "docker build of target $t (last lines above)"; }
-	size=$("$docker" image inspect -f '{{.Size}}' "${image[$t]}")
-	echo "   image size $(awk -v b="$size" 'BEGIN { printf "%.1f MB", b / 1e6 }') ($size bytes)"
-done
+while IFS== read -r t img; do
+	[[ $t != stage-* ]] || continue
+	image[$t]=$img
+	size=$("$docker" image inspect -f '{{.Size}}' "$img")
+	echo "   $t: $img, image size $(awk -v b="$size" 'BEGIN { printf "%.1f MB", b / 1e6 }') ($size bytes)"
+done <<<"$built"
 echo "== built in $(secs $(($(now_ms) - t0)))"
 
 # --- running an image ---
@@ -223,6 +176,28 @@ stop() {
 	[[ $code == 0 ]] || fail "container $1 exited with status $code after docker stop, want 0" "$1"
 	"$docker" rm "$1" >/dev/null
 }
+# wait_healthy NAME: polls docker inspect until the container's HEALTHCHECK
+# says healthy, failing on unhealthy, an exit, or the image's start period
+# passed; sets $healthy_ms, the time from docker run to healthy.
+wait_healthy() {
+	local status period deadline
+	period=$("$docker" inspect -f '{{.Config.Healthcheck.StartPeriod}}' "$1")
+	[[ $period =~ ^[0-9]+$ ]] && ((period > 0)) || fail "container $1 has no HEALTHCHECK start period ('$period')" "$1"
+	deadline=$((started + period / 1000000))
+	while :; do
+		status=$("$docker" inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1")
+		case $status in
+		healthy) break ;;
+		unhealthy) fail "container $1 became unhealthy: $("$docker" inspect -f '{{json .State.Health.Log}}' "$1")" "$1" ;;
+		esac
+		[[ $("$docker" inspect -f '{{.State.Running}}' "$1") == true ]] || fail "container $1 exited before it was healthy" "$1"
+		(($(now_ms) < deadline)) || fail "container $1 is not healthy ('$status') within its start period of $(secs $((period / 1000000)))" "$1"
+		sleep 0.2
+	done
+	healthy_ms=$(($(now_ms) - started))
+	[[ $("$docker" ps --filter "name=^$1\$" --format '{{.Status}}') == *"(healthy)"* ]] ||
+		fail "docker ps does not show $1 as healthy: $("$docker" ps --filter "name=^$1\$" --format '{{.Status}}')" "$1"
+}
 # one_error_line WANT ARGS...: docker run --rm ARGS must exit non-zero with
 # one line of output mentioning WANT.
 one_error_line() {
@@ -259,6 +234,17 @@ check_image() {
 	echo "   curl -d echo $url -> echo"
 	[[ $(curl -fsS --max-time 10 "$url/healthz") == ok ]] || fail "GET $url/healthz did not answer 200 ok" "$c"
 	echo "   GET /healthz -> 200 ok"
+	wait_healthy "$c"
+	echo "   docker ps: healthy after $(secs "$healthy_ms") (HEALTHCHECK: $("$docker" inspect -f '{{json .Config.Healthcheck.Test}}' "$img"))"
+	local label want_rev
+	want_rev=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+	for label in title description source licenses version revision; do
+		[[ -n $("$docker" image inspect -f "{{index .Config.Labels \"org.opencontainers.image.$label\"}}" "$img") ]] ||
+			fail "$t image has no org.opencontainers.image.$label label"
+	done
+	[[ $("$docker" image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$img") == "$want_rev" ]] ||
+		fail "$t image's org.opencontainers.image.revision is not $want_rev"
+	echo "   labels org.opencontainers.image.{title,description,source,licenses,version,revision}; revision $want_rev"
 	local uid
 	uid=$("$docker" top "$c" -eo pid,uid | awk 'NR == 2 { print $2 }')
 	[[ $uid == 65532 ]] || fail "$t: the container's process runs as uid '$uid', want 65532" "$c"
@@ -307,6 +293,14 @@ check_image() {
 	done
 	((first_ms * 2 < first)) || fail "$t: the second start with the cache volume took $(secs "$first_ms"), not under half the first's $(secs "$first")"
 
+	# A guest of one's own with no health route: examples/hello, mounted.
+	# Its health is the host's (the admin listener's /readyz).
+	start c -v "$work/hello.wasm:/app.wasm:ro" "$img" /app.wasm
+	wait_healthy "$c"
+	[[ $(curl -fsS --max-time 10 "$url/") == hello ]] || fail "$t: examples/hello did not answer hello" "$c"
+	echo "   -v hello.wasm:/app.wasm:ro IMAGE /app.wasm (examples/hello, no /healthz): docker ps healthy after $(secs "$healthy_ms"), GET / -> hello"
+	stop "$c"
+
 	local e
 	for e in ${engines[$t]#"$own"}; do
 		start c "$img" "--engine=$e" /echo.wasm
@@ -330,9 +324,12 @@ check_image() {
 check_wasm_image() {
 	local img=${image[wasm]} got want c=$run_id-cp-wasm
 	echo "== wasm image ($img)"
+	# wasi/wasm, or the engine's own platform where it refuses wasi images
+	# (scripts/docker-build.sh says so).
 	got=$("$docker" image inspect -f '{{json .Config.Entrypoint}} {{.Os}}/{{.Architecture}}' "$img")
-	want='["/echo-wasmedge.wasm"] '${wasm_platform:-$("$docker" version -f '{{.Server.Os}}/{{.Server.Arch}}')}
-	[[ $got == "$want" ]] || fail "wasm image: entrypoint and platform '$got', want '$want'"
+	want='["/echo-wasmedge.wasm"] '
+	[[ $got == "$want"wasi/wasm || $got == "$want$("$docker" version -f '{{.Server.Os}}/{{.Server.Arch}}')" ]] ||
+		fail "wasm image: entrypoint and platform '$got', want '$want' with wasi/wasm or the engine's platform"
 	echo "   entrypoint and platform: $got"
 	containers+=("$c")
 	"$docker" create --name "$c" "$img" >/dev/null
@@ -348,6 +345,10 @@ check_wasm_image() {
 	fi
 }
 
+if [[ -n ${image[default]:-}${image[wasmtime]:-} ]]; then
+	GOOS=wasip1 GOARCH=wasm go build -o "$work/hello.wasm" ./examples/hello || fail "go build of examples/hello for wasip1"
+	chmod 644 "$work/hello.wasm"
+fi
 for t in "${targets[@]}"; do
 	if [[ $t == wasm ]]; then check_wasm_image; else check_image "$t"; fi
 done

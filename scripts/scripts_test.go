@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -58,7 +59,7 @@ func TestScriptsHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"build.sh", "run.sh", "test.sh", "docker-smoke.sh"} {
+	for _, want := range []string{"build.sh", "run.sh", "test.sh", "docker-smoke.sh", "docker-build.sh", "fleet-test.sh"} {
 		if !slices.Contains(scripts, want) {
 			t.Errorf("scripts/%s is missing", want)
 		}
@@ -85,17 +86,20 @@ func TestScriptsHelp(t *testing.T) {
 	}
 }
 
-func TestDockerSmokeWithoutDocker(t *testing.T) {
+func TestDockerScriptsWithoutDocker(t *testing.T) {
 	tests := []struct {
-		args []string
-		code int
+		script string
+		args   []string
+		code   int
 	}{
-		{nil, 0},
-		{[]string{"--strict"}, 3},
+		{"docker-smoke.sh", nil, 0},
+		{"docker-smoke.sh", []string{"--strict"}, 3},
+		{"fleet-test.sh", nil, 0},
+		{"fleet-test.sh", []string{"--strict"}, 3},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.args), func(t *testing.T) {
-			out, code := runScript(t, t.TempDir(), []string{"DOCKER=wasiserve-no-such-docker"}, "docker-smoke.sh", tt.args...)
+		t.Run(fmt.Sprint(tt.script, tt.args), func(t *testing.T) {
+			out, code := runScript(t, t.TempDir(), []string{"DOCKER=wasiserve-no-such-docker"}, tt.script, tt.args...)
 			if code != tt.code || !strings.HasPrefix(out, "SKIP: no 'wasiserve-no-such-docker' CLI") {
 				t.Errorf("exit %d, want %d with a SKIP message; output:\n%s", code, tt.code, out)
 			}
@@ -105,11 +109,13 @@ func TestDockerSmokeWithoutDocker(t *testing.T) {
 
 // stage is one final stage of the Dockerfile.
 type stage struct {
-	name       string
-	user       string
-	entrypoint []string
-	cmd        []string
-	runs       []string // build.sh commands that made the files it copies from /out
+	name        string
+	user        string
+	entrypoint  []string
+	cmd         []string
+	runs        []string // build.sh commands that made the files it copies from /out
+	healthcheck []string // HEALTHCHECK's CMD
+	labels      []string // LABEL keys
 }
 
 var jsonInstr = regexp.MustCompile(`^(ENTRYPOINT|CMD)\s+(\[.*\])\s*$`)
@@ -137,6 +143,10 @@ func parseDockerfile(t *testing.T, path string) map[string]*stage {
 		case "FROM":
 			fields = slices.DeleteFunc(fields, func(f string) bool { return strings.HasPrefix(f, "--") }) // --platform=
 			cur = &stage{}
+			if base := stages[fields[1]]; base != nil && fields[1] != "" {
+				*cur = *base // FROM an earlier final stage: the same image
+			}
+			cur.name = ""
 			if len(fields) == 4 && strings.EqualFold(fields[2], "AS") {
 				cur.name = fields[3]
 				builds[cur.name] = slices.Clone(builds[fields[1]])
@@ -157,6 +167,17 @@ func parseDockerfile(t *testing.T, path string) map[string]*stage {
 			}
 		case "USER":
 			cur.user = fields[1]
+		case "LABEL":
+			for _, f := range fields[1:] {
+				if k, _, ok := strings.Cut(f, "="); ok {
+					cur.labels = append(cur.labels, k)
+				}
+			}
+		case "HEALTHCHECK":
+			_, hc, ok := strings.Cut(line, " CMD ")
+			if err := json.Unmarshal([]byte(hc), &cur.healthcheck); !ok || err != nil {
+				t.Fatalf("Dockerfile: HEALTHCHECK must use the JSON (exec) form: %s", line)
+			}
 		case "ENTRYPOINT", "CMD":
 			m := jsonInstr.FindStringSubmatch(line)
 			if m == nil {
@@ -181,12 +202,13 @@ func parseDockerfile(t *testing.T, path string) map[string]*stage {
 }
 
 // imageCommand maps an image's command onto a directory standing in for the
-// image's root: absolute paths move under root and the listener moves from
-// 0.0.0.0:8080 (checked) to 127.0.0.1:0.
-func imageCommand(t *testing.T, command []string, root string) []string {
+// image's root: absolute paths move under root, the listener moves from
+// 0.0.0.0:8080 (checked) to 127.0.0.1:0 and the admin listener from
+// 0.0.0.0:9090 (checked) to admin.
+func imageCommand(t *testing.T, command []string, root, admin string) []string {
 	t.Helper()
 	var out []string
-	sawListen := false
+	sawListen, sawAdmin := false, false
 	for _, arg := range command {
 		if v, ok := strings.CutPrefix(arg, "--listen="); ok {
 			if v != "0.0.0.0:8080" {
@@ -194,6 +216,14 @@ func imageCommand(t *testing.T, command []string, root string) []string {
 			}
 			out = append(out, "--listen=127.0.0.1:0")
 			sawListen = true
+			continue
+		}
+		if v, ok := strings.CutPrefix(arg, "--admin="); ok {
+			if v != "0.0.0.0:9090" {
+				t.Errorf("image's admin listener is %q, want 0.0.0.0:9090 (the HEALTHCHECK's, and reachable by a balancer)", v)
+			}
+			out = append(out, "--admin="+admin)
+			sawAdmin = true
 			continue
 		}
 		flag, path, isFlag := strings.Cut(arg, "=")
@@ -205,8 +235,8 @@ func imageCommand(t *testing.T, command []string, root string) []string {
 		}
 		out = append(out, arg)
 	}
-	if !sawListen {
-		t.Errorf("image command %q has no --listen=", command)
+	if !sawListen || !sawAdmin {
+		t.Errorf("image command %q lacks --listen= or --admin=", command)
 	}
 	return out
 }
@@ -263,7 +293,25 @@ func TestImageContents(t *testing.T) {
 			if err := os.Mkdir(filepath.Join(root, "cache"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			serveEcho(t, imageCommand(t, command, root), tt.engine)
+			// The HEALTHCHECK: the image's own binary probing /readyz on
+			// the admin listener, run while the image's command serves.
+			hc := st.healthcheck
+			if len(hc) != 4 || hc[0] != st.entrypoint[0] || hc[1] != "probe" || hc[3] != "http://127.0.0.1:9090/readyz" {
+				t.Fatalf("stage %q HEALTHCHECK %q, want %s probe --timeout=D http://127.0.0.1:9090/readyz", tt.target, hc, st.entrypoint[0])
+			}
+			for _, l := range []string{"title", "description", "source", "licenses", "version", "revision"} {
+				if !slices.Contains(st.labels, "org.opencontainers.image."+l) {
+					t.Errorf("stage %q has no LABEL org.opencontainers.image.%s", tt.target, l)
+				}
+			}
+			admin := freeAddr(t)
+			probe := []string{filepath.Join(root, hc[0]), hc[1], hc[2], "http://" + admin + "/readyz"}
+			serveEcho(t, imageCommand(t, command, root, admin), tt.engine, func() {
+				out, err := exec.CommandContext(t.Context(), probe[0], probe[1:]...).CombinedOutput()
+				if err != nil {
+					t.Errorf("the HEALTHCHECK %q of a serving image: %v\n%s", probe, err, out)
+				}
+			})
 		})
 	}
 }
@@ -311,6 +359,17 @@ func checkBinary(t *testing.T, path string, static bool) {
 	}
 }
 
+// freeAddr returns a 127.0.0.1 address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // checkWasm checks that path is a WebAssembly binary module.
 func checkWasm(t *testing.T, path string) {
 	t.Helper()
@@ -329,7 +388,7 @@ var serving = regexp.MustCompile(`^serving \S+ at (http://127\.0\.0\.1:\d+) \(en
 // serveEcho runs command in an environment like the image's (no HOME, no
 // go on PATH, no usable temp dir), POSTs "echo" to it, and stops it with
 // SIGTERM as docker stop does, expecting a clean exit.
-func serveEcho(t *testing.T, command []string, engine string) {
+func serveEcho(t *testing.T, command []string, engine string, whileServing func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -373,6 +432,7 @@ func serveEcho(t *testing.T, command []string, engine string) {
 	if err != nil || resp.StatusCode != http.StatusOK || string(body) != "echo" {
 		t.Errorf("POST %s: status %d body %q err %v, want 200 \"echo\"", m[1], resp.StatusCode, body, err)
 	}
+	whileServing()
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,8 @@ Runs, from the repository root whatever the current directory:
   go test ./... with any extra flags given (e.g. -run TestEcho -v, or -short
   for the unit tests alone, in well under two minutes),
   go test ./... in examples/embed (a module of its own that embeds the library),
+  go test in deploy/k8s (the Kubernetes manifests decoded strictly into the
+  k8s.io/api types and checked against each other; a module of its own),
   the framework checks of guest/wasihttp (chi, gin, echo through the fast
   path and through net/http; a module of their own, testdata/frameworks),
   go run ./hostharness compare --engine all --allow-known (the wasm echo guest answers a
@@ -54,6 +56,8 @@ echo "== go test"
 go test -count=1 -timeout 15m "$@" ./...
 echo "== go test in examples/embed (a module of its own)"
 (cd examples/embed && go vet ./... && go test -count=1 "$@" ./...)
+echo "== go test in deploy/k8s (the Kubernetes manifests, strictly decoded; a module of its own)"
+(cd deploy/k8s && go vet ./... && go test -count=1 ./...)
 echo "== guest/wasihttp framework checks (chi, gin, echo)"
 (cd guest/wasihttp/testdata/frameworks && go vet ./... && go test -count=1 ./...)
 echo "== hostharness compare --engine all --allow-known"
