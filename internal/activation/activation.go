@@ -37,27 +37,35 @@ type FD struct {
 // its host, passes false. ok is false when no socket was passed.
 //
 // Values that do not parse are an error, never read as "no socket": a
-// LISTEN_FDS that is not a count (-1, 1x), and, with checkPID, a
-// LISTEN_PID that is not a pid or one of the two set without the other.
+// LISTEN_FDS that is not a count (-1, 1x) and, with checkPID, a
+// LISTEN_PID that is set but is not a pid. A LISTEN_FDS without
+// LISTEN_PID is taken as meant for this process (a runtime that lends a
+// guest its sockets sets no pid); ForThisProcess, the host's check, is
+// stricter.
 func Parse(getenv func(string) string, checkPID bool) (fds []FD, ok bool, err error) {
+	return parse(getenv, checkPID, false)
+}
+
+// parse is Parse; strict (with checkPID) also refuses one of LISTEN_FDS
+// and LISTEN_PID set without the other.
+func parse(getenv func(string) string, checkPID, strict bool) (fds []FD, ok bool, err error) {
 	countText, pidText := getenv("LISTEN_FDS"), getenv("LISTEN_PID")
-	if checkPID {
+	if checkPID && strict {
 		switch {
-		case countText == "" && pidText == "":
-			return nil, false, nil
-		case countText == "":
+		case countText == "" && pidText != "":
 			return nil, false, fmt.Errorf("LISTEN_PID=%q but LISTEN_FDS is not set: want both (socket activation) or neither", pidText)
-		case pidText == "":
+		case countText != "" && pidText == "":
 			return nil, false, fmt.Errorf("LISTEN_FDS=%q but LISTEN_PID is not set: want both (socket activation) or neither", countText)
 		}
-	} else if countText == "" {
+	}
+	if countText == "" {
 		return nil, false, nil
 	}
 	count, err := strconv.Atoi(countText)
 	if err != nil || count < 0 || count > maxFDs || countText[0] == '+' {
 		return nil, false, fmt.Errorf("LISTEN_FDS=%q: want a count of sockets, 0 to %d", countText, maxFDs)
 	}
-	if checkPID {
+	if checkPID && pidText != "" {
 		pid, err := strconv.Atoi(pidText)
 		if err != nil || pid <= 0 || pidText[0] == '+' {
 			return nil, false, fmt.Errorf("LISTEN_PID=%q: want the pid of the process the sockets are for", pidText)
@@ -85,9 +93,10 @@ func Parse(getenv func(string) string, checkPID bool) (fds []FD, ok bool, err er
 
 // ForThisProcess reports whether sockets were passed to this process:
 // LISTEN_FDS is a positive count and LISTEN_PID is this process's pid.
-// Variables that do not parse are an error (see Parse).
+// Variables that do not parse, and one of the two set without the other,
+// are an error.
 func ForThisProcess(getenv func(string) string) (bool, error) {
-	_, ok, err := Parse(getenv, true)
+	_, ok, err := parse(getenv, true, true)
 	return ok, err
 }
 
