@@ -116,35 +116,41 @@ func (c *CacheDir) Check() error {
 	if err := privateFile(c.dir, true); err != nil {
 		return c.unsafe("", err)
 	}
-	return c.checkEntries(c.dir, "", 1)
+	return c.walk(func(string, bool) {})
 }
 
-// checkEntries checks the entries of the directory d (at rel in c), and
-// those of its directories down to depth more levels.
-func (c *CacheDir) checkEntries(d *os.File, rel string, depth int) error {
-	names, err := readDirNames(d)
-	if err != nil {
-		return fmt.Errorf("cache directory %s: %w", filepath.Join(c.name, rel), err)
+// walk checks every entry of c, and of its directories one level down,
+// as Check does, and calls visit with each one's path relative to c.
+func (c *CacheDir) walk(visit func(rel string, isDir bool)) error {
+	var walk func(d *os.File, rel string, depth int) error
+	walk = func(d *os.File, rel string, depth int) error {
+		names, err := readDirNames(d)
+		if err != nil {
+			return fmt.Errorf("cache directory %s: %w", filepath.Join(c.name, rel), err)
+		}
+		for _, name := range names {
+			path := filepath.Join(rel, name)
+			isDir, err := privateEntry(d, name)
+			if err != nil {
+				return c.unsafe(path, err)
+			}
+			visit(path, isDir)
+			if !isDir || depth == 0 {
+				continue
+			}
+			sub, err := openDirAt(d, name)
+			if err != nil {
+				return c.unsafe(path, err)
+			}
+			err = walk(sub, path, depth-1)
+			sub.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	for _, name := range names {
-		isDir, err := privateEntry(d, name)
-		if err != nil {
-			return c.unsafe(filepath.Join(rel, name), err)
-		}
-		if !isDir || depth == 0 {
-			continue
-		}
-		sub, err := openDirAt(d, name)
-		if err != nil {
-			return c.unsafe(filepath.Join(rel, name), err)
-		}
-		err = c.checkEntries(sub, filepath.Join(rel, name), depth-1)
-		sub.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return walk(c.dir, "", 1)
 }
 
 func (c *CacheDir) unsafe(rel string, err error) error {
@@ -262,7 +268,7 @@ func (c *CacheDir) Seal(key, entry string) error {
 	if err != nil {
 		return fmt.Errorf("seal %s: %w", entry, err)
 	}
-	return c.WriteFile(key+sealSuffix, []byte(sum+" "+filepath.ToSlash(entry)+"\n"))
+	return c.writeSeal(key, sum, entry)
 }
 
 // SealWith writes data to entry and seals it for key.
@@ -271,7 +277,12 @@ func (c *CacheDir) SealWith(key, entry string, data []byte) error {
 		return err
 	}
 	sum := sha256.Sum256(data)
-	return c.WriteFile(key+sealSuffix, []byte(hex.EncodeToString(sum[:])+" "+filepath.ToSlash(entry)+"\n"))
+	return c.writeSeal(key, hex.EncodeToString(sum[:]), entry)
+}
+
+// writeSeal writes the seal for key: the digest sum of entry.
+func (c *CacheDir) writeSeal(key, sum, entry string) error {
+	return c.WriteFile(key+sealSuffix, []byte(sum+" "+filepath.ToSlash(entry)+"\n"))
 }
 
 // OpenSealed opens the entry sealed for key, when its contents match the
@@ -354,35 +365,12 @@ func (c *CacheDir) SealedEntries() (map[string]bool, error) {
 // down), by path relative to c, seals aside.
 func (c *CacheDir) Files() ([]string, error) {
 	var files []string
-	var walk func(d *os.File, rel string, depth int) error
-	walk = func(d *os.File, rel string, depth int) error {
-		names, err := readDirNames(d)
-		if err != nil {
-			return err
+	err := c.walk(func(rel string, isDir bool) {
+		if !isDir && !strings.HasSuffix(rel, sealSuffix) {
+			files = append(files, rel)
 		}
-		for _, name := range names {
-			isDir, err := privateEntry(d, name)
-			if err != nil {
-				return c.unsafe(filepath.Join(rel, name), err)
-			}
-			switch {
-			case !isDir && !strings.HasSuffix(name, sealSuffix):
-				files = append(files, filepath.Join(rel, name))
-			case isDir && depth > 0:
-				sub, err := openDirAt(d, name)
-				if err != nil {
-					return err
-				}
-				err = walk(sub, filepath.Join(rel, name), depth-1)
-				sub.Close()
-				if err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	return files, walk(c.dir, "", 1)
+	})
+	return files, err
 }
 
 // IsWriteFailure reports whether err is a failure to write a file: a
