@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +37,7 @@ type served struct {
 // serveFD3 runs the fd3 guest, which has no route of its own for health
 // (it answers every path with "fd3:" and the body), on engine name with
 // an admin listener, until the test ends.
-func serveFD3(t *testing.T, name string, opts wasiserve.Options) *served {
+func serveFD3(t testing.TB, name string, opts wasiserve.Options) *served {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,7 +75,7 @@ func serveFD3(t *testing.T, name string, opts wasiserve.Options) *served {
 
 // wait waits for Run to return and reports its error; it may be called
 // again (the cleanup does) and then returns nil.
-func (s *served) wait(t *testing.T) error {
+func (s *served) wait(t testing.TB) error {
 	t.Helper()
 	select {
 	case err, ok := <-s.done:
@@ -88,7 +90,7 @@ func (s *served) wait(t *testing.T) error {
 }
 
 // waitReady waits for OnReady.
-func (s *served) waitReady(t *testing.T) {
+func (s *served) waitReady(t testing.TB) {
 	t.Helper()
 	select {
 	case <-s.ready:
@@ -344,5 +346,74 @@ func waitLog(t *testing.T, logs *syncbuf.Buffer, text string) {
 			t.Fatalf("no %q in the logs after 3 minutes:\n%s", text, logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkAdminScrapeFlood measures what a flood of scrapes takes from
+// the guest: requests/s of 8 keep-alive clients of the fd3 guest, alone and with 32 clients scraping /metrics in a loop, on each
+// project engine.
+//
+//	go test -run - -bench AdminScrapeFlood -benchtime 20000x .
+func BenchmarkAdminScrapeFlood(b *testing.B) {
+	for _, name := range enginetest.Engines().With(engine.HostListener) {
+		for _, scrapers := range []int{0, 32} {
+			b.Run(fmt.Sprintf("%s/scrapers=%d", name, scrapers), func(b *testing.B) {
+				s := serveFD3(b, name, wasiserve.Options{})
+				s.waitReady(b)
+				stop := make(chan struct{})
+				var scrapes, failed atomic.Int64
+				var scraping sync.WaitGroup
+				for range scrapers {
+					scraping.Go(func() {
+						client := &http.Client{Timeout: 30 * time.Second}
+						for {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							resp, err := client.Get(s.admin + "/metrics")
+							if err != nil {
+								continue
+							}
+							io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+							scrapes.Add(1)
+						}
+					})
+				}
+				var next atomic.Int64
+				var clients sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for range 8 {
+					clients.Go(func() {
+						client := &http.Client{Timeout: 30 * time.Second}
+						for next.Add(1) <= int64(b.N) {
+							resp, err := client.Get(s.guest + "/")
+							if err != nil {
+								failed.Add(1)
+								continue
+							}
+							got, _ := io.ReadAll(resp.Body)
+							resp.Body.Close()
+							if string(got) != "fd3:" {
+								failed.Add(1)
+							}
+						}
+					})
+				}
+				clients.Wait()
+				took := time.Since(start)
+				b.StopTimer()
+				close(stop)
+				scraping.Wait()
+				if n := failed.Load(); n != 0 {
+					b.Fatalf("%d of %d requests failed", n, b.N)
+				}
+				b.ReportMetric(float64(b.N)/took.Seconds(), "req/s")
+				b.ReportMetric(float64(scrapes.Load())/took.Seconds(), "scrapes/s")
+			})
+		}
 	}
 }
