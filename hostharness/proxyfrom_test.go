@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
@@ -65,5 +67,48 @@ func TestServeProxyFromErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit 2 mentioning %q", code, stderr.String(), tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestServeProxyFrom runs `serve --proxy-from 127.0.0.1` with the echo
+// guest, and sends what a balancer sends: a v2 header for a client at
+// 203.0.113.7:4242, which the guest reports, and a connection without a
+// header, which is closed unanswered and logged.
+func TestServeProxyFrom(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := serveInProcess(t, ctx, "--engine", wazy.Name, "--listen", "127.0.0.1:0", "--proxy-from", "127.0.0.1",
+		"--cache-dir", enginetest.CacheDir(), enginetest.Echo.Path(t))
+	m := servingLine.FindStringSubmatch(s.lines.Text())
+	if m == nil {
+		t.Fatalf("stdout line %q does not match %s", s.lines.Text(), servingLine)
+	}
+	get := func(first string) string {
+		c, err := net.Dial("tcp", m[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(c, first+"GET /listener HTTP/1.1\r\nHost: guest\r\nConnection: close\r\n\r\n")
+		resp, _ := io.ReadAll(c)
+		return string(resp)
+	}
+	const header = "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xcb\x00\x71\x07\xc6\x33\x64\x01\x10\x92\x00\x50"
+	if resp := get(header); !strings.Contains(resp, `"remote_addr": "203.0.113.7:4242"`) {
+		t.Fatalf("behind the balancer's header: %q, want remote_addr 203.0.113.7:4242", resp)
+	}
+	if resp := get(""); resp != "" {
+		t.Fatalf("from the trusted address without a header: %q, want the connection closed", resp)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.logs.String(), "closed a connection from a trusted PROXY protocol peer"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about the connection without a header; logs:\n%s", s.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if code := <-s.code; code != 0 {
+		t.Fatalf("exit %d after interrupt, want 0", code)
 	}
 }
