@@ -16,7 +16,8 @@ const budgetSlack = 32 << 20
 
 // TestBudgetBoundsTablesAndMemories runs, under a 64 MiB budget
 // (MaxMemory), modules that grow what a cap per linear memory leaves
-// out: one table grown 65,536 elements at a time, 64 tables grown by
+// out: one table grown 65,536 elements at a time, then four (as many as
+// an instance may have) grown so together, 64 tables grown by
 // 10,000,000 elements each, and 99 extra memories grown by 62.5 MiB each,
 // every element or byte touched. Each engine must refuse the module (at
 // Load or when instantiating it) or fail the grows past the budget: the
@@ -32,6 +33,7 @@ func TestBudgetBoundsTablesAndMemories(t *testing.T) {
 		grow int64
 	}{
 		{"table_grow", 65536 * 8},
+		{"tables4", 65536 * 8},
 		{"tables64", 10_000_000 * 8},
 		{"memories100", 1000 * engine.WasmPageSize},
 	} {
