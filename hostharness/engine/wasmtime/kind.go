@@ -15,8 +15,8 @@ const Name = "wasmtime"
 var capabilities = engine.HostSocketCapabilities
 
 // Kind declares the wasmtime engine: the default wherever it is linked in
-// (its small-echo throughput is the higher of the project's engines,
-// docs/BENCHMARKS.md).
+// (a small-echo request costs it the fewest instructions and the least CPU
+// of the project's engines, docs/BENCHMARKS.md).
 func Kind() engine.Kind {
 	return engine.Kind{
 		Name:         Name,
