@@ -181,7 +181,7 @@ stop() {
 # passed; sets $healthy_ms, the time from docker run to healthy.
 wait_healthy() {
 	local status period deadline
-	period=$("$docker" inspect -f '{{.Config.Healthcheck.StartPeriod}}' "$1")
+	period=$("$docker" inspect -f '{{json .Config.Healthcheck.StartPeriod}}' "$1") # nanoseconds
 	[[ $period =~ ^[0-9]+$ ]] && ((period > 0)) || fail "container $1 has no HEALTHCHECK start period ('$period')" "$1"
 	deadline=$((started + period / 1000000))
 	while :; do
