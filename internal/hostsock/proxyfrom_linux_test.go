@@ -59,23 +59,7 @@ func (g *guest) waitAccept(within time.Duration) (uint32, bool) {
 
 // pollListener waits in poll_oneoff until the listener is readable or d
 // passes, and reports which.
-func (g *guest) pollListener(d time.Duration) bool {
-	g.t.Helper()
-	clear(g.mem[memSub : memSub+2*subscriptionSize])
-	g.mem[memSub+8] = eventtypeFdRead
-	binary.LittleEndian.PutUint32(g.mem[memSub+16:], 3)
-	g.mem[memSub+subscriptionSize+8] = eventtypeClock
-	binary.LittleEndian.PutUint64(g.mem[memSub+subscriptionSize+24:], uint64(d))
-	if errno := g.call("poll_oneoff", memSub, memEvent, 2, memResult); errno != errnoSuccess {
-		g.t.Fatalf("poll_oneoff: errno %d", errno)
-	}
-	for i := range binary.LittleEndian.Uint32(g.mem[memResult:]) {
-		if g.mem[memEvent+i*eventSize+10] == eventtypeFdRead {
-			return true
-		}
-	}
-	return false
-}
+func (g *guest) pollListener(d time.Duration) bool { return g.readableWithin(3, d) }
 
 // guestHeader reads the header the host wrote at the start of fd and
 // parses it.

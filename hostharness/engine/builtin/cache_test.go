@@ -113,6 +113,24 @@ func loadAndRun(t *testing.T, eng engine.Engine, wasm string) (int, error) {
 	return engine.ExitCode(err), nil
 }
 
+// loadsCached loads wasm with a fresh engine caching in dir and reports
+// whether its code came from the cache rather than a compile.
+func loadsCached(t *testing.T, name, dir, wasm string) bool {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := engines.New(ctx, name, engine.Options{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	mod, err := eng.Load(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close(ctx)
+	return engine.Cached(mod)
+}
+
 // readOnlyDir returns an empty directory that cannot be written: mode
 // 0500, or for root (whom modes do not stop) a read-only tmpfs mount.
 func readOnlyDir(t *testing.T) string {
@@ -384,18 +402,7 @@ func TestCorruptCacheEntry(t *testing.T) {
 						t.Fatal(err)
 					}
 					runGuest(t, name, dir, exit7, nil)
-					ctx := context.Background()
-					eng, err := engines.New(ctx, name, engine.Options{CacheDir: dir})
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer eng.Close(ctx)
-					mod, err := eng.Load(ctx, exit7)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer mod.Close(ctx)
-					if !engine.Cached(mod) {
+					if !loadsCached(t, name, dir, exit7) {
 						t.Error("the damaged entry was not rewritten: the next Load compiled again")
 					}
 				})
@@ -435,18 +442,7 @@ func TestCacheReadOnlyHolds(t *testing.T) {
 			if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
 				t.Fatalf("remount read-only: %v %s", err, out)
 			}
-			ctx := context.Background()
-			eng, err := engines.New(ctx, name, engine.Options{CacheDir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer eng.Close(ctx)
-			mod, err := eng.Load(ctx, exit7)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mod.Close(ctx)
-			if !engine.Cached(mod) {
+			if !loadsCached(t, name, dir, exit7) {
 				t.Error("the guest compiled into the read-only cache was compiled again")
 			}
 		})
