@@ -376,12 +376,12 @@ func TestTableProxyFromBound(t *testing.T) {
 func TestProxyLog(t *testing.T) {
 	var out strings.Builder
 	logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p := &proxyState{cfg: ProxyFrom{Logger: logger}, log: proxyLog{logger: logger}}
+	p := &proxyState{cfg: ProxyFrom{Logger: logger}, log: newProxyLog(logger)}
 	peer := netip.MustParseAddrPort("127.0.0.1:9")
 	for range 3 {
 		p.log.closed(peer, errNoProxyHeader)
 	}
-	p.log.last = p.log.last.Add(-ProxyLogInterval) // as if the interval had passed
+	p.log.limit.now = func() time.Time { return time.Now().Add(ProxyLogInterval) } // as if the interval had passed
 	p.log.closed(peer, errProxyHeaderLate)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "also_closed_since_last_line=0") || !strings.Contains(lines[1], "also_closed_since_last_line=2") ||
