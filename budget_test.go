@@ -58,17 +58,14 @@ func headerAttack(t *testing.T, addr string, conns int) (sent int, closeAll func
 // answers waits (up to a minute) for the guest at url to answer
 // GET /healthz.
 func answers(url string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		resp, err := client.Get(url + "/healthz")
+		code, body, err := get(url + "/healthz")
 		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if code == http.StatusOK {
 				return nil
 			}
-			err = fmt.Errorf("%d %q", resp.StatusCode, body)
+			err = fmt.Errorf("%d %q", code, body)
 		}
 		if time.Now().After(deadline) {
 			return err
