@@ -98,17 +98,11 @@ func guestExit(t *testing.T, name, dir, wasm string, logger *slog.Logger) (int, 
 // the error of Load.
 func loadAndRun(t *testing.T, eng engine.Engine, wasm string) (int, error) {
 	t.Helper()
-	ctx := context.Background()
-	mod, err := eng.Load(ctx, wasm)
-	if err != nil {
-		return 0, fmt.Errorf("Load: %w", err)
+	loadErr, runErr := loadAndServe(t, eng, wasm)
+	if loadErr != nil {
+		return 0, fmt.Errorf("Load: %w", loadErr)
 	}
-	defer mod.Close(ctx)
-	inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t)})
-	if err == nil {
-		err = inst.Wait()
-	}
-	return engine.ExitCode(err), nil
+	return engine.ExitCode(runErr), nil
 }
 
 // loadsCached loads wasm with a fresh engine caching in dir and reports
