@@ -180,10 +180,13 @@ type gather struct {
 	err  error
 }
 
+// newScraper is a scraper of reg whose gathers are at least interval apart.
 func newScraper(reg prometheus.Gatherer, interval time.Duration) *scraper {
 	return &scraper{reg: reg, interval: interval}
 }
 
+// ServeHTTP joins the next gather (starting one if none is pending),
+// waits for it or for the client to go, and answers its result.
 func (s *scraper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	g := s.next

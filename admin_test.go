@@ -1,13 +1,10 @@
 package wasiserve_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,85 +17,13 @@ import (
 	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
-// adminLine is the log line with the admin listener's address.
-var adminLine = regexp.MustCompile(`msg="serving metrics" at=http://(127\.0\.0\.1:\d+)/metrics`)
-
-// served is a Server running in a test, with its listeners.
-type served struct {
-	srv   *wasiserve.Server
-	guest string // http://HOST:PORT of the guest
-	admin string // http://HOST:PORT of the admin listener
-	logs  *syncbuf.Buffer
-	ready chan struct{}
-	stop  context.CancelFunc
-	done  chan error
-}
-
 // serveFD3 runs the fd3 guest, which has no route of its own for health
 // (it answers every path with "fd3:" and the body), on engine name with
 // an admin listener, until the test ends.
-func serveFD3(t testing.TB, name string, opts wasiserve.Options) *served {
+func serveFD3(t testing.TB, name string, opts wasiserve.Options) *running {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	s := &served{guest: "http://" + ln.Addr().String(), logs: &syncbuf.Buffer{}, ready: make(chan struct{}), done: make(chan error, 1)}
-	opts.Engines, opts.Engine, opts.Listener, opts.CacheDir = enginetest.Engines(), name, ln, enginetest.CacheDir()
 	opts.AdminAddr = "127.0.0.1:0"
-	opts.Logger = slog.New(slog.NewTextHandler(s.logs, nil))
-	opts.OnReady = func(wasiserve.Ready) { close(s.ready) }
-	if s.srv, err = wasiserve.New(enginetest.FD3.Path(t), opts); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
-	go func() { s.done <- s.srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		s.srv.SkipShutdownDelay()
-		s.wait(t)
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if m := adminLine.FindStringSubmatch(s.logs.String()); m != nil {
-			s.admin = "http://" + m[1]
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no admin listener logged in 60s:\n%s", s.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// wait waits for Run to return and reports its error; it may be called
-// again (the cleanup does) and then returns nil.
-func (s *served) wait(t testing.TB) error {
-	t.Helper()
-	select {
-	case err, ok := <-s.done:
-		if ok {
-			close(s.done)
-		}
-		return err
-	case <-time.After(60 * time.Second):
-		t.Fatalf("Run did not return in 60s:\n%s", s.logs.String())
-		return nil
-	}
-}
-
-// waitReady waits for OnReady.
-func (s *served) waitReady(t testing.TB) {
-	t.Helper()
-	select {
-	case <-s.ready:
-	case err := <-s.done:
-		t.Fatalf("Run returned before ready: %v\n%s", err, s.logs.String())
-	case <-time.After(3 * time.Minute): // a first compilation, on a busy machine
-		t.Fatalf("not ready in 3 minutes:\n%s", s.logs.String())
-	}
+	return launch(t, name, enginetest.FD3.Path(t), opts)
 }
 
 // get GETs url on a fresh connection and returns the status code and
@@ -150,7 +75,7 @@ func TestAdminHealthNeverReady(t *testing.T) {
 	for _, name := range enginetest.Engines().With(engine.HostListener) {
 		t.Run(name, func(t *testing.T) {
 			s := serveFD3(t, name, wasiserve.Options{Restart: true, Env: []string{"EXIT_CODE=3"}})
-			waitLog(t, s.logs, "restarting guest")
+			waitLog(t, s.log, "restarting guest")
 			want(t, s.admin+"/livez", http.StatusOK, "ok")
 			want(t, s.admin+"/readyz", http.StatusServiceUnavailable, "starting")
 			if ok, reason := s.srv.Readiness(); ok || reason != "starting" {
@@ -172,7 +97,7 @@ func TestAdminInstanceNotRunning(t *testing.T) {
 			s := serveFD3(t, name, wasiserve.Options{Instances: 2, Env: []string{"BLOCKING_ACCEPT=1"}})
 			s.waitReady(t)
 			want(t, s.admin+"/readyz", http.StatusOK, "ok")
-			want(t, s.guest+"/", http.StatusOK, "blocked")
+			want(t, s.url+"/", http.StatusOK, "blocked")
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				code, body, err := get(s.admin + "/readyz")
@@ -185,7 +110,7 @@ func TestAdminInstanceNotRunning(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			want(t, s.admin+"/livez", http.StatusOK, "ok")
-			want(t, s.guest+"/", http.StatusOK, "blocked") // the other instance
+			want(t, s.url+"/", http.StatusOK, "blocked") // the other instance
 		})
 	}
 }
@@ -206,33 +131,33 @@ func TestAdminShutdownDelay(t *testing.T) {
 			s.waitReady(t)
 			want(t, s.admin+"/readyz", http.StatusOK, "ok")
 			want(t, s.admin+"/livez", http.StatusOK, "ok")
-			want(t, s.guest+"/readyz", http.StatusOK, "fd3:") // the guest's, not the host's
+			want(t, s.url+"/readyz", http.StatusOK, "fd3:") // the guest's, not the host's
 
-			s.stop()
+			s.cancel()
 			waitFor(t, s.admin+"/readyz", http.StatusServiceUnavailable, "draining")
-			waitLog(t, s.logs, "shutdown delay: not ready, still serving")
+			waitLog(t, s.log, "shutdown delay: not ready, still serving")
 			// Served during the delay: on new connections, several times.
 			for i := range 5 {
-				want(t, s.guest+"/", http.StatusOK, "fd3:")
+				want(t, s.url+"/", http.StatusOK, "fd3:")
 				want(t, s.admin+"/readyz", http.StatusServiceUnavailable, "draining")
 				want(t, s.admin+"/livez", http.StatusOK, "ok")
-				if i == 0 && strings.Contains(s.logs.String(), "msg=draining") {
-					t.Fatalf("the drain began during the delay:\n%s", s.logs.String())
+				if i == 0 && strings.Contains(s.log.String(), "msg=draining") {
+					t.Fatalf("the drain began during the delay:\n%s", s.log.String())
 				}
 			}
 			if !s.srv.SkipShutdownDelay() {
 				t.Error("SkipShutdownDelay during the delay reported none in progress")
 			}
 			if err := s.wait(t); err != nil {
-				t.Fatalf("Run: %v\n%s", err, s.logs.String())
+				t.Fatalf("Run: %v\n%s", err, s.log.String())
 			}
-			if _, _, err := get(s.guest + "/"); err == nil {
+			if _, _, err := get(s.url + "/"); err == nil {
 				t.Error("the guest's listener still answers after Run returned")
 			}
 			if _, _, err := get(s.admin + "/livez"); err == nil {
 				t.Error("the admin listener still answers after Run returned")
 			}
-			logs := s.logs.String()
+			logs := s.log.String()
 			if i, j := strings.Index(logs, "shutdown delay cut short"), strings.Index(logs, "msg=draining"); i < 0 || j < i {
 				t.Errorf("want the delay cut short, then the drain:\n%s", logs)
 			}
@@ -249,11 +174,11 @@ func TestAdminShutdownDelayEnds(t *testing.T) {
 	}
 	s := serveFD3(t, defaultHostEngine(t), wasiserve.Options{ShutdownDelay: 300 * time.Millisecond})
 	s.waitReady(t)
-	s.stop()
+	s.cancel()
 	if err := s.wait(t); err != nil {
-		t.Fatalf("Run: %v\n%s", err, s.logs.String())
+		t.Fatalf("Run: %v\n%s", err, s.log.String())
 	}
-	logs := s.logs.String()
+	logs := s.log.String()
 	if !strings.Contains(logs, "shutdown delay: not ready, still serving") || strings.Contains(logs, "cut short") {
 		t.Errorf("want a delay that ended by itself:\n%s", logs)
 	}
@@ -298,7 +223,7 @@ func TestAdminConnectionCap(t *testing.T) {
 	// client's 10s timeout, below the admin listener's idle timeout,
 	// which would otherwise be what frees a slot.
 	want(t, s.admin+"/readyz", http.StatusOK, "ok")
-	want(t, s.guest+"/", http.StatusOK, "fd3:")
+	want(t, s.url+"/", http.StatusOK, "fd3:")
 	if code, _, err := get(s.admin + "/metrics"); err != nil || code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d, %v", code, err)
 	}
@@ -390,7 +315,7 @@ func BenchmarkAdminScrapeFlood(b *testing.B) {
 					clients.Go(func() {
 						client := &http.Client{Timeout: 30 * time.Second}
 						for next.Add(1) <= int64(b.N) {
-							resp, err := client.Get(s.guest + "/")
+							resp, err := client.Get(s.url + "/")
 							if err != nil {
 								failed.Add(1)
 								continue

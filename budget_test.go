@@ -1,7 +1,6 @@
 package wasiserve_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -56,67 +55,17 @@ func headerAttack(t *testing.T, addr string, conns int) (sent int, closeAll func
 	}
 }
 
-// serveBudget serves the echo guest on the named engine with opts until
-// the test ends; ended reports Run's result once it has returned.
-func serveBudget(t *testing.T, name string, opts wasiserve.Options) (url string, srv *wasiserve.Server, ended func() (bool, error)) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	ready := make(chan wasiserve.Ready, 1)
-	opts.Engines, opts.Engine, opts.Listener, opts.CacheDir = enginetest.Engines(), name, ln, enginetest.CacheDir()
-	opts.OnReady = func(r wasiserve.Ready) { ready <- r }
-	srv, err = wasiserve.New(enginetest.Echo.Path(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var runErr error
-	returned := make(chan struct{})
-	go func() { runErr = srv.Run(ctx); close(returned) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-returned:
-		case <-time.After(time.Minute):
-			t.Error("the server did not stop within a minute")
-		}
-	})
-	ended = func() (bool, error) {
-		select {
-		case <-returned:
-			return true, runErr
-		default:
-			return false, nil
-		}
-	}
-	select {
-	case r := <-ready:
-		return r.URL, srv, ended
-	case <-returned:
-		t.Fatalf("serve: %v", runErr)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the guest was not ready within 2 minutes")
-	}
-	return "", nil, nil
-}
-
 // answers waits (up to a minute) for the guest at url to answer
 // GET /healthz.
 func answers(url string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		resp, err := client.Get(url + "/healthz")
+		code, body, err := get(url + "/healthz")
 		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if code == http.StatusOK {
 				return nil
 			}
-			err = fmt.Errorf("%d %q", resp.StatusCode, body)
+			err = fmt.Errorf("%d %q", code, body)
 		}
 		if time.Now().After(deadline) {
 			return err
@@ -135,7 +84,8 @@ func answers(url string) error {
 func TestLargeHeadersWithinBudget(t *testing.T) {
 	for _, name := range enginetest.Engines().With(engine.ConnLimit) {
 		t.Run(name, func(t *testing.T) {
-			url, _, ended := serveBudget(t, name, wasiserve.Options{MaxMemory: 64 << 20})
+			r := startServer(t, name, enginetest.Echo.Path(t), wasiserve.Options{MaxMemory: 64 << 20})
+			url, ended := r.url, r.ended
 			sent, closeAll := headerAttack(t, strings.TrimPrefix(url, "http://"), 64)
 			t.Logf("%d of 64 connections sent their 1 MB header", sent)
 			// The guest reads what it accepted; give it time to run out of
@@ -163,7 +113,8 @@ func TestOutOfMemoryRestarts(t *testing.T) {
 	for _, name := range enginetest.Engines().With(engine.ConnLimit) {
 		t.Run(name, func(t *testing.T) {
 			var stderr syncbuf.Buffer
-			url, srv, ended := serveBudget(t, name, wasiserve.Options{MaxMemory: 64 << 20, MaxConns: 200, Restart: true, Stderr: &stderr})
+			r := startServer(t, name, enginetest.Echo.Path(t), wasiserve.Options{MaxMemory: 64 << 20, MaxConns: 200, Restart: true, Stderr: &stderr})
+			url, srv, ended := r.url, r.srv, r.ended
 			_, closeAll := headerAttack(t, strings.TrimPrefix(url, "http://"), 64)
 			deadline := time.Now().Add(time.Minute)
 			for srv.Stats().Instances[0].Exits == 0 && time.Now().Before(deadline) {
@@ -242,7 +193,8 @@ func h2Attack(url string, conns, streams, rounds int) (ok, failed int, first err
 func TestH2LoadWithinBudget(t *testing.T) {
 	for _, name := range enginetest.Engines().With(engine.ConnLimit) {
 		t.Run(name, func(t *testing.T) {
-			url, srv, ended := serveBudget(t, name, wasiserve.Options{MaxMemory: 64 << 20, Restart: true})
+			r := startServer(t, name, enginetest.Echo.Path(t), wasiserve.Options{MaxMemory: 64 << 20, Restart: true})
+			url, srv, ended := r.url, r.srv, r.ended
 			ok, failed, first := h2Attack(url, 16, 100, 1)
 			st := srv.Stats().Instances[0]
 			t.Logf("%d answered, %d failed (first: %v); guest exits %d, restarts %d", ok, failed, first, st.Exits, st.Restarts)

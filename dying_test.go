@@ -83,7 +83,7 @@ func TestDyingGuest(t *testing.T) {
 					t.Log(strings.TrimSpace(line))
 				}
 			}
-			r.stop()
+			r.stop(t)
 		})
 	}
 }
@@ -134,7 +134,7 @@ func TestGuestOutputRate(t *testing.T) {
 			if n > max || tc.rate == wasiserve.NoOutputLimit && n != flood {
 				t.Errorf("the guest wrote %d bytes of a %d-byte flood; want at most %d", n, flood, max)
 			}
-			r.stop()
+			r.stop(t)
 		})
 	}
 }
@@ -170,7 +170,7 @@ func TestDyingGuestAtScale(t *testing.T) {
 			if n > max {
 				t.Errorf("%d bytes reached stderr, more than the %d the rate allows", n, max)
 			}
-			r.stop()
+			r.stop(t)
 		})
 	}
 }

@@ -3,9 +3,7 @@
 package wasiserve_test
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,68 +17,7 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
-	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
-
-// running is a server started by startServer.
-type running struct {
-	srv  *wasiserve.Server
-	url  string
-	log  *syncbuf.Buffer
-	stop func() // cancels Run and waits (bounded) until it returned
-}
-
-// startServer serves the guest at path on the named engine with opts
-// (Engines, Engine, Listener, CacheDir, Logger and OnReady filled in) and
-// waits until it is ready.
-func startServer(t *testing.T, engineName, path string, opts wasiserve.Options) *running {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	log := &syncbuf.Buffer{}
-	ready := make(chan wasiserve.Ready, 1)
-	opts.Engines, opts.Engine, opts.Listener, opts.CacheDir = enginetest.Engines(), engineName, ln, enginetest.CacheDir()
-	opts.Logger = slog.New(slog.NewTextHandler(log, nil))
-	opts.OnReady = func(r wasiserve.Ready) {
-		select {
-		case ready <- r:
-		default:
-		}
-	}
-	srv, err := wasiserve.New(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	r := &running{srv: srv, log: log}
-	r.stop = func() {
-		t.Helper()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("Run did not return within 60s of the cancel; log:\n%s", log.String())
-		}
-	}
-	t.Cleanup(cancel)
-	select {
-	case rd := <-ready:
-		r.url = rd.URL
-	case err := <-done:
-		t.Fatalf("Run: %v; log:\n%s", err, log.String())
-	case <-time.After(5 * time.Minute): // a compile under -race on a busy machine is slow
-		t.Fatalf("not ready in 5m; log:\n%s", log.String())
-	}
-	return r
-}
 
 // waitReloads waits (bounded) until the server counted ok reloads that
 // succeeded and failed that failed.
@@ -135,7 +72,7 @@ func TestReloadWithFullNotifySocket(t *testing.T) {
 		r.waitReloads(t, uint64(i+1), 0)
 	}
 	r.get(t)
-	r.stop()
+	r.stop(t)
 	if !strings.Contains(r.log.String(), "cannot tell the service manager") {
 		t.Errorf("no warning about the unanswered notify socket; log:\n%s", r.log.String())
 	}
@@ -224,7 +161,7 @@ func TestReloadRefusesWhatStartRefuses(t *testing.T) {
 				r.get(t)
 				plant()
 				r.srv.Reload()
-				r.stop()
+				r.stop(t)
 			})
 		}
 	}

@@ -15,6 +15,10 @@ import (
 	"sync"
 )
 
+// errLink is the error for a symbolic link where a cache directory or
+// file was expected.
+var errLink = errors.New("a symbolic link, which is not followed")
+
 // ErrUnsafeCacheDir is returned (wrapped) for a cache directory that
 // someone other than this user could write to or swap: one that others
 // can write to, that another user owns, or that is reached through a

@@ -11,10 +11,6 @@ import (
 // be opened safely, so engines compile in memory.
 var errNoSafeOpen = errors.New("a cache directory can be opened safely only on unix systems")
 
-// errLink is the error for a symbolic link where a cache directory or
-// file was expected.
-var errLink = errors.New("a symbolic link, which is not followed")
-
 func openDir(string) (*os.File, error)                          { return nil, errNoSafeOpen }
 func openDirAt(*os.File, string) (*os.File, error)              { return nil, errNoSafeOpen }
 func openFileAt(*os.File, string) (*os.File, error)             { return nil, errNoSafeOpen }

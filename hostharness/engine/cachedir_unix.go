@@ -14,10 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errLink is the error for a symbolic link where a cache directory or
-// file was expected.
-var errLink = errors.New("a symbolic link, which is not followed")
-
 // openDir opens the directory dir without following a link at its end.
 func openDir(dir string) (*os.File, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

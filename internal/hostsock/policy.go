@@ -195,8 +195,13 @@ type denialEntry struct {
 // remembered.
 const overflowKey = "\x00others"
 
-func newDenialLog() *denialLog {
-	return &denialLog{now: time.Now, interval: DenialLogInterval, last: map[string]*denialEntry{}}
+func newDenialLog() *denialLog { return newRateLog(DenialLogInterval) }
+
+// newRateLog is a denialLog that admits a line per key at most once per
+// interval: the policy's denials, and the PROXY peers' closed connections
+// (proxyLog).
+func newRateLog(interval time.Duration) *denialLog {
+	return &denialLog{now: time.Now, interval: interval, last: map[string]*denialEntry{}}
 }
 
 // admit reports whether a denial of key is to be logged now, and how many

@@ -155,12 +155,17 @@ func (g *guest) call(name string, stack ...uint64) Errno {
 
 // readable polls fd for reading, with a clock that ends the poll at
 // once, and reports whether fd was ready.
-func (g *guest) readable(fd uint32) bool {
+func (g *guest) readable(fd uint32) bool { return g.readableWithin(fd, 0) }
+
+// readableWithin waits in poll_oneoff until fd is readable or d (relative)
+// passes, and reports which.
+func (g *guest) readableWithin(fd uint32, d time.Duration) bool {
 	g.t.Helper()
 	clear(g.mem[memSub : memSub+2*subscriptionSize])
 	g.mem[memSub+8] = eventtypeFdRead
 	binary.LittleEndian.PutUint32(g.mem[memSub+16:], fd)
-	g.mem[memSub+subscriptionSize+8] = eventtypeClock // relative, timeout 0
+	g.mem[memSub+subscriptionSize+8] = eventtypeClock
+	binary.LittleEndian.PutUint64(g.mem[memSub+subscriptionSize+24:], uint64(d))
 	if errno := g.call("poll_oneoff", memSub, memEvent, 2, memResult); errno != errnoSuccess {
 		g.t.Fatalf("poll_oneoff: errno %d", errno)
 	}

@@ -320,22 +320,25 @@ func guestPending(sendHeader bool, local, peer net.Addr, rest []byte) ([]byte, e
 	return pending, nil
 }
 
-// proxyLog rate-limits the log of closed trusted connections.
+// proxyLog rate-limits the log of closed trusted connections, with the
+// limiter of the policy's denials under one key.
 type proxyLog struct {
-	logger     *slog.Logger
-	last       time.Time
-	suppressed int
+	logger *slog.Logger
+	limit  *denialLog
+}
+
+// newProxyLog logs to logger at most once per ProxyLogInterval.
+func newProxyLog(logger *slog.Logger) proxyLog {
+	return proxyLog{logger: logger, limit: newRateLog(ProxyLogInterval)}
 }
 
 // closed logs that the trusted connection from peer was closed for err,
 // unless a line was logged less than ProxyLogInterval ago.
 func (l *proxyLog) closed(peer netip.AddrPort, err error) {
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < ProxyLogInterval {
-		l.suppressed++
+	ok, suppressed := l.limit.admit("closed")
+	if !ok {
 		return
 	}
 	l.logger.Warn("closed a connection from a trusted PROXY protocol peer", "peer", peer, "err", err,
-		"also_closed_since_last_line", l.suppressed)
-	l.last, l.suppressed = now, 0
+		"also_closed_since_last_line", suppressed)
 }

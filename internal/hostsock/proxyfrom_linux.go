@@ -54,7 +54,7 @@ func newProxyState(cfg ProxyFrom, lent int) (*proxyState, error) {
 		unix.Close(epoll)
 		return nil, fmt.Errorf("timerfd_create: %w", err)
 	}
-	p := &proxyState{cfg: cfg, epoll: epoll, timer: timer, lent: lent, log: proxyLog{logger: cfg.Logger}}
+	p := &proxyState{cfg: cfg, epoll: epoll, timer: timer, lent: lent, log: newProxyLog(cfg.Logger)}
 	if err := p.watch(timer); err != nil {
 		p.close()
 		return nil, err

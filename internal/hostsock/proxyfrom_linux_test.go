@@ -59,23 +59,7 @@ func (g *guest) waitAccept(within time.Duration) (uint32, bool) {
 
 // pollListener waits in poll_oneoff until the listener is readable or d
 // passes, and reports which.
-func (g *guest) pollListener(d time.Duration) bool {
-	g.t.Helper()
-	clear(g.mem[memSub : memSub+2*subscriptionSize])
-	g.mem[memSub+8] = eventtypeFdRead
-	binary.LittleEndian.PutUint32(g.mem[memSub+16:], 3)
-	g.mem[memSub+subscriptionSize+8] = eventtypeClock
-	binary.LittleEndian.PutUint64(g.mem[memSub+subscriptionSize+24:], uint64(d))
-	if errno := g.call("poll_oneoff", memSub, memEvent, 2, memResult); errno != errnoSuccess {
-		g.t.Fatalf("poll_oneoff: errno %d", errno)
-	}
-	for i := range binary.LittleEndian.Uint32(g.mem[memResult:]) {
-		if g.mem[memEvent+i*eventSize+10] == eventtypeFdRead {
-			return true
-		}
-	}
-	return false
-}
+func (g *guest) pollListener(d time.Duration) bool { return g.readableWithin(3, d) }
 
 // guestHeader reads the header the host wrote at the start of fd and
 // parses it.
@@ -392,12 +376,12 @@ func TestTableProxyFromBound(t *testing.T) {
 func TestProxyLog(t *testing.T) {
 	var out strings.Builder
 	logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p := &proxyState{cfg: ProxyFrom{Logger: logger}, log: proxyLog{logger: logger}}
+	p := &proxyState{cfg: ProxyFrom{Logger: logger}, log: newProxyLog(logger)}
 	peer := netip.MustParseAddrPort("127.0.0.1:9")
 	for range 3 {
 		p.log.closed(peer, errNoProxyHeader)
 	}
-	p.log.last = p.log.last.Add(-ProxyLogInterval) // as if the interval had passed
+	p.log.limit.now = func() time.Time { return time.Now().Add(ProxyLogInterval) } // as if the interval had passed
 	p.log.closed(peer, errProxyHeaderLate)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "also_closed_since_last_line=0") || !strings.Contains(lines[1], "also_closed_since_last_line=2") ||

@@ -69,7 +69,8 @@ func (n *Notifier) Reloading() error {
 	return n.send(state)
 }
 
-// Stopping says that the server began to stop (it drains).
+// Stopping says that the server began to stop: at the signal, before
+// any shutdown delay and the drain.
 func (n *Notifier) Stopping() error { return n.send("STOPPING=1") }
 
 // send sends state as one datagram, on a socket of its own, as

@@ -74,15 +74,26 @@ func TestBudgetBoundsTablesAndMemories(t *testing.T) {
 // Load's, Serve's or the run's.
 func runModule(t *testing.T, eng engine.Engine, wasm string) error {
 	t.Helper()
+	loadErr, runErr := loadAndServe(t, eng, wasm)
+	if loadErr != nil {
+		return loadErr
+	}
+	return runErr
+}
+
+// loadAndServe loads wasm with eng and runs an instance of it to its end,
+// returning Load's error, or else Serve's or the run's.
+func loadAndServe(t *testing.T, eng engine.Engine, wasm string) (loadErr, runErr error) {
+	t.Helper()
 	ctx := context.Background()
 	mod, err := eng.Load(ctx, wasm)
 	if err != nil {
-		return err
+		return err, nil
 	}
 	defer mod.Close(ctx)
 	inst, err := engine.Serve(ctx, mod, engine.Config{Listener: listen(t)})
-	if err != nil {
-		return err
+	if err == nil {
+		err = inst.Wait()
 	}
-	return inst.Wait()
+	return nil, err
 }

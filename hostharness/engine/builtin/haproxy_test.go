@@ -63,7 +63,7 @@ func TestHAProxy(t *testing.T) {
 func testHAProxy(t *testing.T, haproxy, name, send string) {
 	inst := serve(t, newEngine(t, name), enginetest.Echo.Path(t),
 		engine.Config{ProxyFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
-	front := freeLoopbackAddr(t)
+	front := freeAddr(t, "tcp4", "127.0.0.1")
 	dir := t.TempDir()
 	stats := filepath.Join(dir, "stats.sock")
 	cfg := filepath.Join(dir, "haproxy.cfg")
@@ -139,15 +139,4 @@ func checkStatus(statsSocket string) string {
 		}
 	}
 	return ""
-}
-
-// freeLoopbackAddr is a loopback address with a port free a moment ago.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -108,6 +108,7 @@ type needsMemory struct{ api.GoModuleFunction }
 // errnoFault is WASI's EFAULT.
 const errnoFault = 21
 
+// Call answers EFAULT to a module without memory and delegates otherwise.
 func (d needsMemory) Call(ctx context.Context, mod api.Module, stack []uint64) {
 	if mod.Memory() == nil {
 		stack[0] = errnoFault

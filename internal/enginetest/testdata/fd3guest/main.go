@@ -52,25 +52,20 @@ func main() {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if n := os.Getenv("BLOCKING_KEEPALIVE"); n != "" {
-		count, _ := strconv.Atoi(n)
-		for range count {
-			if err := answerKeepAlive(); err != nil {
-				fmt.Fprintln(os.Stderr, "fd3guest:", err)
-				os.Exit(1)
+	for _, blocking := range []struct {
+		env    string
+		answer func() error
+	}{{"BLOCKING_KEEPALIVE", answerKeepAlive}, {"BLOCKING_ACCEPT", answerBlocking}} {
+		if n := os.Getenv(blocking.env); n != "" {
+			count, _ := strconv.Atoi(n)
+			for range count {
+				if err := blocking.answer(); err != nil {
+					fmt.Fprintln(os.Stderr, "fd3guest:", err)
+					os.Exit(1)
+				}
 			}
+			return
 		}
-		return
-	}
-	if n := os.Getenv("BLOCKING_ACCEPT"); n != "" {
-		count, _ := strconv.Atoi(n)
-		for range count {
-			if err := answerBlocking(); err != nil {
-				fmt.Fprintln(os.Stderr, "fd3guest:", err)
-				os.Exit(1)
-			}
-		}
-		return
 	}
 	syscall.SetNonblock(3, true)
 	ln, err := net.FileListener(os.NewFile(3, "listener"))
