@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // errLink is the error for a symbolic link where a cache directory or
@@ -52,6 +53,29 @@ func (c *CacheDir) ReadOnly() error { return c.readOnly }
 
 // Close closes the directory.
 func (c *CacheDir) Close() error { return c.dir.Close() }
+
+// Lock takes an exclusive lock of the directory, shared with every
+// process that opened it (flock), waiting while another holds it: engines
+// that write and tidy a cache hold it for each compile, so that two
+// processes sharing a cache never remove what the other is writing. It
+// gives up when ctx ends. unlock releases it.
+func (c *CacheDir) Lock(ctx context.Context) (unlock func(), err error) {
+	const retry = 20 * time.Millisecond
+	for {
+		locked, err := tryLock(c.dir)
+		if err != nil {
+			return nil, fmt.Errorf("lock %s: %w", c.name, err)
+		}
+		if locked {
+			return func() { unlockDir(c.dir) }, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lock %s: another process holds it: %w", c.name, context.Cause(ctx))
+		case <-time.After(retry):
+		}
+	}
+}
 
 // Path is a path that leads to the open directory itself, whatever its
 // name leads to now, for a library that takes a directory's path (wazy's
@@ -135,6 +159,9 @@ func (c *CacheDir) walk(visit func(rel string, isDir bool)) error {
 		for _, name := range names {
 			path := filepath.Join(rel, name)
 			isDir, err := privateEntry(d, name)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // gone since it was listed: another process's temporary file, renamed
+			}
 			if err != nil {
 				return c.unsafe(path, err)
 			}

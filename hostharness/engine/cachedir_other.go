@@ -24,3 +24,8 @@ func isReadOnly(error) bool                                     { return false }
 func isNoRoom(error) bool                                       { return false }
 func fdPath(*os.File) string                                    { return "" }
 func (c *CacheDir) createTemp(string) (*os.File, string, error) { return nil, "", errNoSafeOpen }
+
+// tryLock has nothing to lock: no cache directory opens here.
+func tryLock(*os.File) (bool, error) { return true, nil }
+
+func unlockDir(*os.File) {}

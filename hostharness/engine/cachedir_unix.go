@@ -170,3 +170,20 @@ func fdPath(f *os.File) string {
 	}
 	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
 }
+
+// tryLock takes an exclusive flock of d if no one else holds it.
+func tryLock(d *os.File) (bool, error) {
+	err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return false, nil
+	case errors.Is(err, unix.EINTR):
+		return false, nil
+	}
+	return false, err
+}
+
+// unlockDir releases tryLock's lock.
+func unlockDir(d *os.File) { unix.Flock(int(d.Fd()), unix.LOCK_UN) }

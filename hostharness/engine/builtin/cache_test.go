@@ -477,3 +477,79 @@ func TestKeepCode(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheSharedByConcurrentEngines: engines of two processes (here two
+// engines, each with its cache directory opened on its own) compile
+// different guests into one cache at once, as two services sharing
+// $XDG_CACHE_HOME do. Each must load its guest and run it; one's upkeep of
+// the cache (dropping unsealed entries) must never remove what the other
+// is writing.
+func TestCacheSharedByConcurrentEngines(t *testing.T) {
+	base, err := os.ReadFile(exit7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range engines.EmbeddedNames() {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			const perEngine = 12
+			errs := make(chan error, 2*perEngine)
+			done := make(chan struct{}, 2)
+			for e := range 2 {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					ctx := context.Background()
+					eng, err := engines.New(ctx, name, engine.Options{CacheDir: dir})
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer eng.Close(ctx)
+					for i := range perEngine {
+						// A custom section makes each module new to the
+						// cache, with the same code.
+						wasm := filepath.Join(t.TempDir(), "g.wasm")
+						if err := os.WriteFile(wasm, withCustomSection(base, fmt.Sprintf("engine %d module %d", e, i)), 0o644); err != nil {
+							errs <- err
+							return
+						}
+						if code, err := loadAndRun(t, eng, wasm); err != nil || code != 7 {
+							errs <- fmt.Errorf("engine %d, module %d: exit %d, %v", e, i, code, err)
+						}
+					}
+				}()
+			}
+			<-done
+			<-done
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// withCustomSection returns wasm with a custom section holding payload
+// appended: another module to every cache, the same to every engine.
+func withCustomSection(wasm []byte, payload string) []byte {
+	const sectionName = "wasiserve-test"
+	body := append(leb128(uint32(len(sectionName))), sectionName...)
+	body = append(body, payload...)
+	out := append([]byte(nil), wasm...)
+	out = append(out, 0) // custom section id
+	out = append(out, leb128(uint32(len(body)))...)
+	return append(out, body...)
+}
+
+// leb128 is n in unsigned LEB128, as wasm encodes sizes.
+func leb128(n uint32) []byte {
+	var out []byte
+	for {
+		b := byte(n & 0x7f)
+		n >>= 7
+		if n == 0 {
+			return append(out, b)
+		}
+		out = append(out, b|0x80)
+	}
+}

@@ -222,6 +222,13 @@ func (e *runtime) compile(ctx context.Context, wasm []byte) (wazy.Runtime, wazy.
 		compiled, err := e.runtime.CompileModule(ctx, wasm)
 		return e.runtime, compiled, false, err
 	}
+	// Another process compiling into the same cache would otherwise see
+	// this one's entry, unsealed while it is written, as one to drop.
+	unlock, err := e.dir.Lock(ctx)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer unlock()
 	if err := e.dir.Check(); err != nil {
 		return nil, nil, false, err
 	}
