@@ -34,6 +34,9 @@ const (
 	adminReadTimeout       = 10 * time.Second
 	adminWriteTimeout      = 10 * time.Second
 	adminMaxHeaderBytes    = 8 << 10
+	// AdminBusyGrace is how long an admin connection may be new or in one
+	// request before a new connection at AdminMaxConns may close it.
+	AdminBusyGrace = time.Second
 	// MinScrapeInterval is the least time between two gathers of the
 	// metrics: the scrapes that come meanwhile share the next gather, so
 	// that a flood of them costs the host at most one gather per interval.
@@ -240,10 +243,15 @@ func (s *scraper) encode() ([]byte, error) {
 }
 
 // connCap is a listener of at most max open connections, whose states
-// track records: when a connection comes at the bound, the oldest one
-// that is not in a request (new or idle) is closed for it, and without
-// one it is closed itself. Idle clients cannot hold every slot, and busy
-// ones are bounded by the server's timeouts.
+// track records: when a connection comes at the bound, the oldest idle
+// keep-alive one is closed for it; with none, the one new or in its
+// request longest, once that is longer than AdminBusyGrace (a client that
+// never reads its answers holds its request until the write timeout, one
+// that sends nothing its new connection until the header timeout); and
+// without one either, it is closed itself. Neither idle clients nor ones
+// that hold connections or requests open can keep every slot, and a new
+// connection has AdminBusyGrace to send its request before another may
+// take its slot.
 type connCap struct {
 	net.Listener
 	max int
@@ -253,11 +261,13 @@ type connCap struct {
 	seq   uint64
 }
 
-// capped is a connection's state: seq orders them by the time they last
-// became new or idle.
+// capped is a connection's state: idle between keep-alive requests, else
+// new or in a request; seq orders the connections by the time they last
+// changed state, since is when they did.
 type capped struct {
-	busy bool
-	seq  uint64
+	idle  bool
+	seq   uint64
+	since time.Time
 }
 
 func newConnCap(ln net.Listener, max int) *connCap {
@@ -274,21 +284,30 @@ func (l *connCap) Accept() (net.Conn, error) {
 		if l.admit(c) {
 			return c, nil
 		}
-		c.Close() // every slot is in a request
+		c.Close() // every slot is new or in a request since less than AdminBusyGrace
 	}
 }
 
-// admit gives c a slot, closing the oldest connection not in a request
-// when there is none free; it reports false when every one is.
+// admit gives c a slot, closing another connection when there is none
+// free (see connCap); it reports false when none may be closed.
 func (l *connCap) admit(c net.Conn) bool {
 	l.mu.Lock()
+	now := time.Now()
 	var victim net.Conn
 	if len(l.conns) >= l.max {
-		var oldest *capped
+		var idle, busy *capped
+		var idleConn, busyConn net.Conn
 		for conn, st := range l.conns {
-			if !st.busy && (oldest == nil || st.seq < oldest.seq) {
-				victim, oldest = conn, st
+			switch {
+			case st.idle && (idle == nil || st.seq < idle.seq):
+				idleConn, idle = conn, st
+			case !st.idle && now.Sub(st.since) > AdminBusyGrace && (busy == nil || st.seq < busy.seq):
+				busyConn, busy = conn, st
 			}
+		}
+		victim = idleConn
+		if victim == nil {
+			victim = busyConn
 		}
 		if victim == nil {
 			l.mu.Unlock()
@@ -297,7 +316,7 @@ func (l *connCap) admit(c net.Conn) bool {
 		delete(l.conns, victim)
 	}
 	l.seq++
-	l.conns[c] = &capped{seq: l.seq}
+	l.conns[c] = &capped{seq: l.seq, since: now}
 	l.mu.Unlock()
 	if victim != nil {
 		victim.Close()
@@ -314,10 +333,8 @@ func (l *connCap) track(c net.Conn, state http.ConnState) {
 	case state == http.StateClosed || state == http.StateHijacked:
 		delete(l.conns, c)
 	case !ok: // closed for another one already
-	case state == http.StateActive:
-		st.busy = true
-	case state == http.StateIdle:
+	case state == http.StateActive, state == http.StateIdle:
 		l.seq++
-		st.busy, st.seq = false, l.seq
+		st.idle, st.seq, st.since = state == http.StateIdle, l.seq, time.Now()
 	}
 }
