@@ -34,9 +34,11 @@ const (
 	adminReadTimeout       = 10 * time.Second
 	adminWriteTimeout      = 10 * time.Second
 	adminMaxHeaderBytes    = 8 << 10
-	// AdminBusyGrace is how long an admin connection may be new or in one
-	// request before a new connection at AdminMaxConns may close it.
+	// AdminBusyGrace is how long an admin connection may be in one
+	// request before a new connection at AdminMaxConns may close it;
+	// adminNewGrace how long a new one has to send its request.
 	AdminBusyGrace = time.Second
+	adminNewGrace  = 100 * time.Millisecond
 	// MinScrapeInterval is the least time between two gathers of the
 	// metrics: the scrapes that come meanwhile share the next gather, so
 	// that a flood of them costs the host at most one gather per interval.
@@ -244,14 +246,15 @@ func (s *scraper) encode() ([]byte, error) {
 
 // connCap is a listener of at most max open connections, whose states
 // track records: when a connection comes at the bound, the oldest idle
-// keep-alive one is closed for it; with none, the one new or in its
-// request longest, once that is longer than AdminBusyGrace (a client that
-// never reads its answers holds its request until the write timeout, one
-// that sends nothing its new connection until the header timeout); and
-// without one either, it is closed itself. Neither idle clients nor ones
-// that hold connections or requests open can keep every slot, and a new
-// connection has AdminBusyGrace to send its request before another may
-// take its slot.
+// keep-alive one is closed for it; with none, the oldest of those new
+// for longer than adminNewGrace (a client that sends nothing holds its
+// connection until the header timeout) or in a request for longer than
+// AdminBusyGrace (one that never reads its answers holds its request
+// until the write timeout); and without one either, it is closed itself.
+// Neither idle clients nor ones that hold connections or requests open
+// can keep every slot, while a new connection has adminNewGrace to send
+// its request and a request AdminBusyGrace to be answered before another
+// may take its slot.
 type connCap struct {
 	net.Listener
 	max int
@@ -261,13 +264,25 @@ type connCap struct {
 	seq   uint64
 }
 
-// capped is a connection's state: idle between keep-alive requests, else
-// new or in a request; seq orders the connections by the time they last
-// changed state, since is when they did.
+// capped is a connection's state (new, active: in a request, or idle
+// between keep-alive requests); seq orders the connections by the time
+// they last changed state, since is when they did.
 type capped struct {
-	idle  bool
+	state http.ConnState
 	seq   uint64
 	since time.Time
+}
+
+// evictable reports whether another connection may take st's slot at
+// now, and whether st is idle.
+func (st *capped) evictable(now time.Time) (ok, idle bool) {
+	switch st.state {
+	case http.StateIdle:
+		return true, true
+	case http.StateNew:
+		return now.Sub(st.since) > adminNewGrace, false
+	}
+	return now.Sub(st.since) > AdminBusyGrace, false
 }
 
 func newConnCap(ln net.Listener, max int) *connCap {
@@ -284,7 +299,7 @@ func (l *connCap) Accept() (net.Conn, error) {
 		if l.admit(c) {
 			return c, nil
 		}
-		c.Close() // every slot is new or in a request since less than AdminBusyGrace
+		c.Close() // every slot is within its grace
 	}
 }
 
@@ -298,10 +313,11 @@ func (l *connCap) admit(c net.Conn) bool {
 		var idle, busy *capped
 		var idleConn, busyConn net.Conn
 		for conn, st := range l.conns {
+			ok, isIdle := st.evictable(now)
 			switch {
-			case st.idle && (idle == nil || st.seq < idle.seq):
+			case isIdle && (idle == nil || st.seq < idle.seq):
 				idleConn, idle = conn, st
-			case !st.idle && now.Sub(st.since) > AdminBusyGrace && (busy == nil || st.seq < busy.seq):
+			case ok && !isIdle && (busy == nil || st.seq < busy.seq):
 				busyConn, busy = conn, st
 			}
 		}
@@ -316,7 +332,7 @@ func (l *connCap) admit(c net.Conn) bool {
 		delete(l.conns, victim)
 	}
 	l.seq++
-	l.conns[c] = &capped{seq: l.seq, since: now}
+	l.conns[c] = &capped{state: http.StateNew, seq: l.seq, since: now}
 	l.mu.Unlock()
 	if victim != nil {
 		victim.Close()
@@ -335,6 +351,6 @@ func (l *connCap) track(c net.Conn, state http.ConnState) {
 	case !ok: // closed for another one already
 	case state == http.StateActive, state == http.StateIdle:
 		l.seq++
-		st.idle, st.seq, st.since = state == http.StateIdle, l.seq, time.Now()
+		st.state, st.seq, st.since = state, l.seq, time.Now()
 	}
 }

@@ -211,6 +211,32 @@ func TestConnCapBusyTooLong(t *testing.T) {
 	}
 }
 
+// TestConnCapSilentConns: connections that send nothing hold their slots
+// for adminNewGrace only: a new client past it takes the oldest's slot
+// and is answered.
+func TestConnCapSilentConns(t *testing.T) {
+	addr, _ := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "done") }), 2)
+	var silent []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	time.Sleep(adminNewGrace + 100*time.Millisecond) // both silent for longer than the grace
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("a new client with every slot held by a silent connection: %v", err)
+	}
+	resp.Body.Close()
+	silent[0].SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := silent[0].Read(make([]byte, 64)); err == nil {
+		t.Errorf("the oldest silent connection was not closed for the new one (read %d bytes)", n)
+	}
+}
+
 // TestAdminWarnsWhenExposed: binding the admin listener on an address
 // other hosts reach logs a warning; loopback does not.
 func TestAdminWarnsWhenExposed(t *testing.T) {
