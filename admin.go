@@ -34,6 +34,11 @@ const (
 	adminReadTimeout       = 10 * time.Second
 	adminWriteTimeout      = 10 * time.Second
 	adminMaxHeaderBytes    = 8 << 10
+	// AdminBusyGrace is how long an admin connection may be in one
+	// request before a new connection at AdminMaxConns may close it;
+	// adminNewGrace how long a new one has to send its request.
+	AdminBusyGrace = time.Second
+	adminNewGrace  = 100 * time.Millisecond
 	// MinScrapeInterval is the least time between two gathers of the
 	// metrics: the scrapes that come meanwhile share the next gather, so
 	// that a flood of them costs the host at most one gather per interval.
@@ -243,10 +248,16 @@ func (s *scraper) encode() ([]byte, error) {
 }
 
 // connCap is a listener of at most max open connections, whose states
-// track records: when a connection comes at the bound, the oldest one
-// that is not in a request (new or idle) is closed for it, and without
-// one it is closed itself. Idle clients cannot hold every slot, and busy
-// ones are bounded by the server's timeouts.
+// track records: when a connection comes at the bound, the oldest idle
+// keep-alive one is closed for it; with none, the oldest of those new
+// for longer than adminNewGrace (a client that sends nothing holds its
+// connection until the header timeout) or in a request for longer than
+// AdminBusyGrace (one that never reads its answers holds its request
+// until the write timeout); and without one either, it is closed itself.
+// Neither idle clients nor ones that hold connections or requests open
+// can keep every slot, while a new connection has adminNewGrace to send
+// its request and a request AdminBusyGrace to be answered before another
+// may take its slot.
 type connCap struct {
 	net.Listener
 	max int
@@ -256,11 +267,25 @@ type connCap struct {
 	seq   uint64
 }
 
-// capped is a connection's state: seq orders them by the time they last
-// became new or idle.
+// capped is a connection's state (new, active: in a request, or idle
+// between keep-alive requests); seq orders the connections by the time
+// they last changed state, since is when they did.
 type capped struct {
-	busy bool
-	seq  uint64
+	state http.ConnState
+	seq   uint64
+	since time.Time
+}
+
+// evictable reports whether another connection may take st's slot at
+// now, and whether st is idle.
+func (st *capped) evictable(now time.Time) (ok, idle bool) {
+	switch st.state {
+	case http.StateIdle:
+		return true, true
+	case http.StateNew:
+		return now.Sub(st.since) > adminNewGrace, false
+	}
+	return now.Sub(st.since) > AdminBusyGrace, false
 }
 
 func newConnCap(ln net.Listener, max int) *connCap {
@@ -277,21 +302,31 @@ func (l *connCap) Accept() (net.Conn, error) {
 		if l.admit(c) {
 			return c, nil
 		}
-		c.Close() // every slot is in a request
+		c.Close() // every slot is within its grace
 	}
 }
 
-// admit gives c a slot, closing the oldest connection not in a request
-// when there is none free; it reports false when every one is.
+// admit gives c a slot, closing another connection when there is none
+// free (see connCap); it reports false when none may be closed.
 func (l *connCap) admit(c net.Conn) bool {
 	l.mu.Lock()
+	now := time.Now()
 	var victim net.Conn
 	if len(l.conns) >= l.max {
-		var oldest *capped
+		var idle, busy *capped
+		var idleConn, busyConn net.Conn
 		for conn, st := range l.conns {
-			if !st.busy && (oldest == nil || st.seq < oldest.seq) {
-				victim, oldest = conn, st
+			ok, isIdle := st.evictable(now)
+			switch {
+			case isIdle && (idle == nil || st.seq < idle.seq):
+				idleConn, idle = conn, st
+			case ok && !isIdle && (busy == nil || st.seq < busy.seq):
+				busyConn, busy = conn, st
 			}
+		}
+		victim = idleConn
+		if victim == nil {
+			victim = busyConn
 		}
 		if victim == nil {
 			l.mu.Unlock()
@@ -300,7 +335,7 @@ func (l *connCap) admit(c net.Conn) bool {
 		delete(l.conns, victim)
 	}
 	l.seq++
-	l.conns[c] = &capped{seq: l.seq}
+	l.conns[c] = &capped{state: http.StateNew, seq: l.seq, since: now}
 	l.mu.Unlock()
 	if victim != nil {
 		victim.Close()
@@ -317,10 +352,8 @@ func (l *connCap) track(c net.Conn, state http.ConnState) {
 	case state == http.StateClosed || state == http.StateHijacked:
 		delete(l.conns, c)
 	case !ok: // closed for another one already
-	case state == http.StateActive:
-		st.busy = true
-	case state == http.StateIdle:
+	case state == http.StateActive, state == http.StateIdle:
 		l.seq++
-		st.busy, st.seq = false, l.seq
+		st.state, st.seq, st.since = state, l.seq, time.Now()
 	}
 }

@@ -168,6 +168,75 @@ func TestConnCapAllBusy(t *testing.T) {
 	resp.Body.Close()
 }
 
+// TestConnCapBusyTooLong: clients that hold every slot in a request
+// (requests whose answers they never read, so that the writes block) do
+// not lock out a new client: past AdminBusyGrace, the connection in its
+// request longest is closed for the new one, which is answered.
+func TestConnCapBusyTooLong(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var inHandler sync.WaitGroup
+	inHandler.Add(2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			inHandler.Done()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "done")
+	})
+	addr, _ := serveTest(t, h, 2)
+	var busy []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+		busy = append(busy, c)
+	}
+	inHandler.Wait()
+	time.Sleep(AdminBusyGrace + 100*time.Millisecond) // both busy for longer than the grace
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("a new client with every slot in a request for over %v: %v", AdminBusyGrace, err)
+	}
+	resp.Body.Close()
+	busy[0].SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := busy[0].Read(make([]byte, 64)); err == nil {
+		t.Errorf("the connection in its request longest was not closed for the new one (read %d bytes)", n)
+	}
+}
+
+// TestConnCapSilentConns: connections that send nothing hold their slots
+// for adminNewGrace only: a new client past it takes the oldest's slot
+// and is answered.
+func TestConnCapSilentConns(t *testing.T) {
+	addr, _ := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "done") }), 2)
+	var silent []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	time.Sleep(adminNewGrace + 100*time.Millisecond) // both silent for longer than the grace
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("a new client with every slot held by a silent connection: %v", err)
+	}
+	resp.Body.Close()
+	silent[0].SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := silent[0].Read(make([]byte, 64)); err == nil {
+		t.Errorf("the oldest silent connection was not closed for the new one (read %d bytes)", n)
+	}
+}
+
 // TestAdminWarnsWhenExposed: binding the admin listener on an address
 // other hosts reach logs a warning; loopback does not.
 func TestAdminWarnsWhenExposed(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/wasiserve/wasiserve/hostharness/engine"
 	"github.com/wasiserve/wasiserve/hostharness/engine/wazy"
 	"github.com/wasiserve/wasiserve/internal/enginetest"
+	"github.com/wasiserve/wasiserve/internal/syncbuf"
 )
 
 // countingWriter counts the bytes written to it.
@@ -83,6 +84,48 @@ func TestDyingGuest(t *testing.T) {
 					t.Log(strings.TrimSpace(line))
 				}
 			}
+			r.stop(t)
+		})
+	}
+}
+
+// TestHealthyGuestLogsBanner: a healthy guest that logs a client's
+// words as they came ("\nfatal error: out of memory") and then writes
+// only a heartbeat to stderr, with no request coming, is not taken for a
+// dying runtime: its runtime still waits (poll_oneoff) between the lines,
+// which a failed Go runtime never does. Before, one such request had the
+// host stop the guest 3 s later, and without Restart serve exited 2.
+func TestHealthyGuestLogsBanner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: serves a guest on every engine")
+	}
+	for _, name := range enginetest.Engines().With(engine.HostListener) {
+		t.Run(name, func(t *testing.T) {
+			stderr := &syncbuf.Buffer{}
+			r := startServer(t, name, enginetest.Dying.Path(t), wasiserve.Options{
+				Env: []string{"DYINGGUEST_HEARTBEAT=200ms"}, Stderr: stderr})
+			r.get(t)
+			resp, err := http.Post(r.url+"/note", "text/plain", strings.NewReader("x\nfatal error: out of memory\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			// Wait for heartbeats spanning twice the liveness stop's stall
+			// (at 200 ms a line), with no request meanwhile.
+			beats := func() int { return strings.Count(stderr.String(), "heartbeat") }
+			after := beats()
+			want := after + int(2*engine.FatalStallTicks*engine.LivenessInterval/(200*time.Millisecond))
+			deadline := time.Now().Add(2 * time.Minute)
+			for beats() < want && !strings.Contains(r.log.String(), "stopping a dying guest") {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d heartbeats in 2m, want %d; log:\n%s", beats()-after, want-after, r.log.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if strings.Contains(r.log.String(), "stopping a dying guest") {
+				t.Fatalf("a healthy guest was stopped as dying; log:\n%s", r.log.String())
+			}
+			r.get(t)
 			r.stop(t)
 		})
 	}

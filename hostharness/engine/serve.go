@@ -239,11 +239,14 @@ func (inst *Instance) Stop() error {
 // fatalBanner: out of memory, say) prints every goroutine and exits; with
 // tens of thousands of goroutines that can take minutes during which it
 // serves nothing. The host stops such a guest once, since the banner,
-// none of its sockets has moved a byte or taken a connection and it has
-// written to stderr in each of FatalStallTicks LivenessIntervals in a
-// row. A healthy guest is never stopped: one whose sockets move after the
-// banner is alive for good (a failed Go runtime never serves again), and
-// one that prints the banner's words and then idles writes nothing more.
+// none of its sockets has moved a byte or taken a connection, it has
+// made no wait (poll_oneoff, which a failed runtime never calls: it only
+// prints) and it has written to stderr in each of FatalStallTicks
+// LivenessIntervals in a row. A healthy guest is never stopped: one whose
+// sockets move or that waits after the banner is alive for good (a failed
+// Go runtime never serves again), and one that prints the banner's words
+// (a client's, logged as they came) and then logs on a timer waits
+// between the lines.
 const (
 	LivenessInterval = time.Second
 	FatalStallTicks  = 3
@@ -258,8 +261,8 @@ type liveness struct {
 	stalls         int
 }
 
-// tick takes the instance's socket progress (accepted connections and
-// bytes moved, which only grow), the bytes it has written to stderr and
+// tick takes the instance's progress (accepted connections, bytes moved
+// and waits, which only grow), the bytes it has written to stderr and
 // whether its stderr had the banner, and reports whether it is dying.
 func (l *liveness) tick(progress, attempted uint64, banner bool) (dying bool) {
 	wrote := attempted != l.lastAttempted
@@ -305,7 +308,7 @@ func (inst *Instance) watch(log *slog.Logger, engineName string) {
 			continue // no socket counters: it cannot be judged
 		}
 		banner, seen := inst.output.fatal.banner()
-		if live.tick(st.AcceptedConns+st.BytesRead+st.BytesWritten, inst.output.attempted.Load(), seen) {
+		if live.tick(st.AcceptedConns+st.BytesRead+st.BytesWritten+st.Waits, inst.output.attempted.Load(), seen) {
 			stall := time.Duration(live.stalls) * LivenessInterval
 			log.Error("stopping a dying guest: its runtime failed and it has written only to stderr since, serving nothing",
 				"engine", engineName, "addr", inst.Addr, "banner", banner, "for", stall)

@@ -26,6 +26,10 @@ type Stats struct {
 	// MemoryBytes is the size of the guest's linear memory at its last
 	// socket call; 0 if unknown.
 	MemoryBytes uint64
+	// Waits counts the guest's poll_oneoff calls that the host answered:
+	// a Go runtime that still schedules makes them, one that failed and
+	// prints its goroutines does not (see LivenessInterval).
+	Waits uint64
 }
 
 // Add returns the sum of s and o, field by field.
@@ -42,5 +46,6 @@ func (s Stats) Add(o Stats) Stats {
 		ListensDenied: s.ListensDenied + o.ListensDenied,
 		LookupsDenied: s.LookupsDenied + o.LookupsDenied,
 		MemoryBytes:   s.MemoryBytes + o.MemoryBytes,
+		Waits:         s.Waits + o.Waits,
 	}
 }

@@ -24,6 +24,7 @@ func pollOneoff(t *Table, mem Memory, stack []uint64) (Errno, bool) {
 	if !t.answers(subs) {
 		return 0, false
 	}
+	t.counters.waits.Add(1)
 	outBuf, ok := mem.Read(out, nsubscriptions*eventSize)
 	if !ok {
 		return errnoFault, true

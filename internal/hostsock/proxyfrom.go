@@ -35,7 +35,8 @@ import (
 // the kernel's backlog.
 type ProxyFrom struct {
 	// Trusted are the prefixes of the trusted peers' addresses; an IPv4
-	// peer is also matched by its IPv4-mapped IPv6 form and the reverse.
+	// peer is also matched by its IPv4-mapped IPv6 form and the reverse,
+	// but not by a wider IPv6 prefix such as ::/0.
 	Trusted []netip.Prefix
 	// HeaderTimeout bounds the wait for a trusted peer's header, from the
 	// accept; 0 means DefaultProxyHeaderTimeout.
@@ -105,11 +106,18 @@ func (t *Table) TrustProxyFrom(p ProxyFrom) error {
 	return nil
 }
 
-// trusts reports whether a peer at addr is trusted.
+// trusts reports whether a peer at addr is trusted. An IPv4 peer (also
+// in its IPv4-mapped form) is matched by IPv4 prefixes and by prefixes
+// within the IPv4-mapped range (::ffff:0:0/96), never by an IPv6 prefix
+// that merely contains that range (::/0): trusting every IPv6 peer does
+// not trust every IPv4 one.
 func (p *ProxyFrom) trusts(addr netip.Addr) bool {
-	forms := [2]netip.Addr{addr.Unmap(), netip.AddrFrom16(addr.As16())}
+	addr = addr.Unmap()
 	for _, prefix := range p.Trusted {
-		if prefix.Contains(forms[0]) || prefix.Contains(forms[1]) {
+		if a := prefix.Addr(); a.Is4In6() && prefix.Bits() >= 96 {
+			prefix = netip.PrefixFrom(a.Unmap(), prefix.Bits()-96)
+		}
+		if prefix.Contains(addr) {
 			return true
 		}
 	}

@@ -137,6 +137,21 @@ func TestTrusts(t *testing.T) {
 			t.Errorf("trusts(%s) = %v, want %v", addr, got, want)
 		}
 	}
+	// An IPv6 prefix that merely contains the IPv4-mapped range (::/0,
+	// ::/64) trusts IPv6 peers only: "any IPv6 balancer" must not let
+	// every IPv4 client name its own address.
+	v6 := ProxyFrom{Trusted: []netip.Prefix{netip.MustParsePrefix("::/0"), netip.MustParsePrefix("::/64")}}
+	for addr, want := range map[string]bool{
+		"2001:db8::1":     true,
+		"::1":             true,
+		"127.0.0.1":       false,
+		"::ffff:10.1.2.3": false,
+		"203.0.113.7":     false,
+	} {
+		if got := v6.trusts(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("with ::/0 and ::/64: trusts(%s) = %v, want %v", addr, got, want)
+		}
+	}
 	if err := (ProxyFrom{Trusted: []netip.Prefix{{}}}).Check(); err == nil {
 		t.Error("Check accepted the zero Prefix")
 	}

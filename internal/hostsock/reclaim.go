@@ -11,8 +11,8 @@ import (
 // the guest is at its connection limit and clients wait in the
 // listener's accept queue, poll_oneoff (and a blocking read, awaitRead)
 // closes the connections that hold
-// a slot without using it, idle ones and slow senders, longest eligible
-// first, so that the waiting clients are admitted. A reclaimed
+// a slot without using it, idle ones, slow senders and ones whose answer
+// the client does not take (stalledWriteGrace), longest eligible first, so that the waiting clients are admitted. A reclaimed
 // connection is shut down both ways at once, which frees its slot; its
 // guest fd stays until the guest closes it, reads answering end of file,
 // so that the guest sees a client that went away.
@@ -21,6 +21,13 @@ import (
 // connections that could not be judged from their traffic alone: bytes
 // of the guest's still unacknowledged by the client.
 const reclaimRecheck = 100 * time.Millisecond
+
+// stalledWriteGrace is how long the guest may wait to write to a
+// connection without a byte going out (the client takes none of the
+// answer: it holds it back, or reads so slowly that no write fits) before
+// the connection is reclaimed as slow. A client that reads at all frees
+// room for the guest's next write within it.
+const stalledWriteGrace = 10 * time.Second
 
 // traffic is what the host has seen of one accepted connection, for
 // reclaiming.
@@ -63,6 +70,8 @@ type candidate struct {
 	e    *entry
 	at   time.Time
 	slow bool
+	// stalled: the guest waits to write to it (see stalledWriteGrace).
+	stalled bool
 }
 
 // SetReclaim sets when the table reclaims connections at its connection
@@ -212,6 +221,16 @@ func (t *Table) reclaimReaders(ln *entry, now time.Time) (probe bool, next time.
 	cands := t.reclaim.candidates[:0]
 	for _, e := range t.fds {
 		tr := &e.traffic
+		if e.kind == kindConn && e.opened == nil && !tr.reclaimed && tr.writeGen == gen {
+			if at := tr.last.Add(stalledWriteGrace); at.After(now) {
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+			} else {
+				cands = append(cands, candidate{e: e, at: at, slow: true, stalled: true})
+			}
+			continue
+		}
 		if e.kind != kindConn || e.opened != nil || tr.reclaimed || tr.readGen != gen || tr.writeGen == gen ||
 			tr.watching() || len(e.pending) > 0 {
 			continue
@@ -230,6 +249,11 @@ func (t *Table) reclaimReaders(ln *entry, now time.Time) (probe bool, next time.
 	for _, c := range cands {
 		if todo == 0 || t.reclaim.open >= t.maxConns {
 			break
+		}
+		if c.stalled {
+			t.reclaimConn(c.e, true)
+			todo--
+			continue
 		}
 		if unread(c.e.host) != 0 {
 			continue // the client's bytes wait for the guest: not idle

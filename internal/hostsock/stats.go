@@ -25,6 +25,7 @@ type counters struct {
 	reclaimedSlow          atomic.Uint64
 	dials, listens, lookup atomic.Uint64
 	memory                 atomic.Uint64
+	waits                  atomic.Uint64
 }
 
 // Stats returns the table's counters. It may be called from any goroutine,
@@ -44,6 +45,7 @@ func (t *Table) Stats() Stats {
 		ListensDenied: c.listens.Load(),
 		LookupsDenied: c.lookup.Load(),
 		MemoryBytes:   c.memory.Load(),
+		Waits:         c.waits.Load(),
 	}
 }
 

@@ -315,6 +315,51 @@ func TestInFlightNeverReclaimed(t *testing.T) {
 	}
 }
 
+// TestHeldBackAnswersReclaimed: clients that fill the limit with
+// requests whose answers they never take (the guest waits to write, and
+// no byte goes out) do not hold the slots for good: once the guest has
+// been unable to write for the host's stall grace (10 s), a waiting
+// client is answered. Before, a limit of 2 (or 4, with fd3's plain
+// http.Serve) stayed locked as long as the holders stayed connected.
+func TestHeldBackAnswersReclaimed(t *testing.T) {
+	const stallGrace = 10 * time.Second // hostsock's stalledWriteGrace
+	for _, name := range engines.With(engine.ConnLimit) {
+		t.Run(name, func(t *testing.T) {
+			inst := serve(t, newEngine(t, name), enginetest.Echo.Path(t), engine.Config{MaxConns: 2})
+			for range 2 {
+				c, err := net.Dial("tcp", inst.Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				holdInFlight(t, c) // never released: the answer is never read
+			}
+			if !waitFor(answerBound, func() bool { st, _ := inst.Stats(); return st.OpenConns == 2 }) {
+				t.Fatal("the two held-back requests are not both open")
+			}
+			c, err := net.Dial("tcp", inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			c.SetDeadline(start.Add(stallGrace + answerBound))
+			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nnormal")
+			got, err := readEchoBy(c, start.Add(stallGrace+answerBound))
+			if err != nil || got != "normal" {
+				st, _ := inst.Stats()
+				t.Fatalf("a client behind two held-back answers: %q, %v after %s (stats %+v)", got, err, time.Since(start).Round(time.Millisecond), st)
+			}
+			st, _ := inst.Stats()
+			t.Logf("%s: a client behind two held-back answers was answered after %s; %d reclaimed as slow",
+				name, time.Since(start).Round(time.Millisecond), st.ReclaimedSlow)
+			if st.ReclaimedSlow == 0 {
+				t.Errorf("answered with no connection reclaimed (stats %+v)", st)
+			}
+		})
+	}
+}
+
 // trickle sends body on c as every chunk bytes per gap, from a goroutine,
 // after headers for a POST of its length; the returned channel gets the
 // result of the writes.
@@ -336,7 +381,12 @@ func trickle(c net.Conn, body string, chunk int, gap time.Duration) <-chan error
 
 // readEcho reads the echo guest's answer on c.
 func readEcho(c net.Conn) (string, error) {
-	c.SetReadDeadline(time.Now().Add(answerBound))
+	return readEchoBy(c, time.Now().Add(answerBound))
+}
+
+// readEchoBy reads the echo guest's answer on c by deadline.
+func readEchoBy(c net.Conn, deadline time.Time) (string, error) {
+	c.SetReadDeadline(deadline)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		return "", err

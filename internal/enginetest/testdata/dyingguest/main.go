@@ -10,6 +10,11 @@
 //	GET /stuck            prints the runtime's fatal banner and then goroutine
 //	                      dumps forever, never yielding: it serves nothing
 //	                      more and never exits, as a runtime stuck printing
+//	POST /note            logs the body (up to 1 KiB) to stderr as it came,
+//	                      as a healthy server logs what clients send
+//
+// With DYINGGUEST_HEARTBEAT=D (a Go duration) it also logs a line to
+// stderr every D, as healthy servers log on a timer.
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/wasiserve/wasiserve/guest/wasisock"
 )
@@ -36,6 +42,13 @@ func main() {
 	for i := range parked {
 		go park(i, never)
 	}
+	if d, err := time.ParseDuration(os.Getenv("DYINGGUEST_HEARTBEAT")); err == nil && d > 0 {
+		go func() {
+			for range time.Tick(d) {
+				log.Print("heartbeat")
+			}
+		}()
+	}
 	ln, _, err := wasisock.Listen(wasisock.Config{Addr: "127.0.0.1:8080"})
 	if err != nil {
 		log.Fatal(err)
@@ -49,6 +62,11 @@ func main() {
 			os.Stderr.Write(line)
 		}
 		io.WriteString(w, "flooded")
+	})
+	mux.HandleFunc("POST /note", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+		log.Printf("note: %s", b)
+		io.WriteString(w, "noted")
 	})
 	mux.HandleFunc("GET /oom", func(w http.ResponseWriter, r *http.Request) {
 		for {
