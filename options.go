@@ -220,7 +220,10 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if o.ShutdownDelay < 0 {
 		return r, optionErr("ShutdownDelay", o.ShutdownDelay.String(), "want a duration of 0 or more")
 	}
-	if avail := availableMemory(); avail > 0 && uint64(max(o.Instances, 1))*instanceFootprint > avail {
+	// Read once: each reading is several files, and the checks and their
+	// messages must agree.
+	avail := availableMemory()
+	if avail > 0 && uint64(max(o.Instances, 1))*instanceFootprint > avail {
 		return r, optionErr("Instances", fmt.Sprint(o.Instances), "each instance takes about %d MiB and this machine has %d MiB available",
 			instanceFootprint>>20, avail>>20)
 	}
@@ -230,9 +233,9 @@ func (o Options) resolve(guest string) (resolved, error) {
 	if o.GuestOutputRate < NoOutputLimit {
 		return r, optionErr("GuestOutputRate", fmt.Sprint(o.GuestOutputRate), "want bytes per second, 0 for the default or NoOutputLimit")
 	}
-	if r.maxMemory = o.memoryBudget(); r.maxMemory < MinDefaultMemory && o.MaxMemory == 0 {
+	if r.maxMemory = o.memoryBudget(avail); r.maxMemory < MinDefaultMemory && o.MaxMemory == 0 {
 		return r, optionErr("Instances", fmt.Sprint(o.Instances), "%d instances do not fit in the %d MiB available: each would get a memory budget of %d MiB, less than %d MiB; use fewer instances, or set each one's budget (MaxMemory; serve's --max-memory)",
-			max(o.Instances, 1), availableMemory()>>20, r.maxMemory>>20, MinDefaultMemory>>20)
+			max(o.Instances, 1), avail>>20, r.maxMemory>>20, MinDefaultMemory>>20)
 	}
 	if o.MaxConns < NoConnLimit {
 		return r, optionErr("MaxConns", fmt.Sprint(o.MaxConns), "want 0 or more")
@@ -302,13 +305,13 @@ func checkGuest(guest string) error {
 	return nil
 }
 
-// memoryBudget is MaxMemory, or DefaultMaxMemory of the memory available
-// when it is 0.
-func (o Options) memoryBudget() uint64 {
+// memoryBudget is MaxMemory, or when it is 0 DefaultMaxMemory of avail,
+// the memory available (availableMemory).
+func (o Options) memoryBudget(avail uint64) uint64 {
 	if o.MaxMemory != 0 {
 		return o.MaxMemory
 	}
-	return DefaultMaxMemory(availableMemory(), o.Instances)
+	return DefaultMaxMemory(avail, o.Instances)
 }
 
 // listenSpec is Listen, or DefaultListen when it is the zero Spec.

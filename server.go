@@ -294,7 +294,7 @@ func Load(ctx context.Context, path string, opts Options) (engine.Engine, engine
 	if err := checkGuest(path); err != nil {
 		return nil, nil, err
 	}
-	opts.MaxMemory = opts.memoryBudget()
+	opts.MaxMemory = opts.memoryBudget(availableMemory())
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
