@@ -130,16 +130,7 @@ func TestConnCapAllBusy(t *testing.T) {
 		io.WriteString(w, "done")
 	})
 	addr, _ := serveTest(t, h, 2)
-	var busy []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
-		busy = append(busy, c)
-	}
+	busy := dialSending(t, addr, 2, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
 	inHandler.Wait()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -188,16 +179,7 @@ func TestConnCapBusyTooLong(t *testing.T) {
 		io.WriteString(w, "done")
 	})
 	addr, _ := serveTest(t, h, 2)
-	var busy []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
-		busy = append(busy, c)
-	}
+	busy := dialSending(t, addr, 2, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
 	inHandler.Wait()
 	time.Sleep(AdminBusyGrace + 100*time.Millisecond) // both busy for longer than the grace
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + addr + "/")
@@ -216,15 +198,7 @@ func TestConnCapBusyTooLong(t *testing.T) {
 // and is answered.
 func TestConnCapSilentConns(t *testing.T) {
 	addr, _ := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "done") }), 2)
-	var silent []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		silent = append(silent, c)
-	}
+	silent := dialSending(t, addr, 2, "")
 	time.Sleep(adminNewGrace + 100*time.Millisecond) // both silent for longer than the grace
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + addr + "/")
 	if err != nil {
@@ -264,4 +238,25 @@ func TestAdminWarnsWhenExposed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialSending opens n connections to addr, closed when the test ends, and
+// sends request (if any) on each.
+func dialSending(t *testing.T, addr string, n int, request string) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if request != "" {
+			if _, err := io.WriteString(c, request); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conns = append(conns, c)
+	}
+	return conns
 }
