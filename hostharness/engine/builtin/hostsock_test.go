@@ -174,15 +174,10 @@ func TestMaxConns(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			inst := serve(t, newEngine(t, name), enginetest.Echo.Path(t), engine.Config{MaxConns: 2, Reclaim: engine.Reclaim{Off: true}})
 			request := func(c net.Conn, body string) (string, error) {
-				c.SetDeadline(time.Now().Add(20 * time.Second))
+				deadline := time.Now().Add(20 * time.Second)
+				c.SetWriteDeadline(deadline)
 				fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-				if err != nil {
-					return "", err
-				}
-				defer resp.Body.Close()
-				got, err := io.ReadAll(resp.Body)
-				return string(got), err
+				return readEchoBy(c, deadline)
 			}
 			var held []net.Conn
 			for i := range 2 {
